@@ -1,0 +1,22 @@
+"""Dynamic int8 Linear quantization with torch.ao, per-tensor and per-channel, against fp32 eager."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.plugin import Bench
+
+pytestmark = pytest.mark.cpu
+
+TECHNIQUES = ["torch-dynamic-int8-per-tensor", "torch-dynamic-int8-per-channel"]
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+@pytest.mark.parametrize("model", ["minilm", "tiny-bert"])
+def test_dynamic_int8_pays_off_on_encoders(perfgate: Bench, model: str, technique: str) -> None:
+    perfgate.gate(model, technique, batch_size=1)
+
+
+@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
+def test_per_channel_int8_holds_on_decoders(perfgate: Bench, model: str) -> None:
+    perfgate.gate(model, "torch-dynamic-int8-per-channel", batch_size=1)

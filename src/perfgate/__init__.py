@@ -1,0 +1,52 @@
+"""perfgate: does an inference optimization pay off for this model, on this hardware? Measured A/B."""
+
+from __future__ import annotations
+
+from perfgate.comparison import ComparePolicy, Comparison, SpeedEstimate, Verdict, compare, estimate_speedup
+from perfgate.errors import (
+    ConfigError,
+    MissingLibraryError,
+    ModelNotFoundError,
+    PerfgateError,
+    ResultsFileError,
+    ThresholdsError,
+    UnknownModelError,
+    UnknownTechniqueError,
+)
+from perfgate.measurement import CaseResult, CaseSpec
+from perfgate.model import LoadedModel, ModelRegistry, ModelSource
+from perfgate.results import RunRecord
+from perfgate.technique import Requirement, Technique, Variant, register_technique
+from perfgate.thresholds import Thresholds, load_thresholds
+from perfgate.timing import Timer, TimerSettings
+
+__all__ = [
+    "CaseResult",
+    "CaseSpec",
+    "ComparePolicy",
+    "Comparison",
+    "ConfigError",
+    "LoadedModel",
+    "MissingLibraryError",
+    "ModelNotFoundError",
+    "ModelRegistry",
+    "ModelSource",
+    "PerfgateError",
+    "Requirement",
+    "ResultsFileError",
+    "RunRecord",
+    "SpeedEstimate",
+    "Technique",
+    "Thresholds",
+    "ThresholdsError",
+    "Timer",
+    "TimerSettings",
+    "UnknownModelError",
+    "UnknownTechniqueError",
+    "Variant",
+    "Verdict",
+    "compare",
+    "estimate_speedup",
+    "load_thresholds",
+    "register_technique",
+]

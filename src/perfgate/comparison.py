@@ -1,0 +1,206 @@
+"""Paired, interleaved A/B timing and the verdict drawn from it.
+
+Baseline (A) and candidate (B) run in ABBA rounds inside one process, so drift (thermal, other tenants,
+frequency) hits both arms alike. Each round gives two adjacent pairs; the speedup is
+``exp(median(log(A/B)))`` with a seeded percentile-bootstrap confidence interval. The run is
+sequential: after ``min_pairs`` it looks again each time the pair count doubles (few looks keep the
+error rate near nominal) and stops when the interval decides, or when the time budget is spent.
+
+    PASS          the interval's lower end clears the bound
+    FAIL          the whole interval lies below the bound
+    INCONCLUSIVE  the budget ran out first
+    UNGATED       no bound for this hardware class: measured and recorded only
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perfgate.timing import Timer
+
+__all__ = [
+    "ComparePolicy",
+    "Comparison",
+    "LatencyStats",
+    "SpeedEstimate",
+    "Verdict",
+    "compare",
+    "decide",
+    "estimate_speedup",
+]
+
+
+class Verdict(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    UNGATED = "ungated"
+
+
+@dataclass(frozen=True)
+class ComparePolicy:
+    min_pairs: int = 10
+    max_pairs: int = 640
+    budget_seconds: float = 20.0
+    confidence: float = 0.95
+    resamples: int = 2000
+    seed: int = 0
+    noisy_spread: float = 0.20  # IQR of the pair log-ratios; 0.2 is about ±10% pair to pair
+    ungated_halfwidth: float = 0.03  # with no bound, stop once the interval is within about ±3%
+
+
+@dataclass(frozen=True)
+class SpeedEstimate:
+    speedup: float
+    ci_low: float
+    ci_high: float
+    pairs: int
+    spread: float  # IQR of per-pair log ratios
+    noisy: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("speedup", "ci_low", "ci_high", "pairs", "spread", "noisy")}
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> LatencyStats:
+        p50, p90, p99 = np.percentile(seconds, [50, 90, 99])
+        return cls(float(p50), float(p90), float(p99), float(np.mean(seconds)))
+
+
+def estimate_speedup(
+    baseline: list[float], candidate: list[float], policy: ComparePolicy = ComparePolicy()
+) -> SpeedEstimate:
+    """Speedup of candidate over baseline from paired per-call times (>1 means candidate is faster)."""
+    if len(baseline) != len(candidate) or len(baseline) < 2:
+        raise ValueError(f"need at least two pairs of equal length, got {len(baseline)} and {len(candidate)}")
+    log_ratios = np.log(np.asarray(baseline)) - np.log(np.asarray(candidate))
+    rng = np.random.default_rng(policy.seed)
+    draws = rng.integers(0, len(log_ratios), size=(policy.resamples, len(log_ratios)))
+    medians = np.median(log_ratios[draws], axis=1)
+    tail = (1 - policy.confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    q1, q3 = np.percentile(log_ratios, [25, 75])
+    spread = float(q3 - q1)
+    return SpeedEstimate(
+        speedup=math.exp(float(np.median(log_ratios))),
+        ci_low=math.exp(float(low)),
+        ci_high=math.exp(float(high)),
+        pairs=len(log_ratios),
+        spread=spread,
+        noisy=spread > policy.noisy_spread,
+    )
+
+
+def decide(estimate: SpeedEstimate, bound: float | None) -> Verdict | None:
+    """The verdict the interval supports now, or None while it straddles the bound."""
+    if bound is None:
+        return Verdict.UNGATED
+    if estimate.ci_low >= bound:
+        return Verdict.PASS
+    if estimate.ci_high < bound:
+        return Verdict.FAIL
+    return None
+
+
+@dataclass
+class Comparison:
+    baseline_seconds: list[float] = field(default_factory=list)
+    candidate_seconds: list[float] = field(default_factory=list)
+    calls_per_block: int = 1
+    warmup_calls: dict[str, int] = field(default_factory=dict)
+    warmup_stable: dict[str, bool] = field(default_factory=dict)
+    estimate: SpeedEstimate | None = None
+    verdict: Verdict = Verdict.INCONCLUSIVE
+    bound: float | None = None
+    stop_reason: str = ""
+    elapsed_seconds: float = 0.0
+
+    def latency(self, arm: str) -> LatencyStats:
+        return LatencyStats.of(self.baseline_seconds if arm == "baseline" else self.candidate_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": {
+                "unit": "seconds per call",
+                "calls_per_block": self.calls_per_block,
+                "order": "ABBA rounds; pair i is (baseline[i], candidate[i])",
+                "baseline": self.baseline_seconds,
+                "candidate": self.candidate_seconds,
+            },
+            "warmup": {"calls": self.warmup_calls, "stable": self.warmup_stable},
+            "estimate": self.estimate.to_dict() if self.estimate else None,
+            "latency": {arm: vars(self.latency(arm)) for arm in ("baseline", "candidate")}
+            if self.baseline_seconds
+            else None,
+            "bound": self.bound,
+            "verdict": self.verdict.value,
+            "stop_reason": self.stop_reason,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+
+
+def compare(
+    baseline: Callable[[], object],
+    candidate: Callable[[], object],
+    timer: Timer,
+    bound: float | None,
+    policy: ComparePolicy = ComparePolicy(),
+) -> Comparison:
+    """Time both arms in ABBA rounds until the verdict is decided or the budget is spent."""
+    clock = timer.clock
+    start = clock()
+    result = Comparison(bound=bound)
+    per_call = {}
+    for arm, work in (("baseline", baseline), ("candidate", candidate)):
+        warm = timer.warm_up(work)
+        result.warmup_calls[arm], result.warmup_stable[arm] = warm.calls, warm.stable
+        per_call[arm] = warm.per_call_seconds
+    # One block size for both arms keeps the pairs comparable; size it by the faster arm.
+    calls = result.calls_per_block = timer.calls_per_block(min(per_call.values()))
+    next_look = policy.min_pairs
+    a, b = result.baseline_seconds, result.candidate_seconds
+    while True:
+        a.append(timer.time_block(baseline, calls))
+        b.append(timer.time_block(candidate, calls))
+        b.append(timer.time_block(candidate, calls))
+        a.append(timer.time_block(baseline, calls))
+        out_of_time = clock() - start >= policy.budget_seconds
+        at_cap = len(a) >= policy.max_pairs
+        if len(a) < next_look and not (out_of_time and len(a) >= 2) and not at_cap:
+            continue
+        next_look = 2 * len(a)
+        result.estimate = estimate_speedup(a, b, policy)
+        verdict = decide(result.estimate, bound)
+        if verdict is Verdict.UNGATED:
+            halfwidth = math.log(result.estimate.ci_high / result.estimate.ci_low) / 2
+            if halfwidth <= policy.ungated_halfwidth:
+                verdict, result.stop_reason = Verdict.UNGATED, "interval narrow enough"
+            elif out_of_time or at_cap:
+                result.stop_reason = "budget spent"
+            else:
+                continue
+            result.verdict = Verdict.UNGATED
+            break
+        if verdict is not None:
+            result.verdict, result.stop_reason = verdict, "decided"
+            break
+        if out_of_time or at_cap:
+            result.verdict = Verdict.INCONCLUSIVE
+            result.stop_reason = "time budget spent" if out_of_time else "pair cap reached"
+            break
+    result.elapsed_seconds = clock() - start
+    return result

@@ -1,0 +1,78 @@
+"""Every error perfgate raises on purpose.
+
+    PerfgateError
+    ├── ConfigError (ValueError)          bad user input: options, pyproject, thresholds
+    │   ├── ThresholdsError               a malformed thresholds file (file, key, value)
+    │   ├── UnknownTechniqueError (LookupError)
+    │   └── UnknownModelError (LookupError)
+    ├── ModelNotFoundError (FileNotFoundError)   a model directory that does not exist
+    ├── ResultsFileError (ValueError)     an unreadable or corrupt results file
+    └── MissingLibraryError (ImportError) an optional library a technique needs
+
+Messages show ``name=value!r`` and say how to fix the problem.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "MissingLibraryError",
+    "ModelNotFoundError",
+    "PerfgateError",
+    "ResultsFileError",
+    "ThresholdsError",
+    "UnknownModelError",
+    "UnknownTechniqueError",
+]
+
+
+class PerfgateError(Exception):
+    """Root of perfgate's own errors."""
+
+
+class ConfigError(PerfgateError, ValueError):
+    """A configuration value is invalid; the message names where it came from."""
+
+
+class ThresholdsError(ConfigError):
+    """A thresholds file cannot be used."""
+
+    def __init__(self, path: object, key: str, value: object, fix: str) -> None:
+        self.path, self.key, self.value = path, key, value
+        super().__init__(f"thresholds file {str(path)!r}: {key}={value!r}: {fix}")
+
+
+class UnknownTechniqueError(ConfigError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown technique name={name!r}; known techniques: {', '.join(sorted(known))}")
+
+
+class UnknownModelError(ConfigError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"unknown model name={name!r}; known models: {', '.join(sorted(known))}. "
+            "Declare it under [tool.perfgate.models] in pyproject.toml or with --perfgate-model NAME=PATH"
+        )
+
+
+class ModelNotFoundError(PerfgateError, FileNotFoundError):
+    def __init__(self, name: str, path: object, origin: str) -> None:
+        self.path = path
+        super().__init__(
+            f"model {name!r}: path={str(path)!r} (from {origin}) is not a directory with a config.json; "
+            "point it at a directory written by save_pretrained()"
+        )
+
+
+class ResultsFileError(PerfgateError, ValueError):
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        super().__init__(f"results file {str(path)!r}: {problem}; delete it or rerun the suite to rewrite it")
+
+
+class MissingLibraryError(PerfgateError, ImportError):
+    def __init__(self, module: str, fix: str) -> None:
+        self.module = module
+        super().__init__(f"optional library module={module!r} is not installed: {fix}")

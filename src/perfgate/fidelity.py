@@ -1,0 +1,106 @@
+"""How close a technique's outputs stay to the fp32 eager reference on the same inputs.
+
+Output metrics (cosine, max abs error, top-1 agreement, SQNR) compare primary outputs row by row. The
+task metric (paraphrase retrieval accuracy, classification accuracy) runs on a labelled set and is
+judged relative to fp32, as MLPerf states its targets ("at least 99% of fp32").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from perfgate.errors import ConfigError
+
+__all__ = ["Fidelity", "LabelledSet", "compare_outputs", "load_labelled_set", "task_score"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    cosine_min: float
+    cosine_mean: float
+    max_abs_error: float
+    top1_agreement: float | None  # only for logits: an embedding's largest dimension means nothing
+    sqnr_db: float
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_outputs(reference: npt.ArrayLike, candidate: npt.ArrayLike, logits: bool = True) -> Fidelity:
+    """Row-wise agreement of two ``[rows, features]`` outputs; top-1 agreement when they are logits."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
+    ref, cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    cosine = np.sum(ref * cand, axis=1) / np.maximum(norms, 1e-30)
+    noise = float(np.sum((ref - cand) ** 2))
+    signal = float(np.sum(ref**2))
+    sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-300) / noise)
+    return Fidelity(
+        cosine_min=float(cosine.min()),
+        cosine_mean=float(cosine.mean()),
+        max_abs_error=float(np.max(np.abs(ref - cand))),
+        top1_agreement=float(np.mean(ref.argmax(axis=1) == cand.argmax(axis=1))) if logits else None,
+        sqnr_db=sqnr,
+        rows=len(ref),
+    )
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """``retrieval``: queries and their positives; ``classification``: texts and integer labels."""
+
+    kind: str
+    texts: tuple[str, ...]
+    targets: tuple[str, ...] = ()
+    labels: tuple[int, ...] = ()
+    source: str = ""
+
+
+def load_labelled_set(path: Path) -> LabelledSet:
+    """JSON lines of ``{"query", "positive"}`` (retrieval) or ``{"text", "label"}`` (classification)."""
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"eval file {str(path)!r} cannot be read as JSON lines: {error}") from error
+    if rows and all({"query", "positive"} <= row.keys() for row in rows):
+        return LabelledSet(
+            "retrieval", tuple(r["query"] for r in rows), targets=tuple(r["positive"] for r in rows), source=str(path)
+        )
+    if rows and all({"text", "label"} <= row.keys() for row in rows):
+        return LabelledSet(
+            "classification", tuple(r["text"] for r in rows), labels=tuple(int(r["label"]) for r in rows), source=str(path)
+        )
+    raise ConfigError(
+        f"eval file {str(path)!r}: every line must hold either query/positive or text/label keys; "
+        f"first line has {sorted(rows[0]) if rows else 'nothing'}"
+    )
+
+
+def task_score(labelled: LabelledSet, embed: Callable[[Sequence[str]], FloatArray]) -> float:
+    """Retrieval: top-1 accuracy of finding each query's positive among all positives by cosine.
+    Classification: accuracy of argmax logits."""
+    if labelled.kind == "retrieval":
+        queries, targets = _unit_rows(embed(labelled.texts)), _unit_rows(embed(labelled.targets))
+        best = (queries @ targets.T).argmax(axis=1)
+        return float(np.mean(best == np.arange(len(queries))))
+    logits = embed(labelled.texts)
+    return float(np.mean(logits.argmax(axis=1) == np.asarray(labelled.labels)))
+
+
+def _unit_rows(rows: FloatArray) -> FloatArray:
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-30)

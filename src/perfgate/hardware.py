@@ -1,0 +1,189 @@
+"""What machine a measurement ran on: CPU flags, GPUs, library versions, and the hardware class.
+
+The hardware class (``cpu-avx2``, ``cpu-avx512-vnni``, ``gpu-sm90``...) keys the thresholds: a result is
+only judged against numbers measured on the same class. Nothing here runs at import time; the plugin
+detects once per session and caches.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CpuInfo", "GpuInfo", "Hardware", "cpu_class", "detect", "gpu_class", "parse_cpuinfo"]
+
+TRACKED_LIBRARIES = (
+    "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu",
+    "bitsandbytes", "accelerate", "numpy", "perfgate",
+)  # fmt: skip
+
+# Flags that change which kernels the libraries can use, in the order they raise the class.
+INTERESTING_FLAGS = (
+    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    flags: frozenset[str]
+    logical_cores: int
+    machine: str = "x86_64"
+
+    @property
+    def bf16_native(self) -> bool:
+        return bool({"avx512_bf16", "amx_bf16"} & self.flags)
+
+    @property
+    def fp16_native(self) -> bool:
+        return bool({"avx512_fp16", "amx_fp16"} & self.flags)
+
+    @property
+    def int8_dot_product(self) -> bool:
+        return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & self.flags)
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    compute_capability: tuple[int, int]
+    total_memory_bytes: int
+    driver: str = ""
+    cuda: str = ""
+
+
+def parse_cpuinfo(text: str, machine: str = "x86_64") -> CpuInfo:
+    """Read ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features``)."""
+    model, flags, cores = "unknown", frozenset[str](), 0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "processor":
+            cores += 1
+        elif key in ("model name", "CPU part") and model == "unknown":
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return CpuInfo(model=model, flags=flags, logical_cores=max(cores, 1), machine=machine)
+
+
+def cpu_class(cpu: CpuInfo) -> str:
+    """Name the CPU by the widest int8/bf16/vector kernels it can run."""
+    f = cpu.flags
+    if cpu.machine in ("aarch64", "arm64"):
+        return "cpu-arm64-sve" if "sve" in f else "cpu-arm64"
+    if "amx_tile" in f:
+        return "cpu-amx"
+    if "avx512f" in f:
+        if "avx512_bf16" in f:
+            return "cpu-avx512-bf16"
+        return "cpu-avx512-vnni" if "avx512_vnni" in f else "cpu-avx512"
+    if "avx2" in f:
+        return "cpu-avx2-vnni" if "avx_vnni" in f else "cpu-avx2"
+    return "cpu-generic"
+
+
+def gpu_class(gpu: GpuInfo) -> str:
+    major, minor = gpu.compute_capability
+    return f"gpu-sm{major}{minor}"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cpu: CpuInfo
+    gpus: tuple[GpuInfo, ...] = ()
+    libraries: Mapping[str, str] = field(default_factory=dict)
+    class_override: str | None = None
+
+    @property
+    def has_cuda(self) -> bool:
+        return bool(self.gpus)
+
+    def hardware_class(self, device: str = "cpu") -> str:
+        """The class of the device a case runs on; ``cuda`` means the first GPU."""
+        if self.class_override:
+            return self.class_override
+        if device.startswith("cuda"):
+            if not self.gpus:
+                return "gpu-none"
+            index = int(device.partition(":")[2] or 0)
+            return gpu_class(self.gpus[index])
+        return cpu_class(self.cpu)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "hardware_class": {"cpu": self.hardware_class("cpu"), "cuda": self.hardware_class("cuda")},
+            "cpu": {
+                "model": self.cpu.model,
+                "machine": self.cpu.machine,
+                "logical_cores": self.cpu.logical_cores,
+                "flags": sorted(self.cpu.flags & set(INTERESTING_FLAGS)),
+            },
+            "gpus": [asdict(gpu) for gpu in self.gpus],
+            "python": platform.python_version(),
+            "libraries": dict(self.libraries),
+        }
+
+    def describe(self) -> str:
+        gpus = ", ".join(f"{g.name} ({gpu_class(g)})" for g in self.gpus) or "none"
+        return f"cpu {self.hardware_class('cpu')} ({self.cpu.logical_cores} logical cores), cuda: {gpus}"
+
+
+def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _detect_gpus() -> tuple[GpuInfo, ...]:
+    try:
+        import torch
+    except ImportError:
+        return ()
+    if not torch.cuda.is_available():
+        return ()
+    driver = _nvml_driver_version()
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        gpus.append(
+            GpuInfo(
+                name=props.name,
+                compute_capability=(props.major, props.minor),
+                total_memory_bytes=props.total_memory,
+                driver=driver,
+                cuda=str(torch.version.cuda or ""),
+            )
+        )
+    return tuple(gpus)
+
+
+def _nvml_driver_version() -> str:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return str(pynvml.nvmlSystemGetDriverVersion())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # NVML missing or no driver: the version is informative only
+        return ""
+
+
+def detect(cpuinfo_path: Path = Path("/proc/cpuinfo"), class_override: str | None = None) -> Hardware:
+    machine = platform.machine()
+    try:
+        cpu = parse_cpuinfo(cpuinfo_path.read_text(), machine=machine)
+    except OSError:
+        cpu = CpuInfo(model=platform.processor() or "unknown", flags=frozenset(), logical_cores=1, machine=machine)
+    return Hardware(cpu=cpu, gpus=_detect_gpus(), libraries=library_versions(), class_override=class_override)

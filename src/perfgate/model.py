@@ -1,0 +1,206 @@
+"""Models under test: where they come from, how they load, and what output is compared.
+
+A ``ModelSource`` says where a model lives (a local directory, a hub id, or a seeded builder that writes
+one into the cache) and its task. ``load`` gives a ``LoadedModel``: the fp32 eager module, its
+tokenizer, and the task's *primary output* (pooled embedding, class logits, next-token logits) that
+every technique is compared on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.errors import ConfigError, ModelNotFoundError, UnknownModelError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TASKS", "LoadedModel", "ModelRegistry", "ModelSource", "load_model"]
+
+# task -> transformers auto class that loads it
+TASKS: Mapping[str, str] = {
+    "feature-extraction": "AutoModel",
+    "text-classification": "AutoModelForSequenceClassification",
+    "text-generation": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+}
+
+Builder = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    task: str
+    path: Path | None = None
+    hub_id: str | None = None
+    build: Builder | None = field(default=None, compare=False)
+    build_key: str = ""  # bump when the builder changes: it names the cache entry
+    eval_file: Path | None = None
+    origin: str = "built-in"
+    tags: frozenset[str] = frozenset({"default"})
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(
+                f"model {self.name!r} (from {self.origin}): task={self.task!r} is not one of {', '.join(TASKS)}"
+            )
+        if sum(x is not None for x in (self.path, self.hub_id, self.build)) != 1:
+            raise ConfigError(f"model {self.name!r} (from {self.origin}): give exactly one of path, hub_id, build")
+
+    def resolve(self, cache_dir: Path) -> Path | str:
+        """A local directory (built into the cache on first use) or a hub id."""
+        if self.hub_id is not None:
+            return self.hub_id
+        if self.path is not None:
+            if not (self.path / "config.json").is_file():
+                raise ModelNotFoundError(self.name, self.path, self.origin)
+            return self.path
+        assert self.build is not None
+        target = cache_dir / f"{self.name}-{self.build_key or 'v1'}"
+        if not (target / "config.json").is_file():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=cache_dir))
+            try:
+                self.build(staging)
+                os.replace(staging, target)  # atomic: a crash never leaves a half-built model
+            except OSError:
+                if not (target / "config.json").is_file():  # not a lost race with another builder
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self._sources: dict[str, ModelSource] = {}
+
+    def add(self, source: ModelSource) -> None:
+        self._sources[source.name] = source
+
+    def get(self, name: str) -> ModelSource:
+        try:
+            return self._sources[name]
+        except KeyError:
+            raise UnknownModelError(name, list(self._sources)) from None
+
+    def names(self, tag: str | None = None, tasks: Sequence[str] | None = None) -> list[str]:
+        return [
+            s.name
+            for s in self._sources.values()
+            if (tag is None or tag in s.tags) and (tasks is None or s.task in tasks)
+        ]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sources
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    task: str
+    location: Path | str
+    module: Any  # a transformers PreTrainedModel in fp32 eval mode
+    tokenizer: Any
+    device: str = "cpu"
+
+    def inputs(self, texts: Sequence[str], seq_len: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenized inputs for a batch: padded to the longest text, or to exactly ``seq_len`` tokens."""
+        padding: dict[str, Any] = (
+            {"padding": "max_length", "max_length": seq_len, "truncation": True}
+            if seq_len
+            else {"padding": "longest", "truncation": True, "max_length": 512}
+        )
+        encoded = dict(self.tokenizer(list(texts), return_tensors="pt", **padding))
+        if "token_type_ids" in encoded and "token_type_ids" not in self.forward_arguments():
+            del encoded["token_type_ids"]  # GPT-2 style models take none
+        if self.task == "text2text-generation":
+            import torch
+
+            start = self.module.config.decoder_start_token_id
+            encoded["decoder_input_ids"] = torch.full((len(texts), 1), start, dtype=torch.long)
+        return {k: v.to(self.device) for k, v in encoded.items()}
+
+    def forward_arguments(self) -> set[str]:
+        import inspect
+
+        return set(inspect.signature(self.module.forward).parameters)
+
+    def primary_output(self, output: Any, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return primary_output(self.task, output, inputs)
+
+    def run(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode():
+            return self.primary_output(self.module(**inputs), inputs)
+
+    def parameter_bytes(self) -> int:
+        return module_bytes(self.module)
+
+
+def primary_output(task: str, output: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The tensor techniques are compared on, one row per input text."""
+    import torch
+
+    first = output[0] if isinstance(output, (tuple, list)) else None
+    if task == "feature-extraction":  # mean pooling over real tokens, as sentence-transformers does
+        hidden = torch.as_tensor(first if first is not None else output.last_hidden_state)
+        mask = torch.as_tensor(inputs["attention_mask"]).unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    logits = torch.as_tensor(first if first is not None else output.logits)
+    if task == "text-classification":
+        return logits
+    if task == "text-generation":  # next-token logits after each text's last real token (right padding)
+        last = torch.as_tensor(inputs["attention_mask"]).sum(1) - 1
+        return logits[torch.arange(logits.shape[0]), last.to(logits.device)]
+    return logits[:, -1]  # text2text: the first decoder step
+
+
+def module_bytes(module: Any) -> int:
+    """Bytes of parameters and buffers, packed int8 weights included."""
+    total = sum(t.numel() * t.element_size() for t in module.parameters())
+    total += sum(t.numel() * t.element_size() for t in module.buffers())
+    for sub in module.modules():  # quantized Linear keeps its weight in packed params, not parameters()
+        packed = getattr(sub, "_packed_params", None)
+        if packed is not None and hasattr(packed, "_weight_bias"):
+            weight, bias = packed._weight_bias()
+            total += weight.numel() * weight.element_size()
+            total += 0 if bias is None else bias.numel() * bias.element_size()
+    return int(total)
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def load_model(name: str, task: str, location: Path | str, device: str = "cpu") -> LoadedModel:
+    """Load fp32 weights with safetensors only: a pickle from an untrusted path is never executed."""
+    import transformers
+
+    auto = getattr(transformers, TASKS[task])
+    module = auto.from_pretrained(location, use_safetensors=True, dtype="float32")
+    module.eval().to(device)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(location)
+    if tokenizer.pad_token is None:  # decoder tokenizers often ship without one
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return LoadedModel(name=name, task=task, location=location, module=module, tokenizer=tokenizer, device=device)
+
+
+def content_digest(path: Path) -> str:
+    """Hash of a model directory's files, to key caches of artifacts derived from it."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(str(file.stat().st_size).encode())
+        digest.update(str(file.stat().st_mtime_ns).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,171 @@
+"""The pytest plugin: options, markers, the ``perfgate`` fixture, and the end-of-run report.
+
+Hooks and fixtures only; the work lives in ``session.PerfgateSession``. Nothing heavy is imported here
+at plugin load: torch and friends load when the first case runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from perfgate import hookspecs
+from perfgate.calibration import calibrate
+from perfgate.config import add_options, read_settings, user_models
+from perfgate.errors import PerfgateError
+from perfgate.measurement import BASELINE, CaseResult, CaseSpec
+from perfgate.memory import Outcome
+from perfgate.model import ModelRegistry
+from perfgate.report import text_table
+from perfgate.session import PerfgateSession, Unavailable
+from perfgate.timing import Timer, cuda_synchronizer, torch_threads
+
+__all__ = ["MARKERS", "Bench", "InconclusiveWarning", "session_key"]
+
+session_key = pytest.StashKey[PerfgateSession]()
+
+MARKERS = {
+    "gpu": "gpu: needs a CUDA device; skipped elsewhere with the reason",
+    "cpu": "cpu: measures on the CPU; select with -m cpu",
+    "slow": "slow: takes minutes (large models, sweeps); deselect with -m 'not slow'",
+    "requires": "requires(*modules): needs these optional libraries; skipped with the install hint when missing",
+}
+NO_CUDA_REASON = "no CUDA device: torch.cuda.is_available() is False on this machine"
+
+
+class InconclusiveWarning(UserWarning):
+    """A speed verdict the time budget could not decide; recorded, not failed."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS.values():
+        config.addinivalue_line("markers", line)
+    try:
+        settings = read_settings(config)
+        registry = ModelRegistry()
+        config.hook.pytest_perfgate_register_models(registry=registry, config=config)
+        for source in user_models(config):
+            registry.add(source)
+    except PerfgateError as error:
+        raise pytest.UsageError(f"perfgate: {error}") from None
+    session = config.stash[session_key] = PerfgateSession(config, settings, registry)
+    config.pluginmanager.register(SessionReporter(session), "perfgate-session-reporter")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash[session_key]
+    return [
+        f"perfgate: hardware {session.hardware.describe()}",
+        f"perfgate: {session.settings.describe()}, thresholds "
+        + (", ".join(str(p) for p in session.settings.thresholds) or "none"),
+    ]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None and not item.config.stash[session_key].hardware.has_cuda:
+        pytest.skip(NO_CUDA_REASON)
+    for marker in item.iter_markers("requires"):
+        for module in marker.args:
+            if _missing(module):
+                hint = marker.kwargs.get("fix", f"pip install {module.split('.')[0]}")
+                pytest.skip(f"optional library {module} is not installed ({hint})")
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
+class SessionReporter:
+    """Registered as a plugin at configure time: collects skip reasons and prints the summary."""
+
+    def __init__(self, session: PerfgateSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped and isinstance(report.longrepr, tuple):
+            self.session.skipped.append((report.nodeid, str(report.longrepr[2]).removeprefix("Skipped: ")))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        session = self.session
+        summary = session.write_summary()
+        if session.record is None:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section("perfgate summary")
+        if session.record.cases:
+            write(text_table(session.record.cases))
+        for key, entry in (session.record.calibration or {}).items():
+            write(f"calibration {key}: {entry['summary']}")
+        for nodeid, reason in session.skipped:
+            write(f"skipped {nodeid}: {reason}")
+        write(f"results: {session.results_path}  summary: {summary}")
+
+
+class Bench:
+    """The ``perfgate`` fixture: measure a technique against fp32 eager and gate it on thresholds."""
+
+    def __init__(self, session: PerfgateSession, request: pytest.FixtureRequest) -> None:
+        self.session = session
+        self.nodeid = request.node.nodeid
+
+    def measure(self, model: str, technique: str, **spec: Any) -> CaseResult:
+        """Measure and record one case; skips the test when it cannot run here."""
+        case = CaseSpec(model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec)
+        try:
+            return self.session.run(case, self.nodeid)
+        except Unavailable as reason:
+            pytest.skip(str(reason))
+
+    def gate(self, model: str, technique: str, **spec: Any) -> CaseResult:
+        """Measure, then fail the test on a failed threshold or an outcome that is not a result."""
+        result = self.measure(model, technique, **spec)
+        self.enforce(result)
+        return result
+
+    @staticmethod
+    def enforce(result: CaseResult) -> None:
+        if result.outcome != Outcome.MEASURED:
+            pytest.fail(f"{result.context}: outcome {result.outcome}: {result.detail}", pytrace=False)
+        failures = result.failures()
+        if failures:
+            pytest.fail("\n".join(check.message for check in failures), pytrace=False)
+        if result.verdict == "inconclusive":
+            undecided = [c.message for c in result.checks if c.verdict == "inconclusive"]
+            warnings.warn(InconclusiveWarning("; ".join(undecided)), stacklevel=2)
+
+    def calibrate(self, model: str, device: str = "cpu", batch_size: int = 1, fractions: Sequence[float] = (0.05, 0.10, 0.20)) -> dict[str, Any]:
+        """A/A and planted slowdowns of fp32 eager on ``model``; stored under the run's calibration."""
+        spec = CaseSpec(model=model, technique=BASELINE, batch_size=batch_size, device=device, threads=self.session.settings.threads)
+        try:
+            self.session.check_available(spec)
+        except Unavailable as reason:
+            pytest.skip(str(reason))
+        loaded = self.session.loaded(model, device)
+        inputs = loaded.inputs(self.session.sentences[:batch_size])
+        timer = Timer(synchronize=cuda_synchronizer(device))
+        with torch_threads(spec.threads):
+            outcome = calibrate(lambda: loaded.run(inputs), timer, self.session.policy(), fractions)
+        entry = {"spec": spec.to_dict(), "hardware_class": self.session.hardware_class(device), **outcome.to_dict()}
+        self.session.record_calibration(spec.case_id, entry)
+        return entry
+
+
+@pytest.fixture
+def perfgate(request: pytest.FixtureRequest) -> Bench:
+    """Measure techniques against the fp32 eager baseline; see ``Bench``."""
+    return Bench(request.config.stash[session_key], request)

@@ -1,0 +1,93 @@
+"""The results file of one run: written atomically after every case, so a crash loses nothing.
+
+Schema 1::
+
+    {"schema_version": 1, "perfgate_version": ..., "started": ..., "updated": ...,
+     "fingerprint": {...hardware and library versions...}, "config": {...effective options...},
+     "cases": [CaseResult.to_dict(), ...], "calibration": {...} | null}
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfgate.errors import ResultsFileError
+from perfgate.measurement import CaseResult
+
+__all__ = ["SCHEMA_VERSION", "RunRecord", "write_atomically"]
+
+SCHEMA_VERSION = 1
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename: readers see the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRecord:
+    fingerprint: dict[str, Any]
+    config: dict[str, Any]
+    cases: list[CaseResult] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    started: str = field(default_factory=_now)
+    perfgate_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "perfgate_version": self.perfgate_version,
+            "started": self.started,
+            "updated": _now(),
+            "fingerprint": self.fingerprint,
+            "config": self.config,
+            "cases": [case.to_dict() for case in self.cases],
+            "calibration": self.calibration,
+        }
+
+    def save(self, path: Path) -> None:
+        # allow_nan: an exact match has infinite SQNR; Python's json reads it back.
+        write_atomically(path, json.dumps(self.to_dict(), indent=1, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> RunRecord:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ResultsFileError(path, "does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ResultsFileError(path, f"is not readable JSON ({error})") from None
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+            raise ResultsFileError(path, f"schema_version={found!r}, expected {SCHEMA_VERSION}")
+        try:
+            return cls(
+                fingerprint=data["fingerprint"],
+                config=data["config"],
+                cases=[CaseResult.from_dict(case) for case in data["cases"]],
+                calibration=data.get("calibration"),
+                started=data["started"],
+                perfgate_version=data.get("perfgate_version", ""),
+            )
+        except (KeyError, TypeError) as error:
+            raise ResultsFileError(path, f"is missing or has a malformed field {error}") from None

@@ -1,0 +1,110 @@
+"""The technique interface and its registry.
+
+A technique turns the fp32 eager ``LoadedModel`` into a ``Variant``: a callable that maps the same
+tokenized inputs to the same primary output, plus what it costs in memory and on disk. Adding a
+technique is one module under ``perfgate/techniques/`` with a ``Technique`` subclass, one line in
+``BUILT_IN`` below, and one test module under ``perf/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from perfgate.errors import UnknownTechniqueError
+
+if TYPE_CHECKING:
+    import torch
+
+    from perfgate.model import LoadedModel
+
+__all__ = ["BUILT_IN", "Requirement", "Technique", "Variant", "get_technique", "register_technique", "technique_names"]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    module: str
+    fix: str
+
+    def missing(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.module) is None
+        except (ImportError, ValueError):  # a parent package is missing or broken
+            return True
+
+
+@dataclass
+class Variant:
+    technique: str
+    run: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+    memory_bytes: int  # parameters and buffers the variant holds (model size in memory)
+    disk_bytes: int | None = None  # size of the exported artifact, where there is one
+    prepare_seconds: float = 0.0
+    independent_of_source: bool = True  # False when ``run`` still uses the fp32 module it was built from
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Technique(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    requires: ClassVar[tuple[Requirement, ...]] = ()
+    devices: ClassVar[frozenset[str]] = frozenset({"cpu"})
+    tasks: ClassVar[frozenset[str] | None] = None  # None: every task
+
+    def unavailable_reason(self, task: str, device: str) -> str | None:
+        """Why this technique cannot run here (a missing library, device or task), or None."""
+        for requirement in self.requires:
+            if requirement.missing():
+                return f"{self.name} needs {requirement.module}, which is not installed: {requirement.fix}"
+        if device.partition(":")[0] not in self.devices:
+            return f"{self.name} runs on {', '.join(sorted(self.devices))}, not {device}"
+        if self.tasks is not None and task not in self.tasks:
+            return f"{self.name} supports tasks {', '.join(sorted(self.tasks))}, not {task}"
+        return None
+
+    @abstractmethod
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        """Build the variant; ``workdir`` is a cache directory for artifacts, kept between runs."""
+
+
+BUILT_IN: dict[str, str] = {
+    "fp32-eager": "perfgate.techniques.eager:Fp32Eager",
+    "torch-dynamic-int8-per-tensor": "perfgate.techniques.torch_dynamic_int8:PerTensor",
+    "torch-dynamic-int8-per-channel": "perfgate.techniques.torch_dynamic_int8:PerChannel",
+    "onnxruntime-o2": "perfgate.techniques.onnxruntime:OptimizedO2",
+    "onnxruntime-o2-int8-dynamic": "perfgate.techniques.onnxruntime:DynamicInt8",
+}
+_registry: dict[str, str] = dict(BUILT_IN)
+
+
+def register_technique(name: str, import_path: str) -> None:
+    """Make ``name`` resolve to ``"package.module:Class"`` (imported lazily, also in subprocesses)."""
+    _registry[name] = import_path
+
+
+def technique_names() -> list[str]:
+    return sorted(_registry)
+
+
+def import_path(name: str) -> str:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownTechniqueError(name, list(_registry)) from None
+
+
+def get_technique(name: str) -> Technique:
+    return load_technique(import_path(name))
+
+
+def load_technique(path: str) -> Technique:
+    module_name, _, class_name = path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Technique)):
+        raise TypeError(f"{path!r} is not a perfgate Technique subclass")
+    return cls()

@@ -1,0 +1,189 @@
+"""ONNX Runtime: export, O2 graph optimization, and dynamic int8 with per-channel weights.
+
+Two back-ends build the same artifacts:
+- ``optimum``: optimum-onnx's exporter, ORTOptimizer (O2) and ORTQuantizer, where it installs
+  (transformers < 4.58);
+- ``torch``: ``torch.onnx.export`` plus onnxruntime's own transformer optimizer and quantizer, for
+  transformers 5. Its optimizer does not fuse attention in these exports, and quantizing its output
+  fails, so int8 quantizes the raw export there.
+Both are run through a plain ``onnxruntime.InferenceSession`` so they are timed the same way.
+Artifacts are cached by model content, so the memory subprocess reuses them instead of exporting again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.model import LoadedModel, content_digest
+from perfgate.technique import Requirement, Technique, Variant
+
+if TYPE_CHECKING:
+    import torch
+
+ENCODER_TASKS = frozenset({"feature-extraction", "text-classification"})
+OPTIMUM_TASKS = {"feature-extraction": "ORTModelForFeatureExtraction", "text-classification": "ORTModelForSequenceClassification"}
+
+
+def backend() -> str:
+    return "optimum" if importlib.util.find_spec("optimum.onnxruntime") is not None else "torch"
+
+
+class _OnnxRuntime(Technique):
+    requires = (
+        Requirement("onnxruntime", "pip install onnxruntime"),
+        Requirement("onnx", "pip install onnx"),
+    )
+    devices = frozenset({"cpu"})
+    tasks = ENCODER_TASKS
+    quantize: bool
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import onnxruntime
+
+        if not isinstance(model.location, Path):
+            raise ValueError(f"{self.name} exports from a local directory, got {model.location!r}")
+        chosen = backend()
+        artifact_dir = workdir / f"{model.name}-{content_digest(model.location)}-{chosen}"
+        start = time.perf_counter()
+        onnx_file, cached = self._artifact(model, artifact_dir, chosen)
+        prepare_seconds = time.perf_counter() - start
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # ORT's pool spin-waits after each run; interleaved with the torch baseline it would steal the
+        # baseline's cores and bias the A/B. Off, both arms get the machine to themselves.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        wanted = [i.name for i in session.get_inputs()]
+
+        def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            import torch
+
+            feed = {name: inputs[name].cpu().numpy() for name in wanted if name in inputs}
+            if "token_type_ids" in wanted and "token_type_ids" not in feed:
+                feed["token_type_ids"] = torch.zeros_like(inputs["input_ids"]).numpy()
+            first = session.run(None, feed)[0]
+            return model.primary_output((torch.from_numpy(first),), inputs)
+
+        disk = onnx_file.stat().st_size + sum(p.stat().st_size for p in onnx_file.parent.glob("*.data"))
+        return Variant(
+            self.name,
+            run,
+            memory_bytes=disk,  # ORT holds the initializers in memory; the file size is their size
+            disk_bytes=disk,
+            prepare_seconds=prepare_seconds,
+            details={"backend": chosen, "artifact": str(onnx_file), "cached": cached, "nodes": _node_count(onnx_file)},
+        )
+
+    def _artifact(self, model: LoadedModel, artifact_dir: Path, chosen: str) -> tuple[Path, bool]:
+        """The O2 graph (exported once per model content and back-end) and, for int8, its quantized copy."""
+        optimized, quantized = artifact_dir / "model_o2.onnx", artifact_dir / "model_int8.onnx"
+        target = quantized if self.quantize else optimized
+        if target.is_file():
+            return target, True
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        # Exporters and quantizers write temporary files into the working directory: keep them in scratch.
+        with tempfile.TemporaryDirectory(dir=artifact_dir) as scratch, _working_directory(Path(scratch)):
+            if not optimized.is_file():
+                build = _build_with_optimum if chosen == "optimum" else _build_with_torch
+                _publish(build(model, Path(scratch)), optimized)
+            if self.quantize:
+                _publish(_quantize(optimized, Path(scratch)), quantized)
+        return target, False
+
+
+def _publish(built: Path, target: Path) -> None:
+    """Move a finished graph (and any external-data file beside it) into the cache in one rename each."""
+    for extra in built.parent.glob("*.data"):
+        os.replace(extra, target.parent / extra.name)
+    os.replace(built, target)
+
+
+class OptimizedO2(_OnnxRuntime):
+    name = "onnxruntime-o2"
+    summary = "ONNX export with O2 graph optimization (attention/LayerNorm/GELU fusion), fp32"
+    quantize = False
+
+
+class DynamicInt8(_OnnxRuntime):
+    name = "onnxruntime-o2-int8-dynamic"
+    summary = "ONNX export, O2 fusion, dynamic int8 with per-channel weights"
+    quantize = True
+
+
+def _build_with_optimum(model: LoadedModel, scratch: Path) -> Path:
+    import optimum.onnxruntime as ort
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+    exported = getattr(ort, OPTIMUM_TASKS[model.task]).from_pretrained(model.location, export=True)
+    optimizer = ort.ORTOptimizer.from_pretrained(exported)
+    optimizer.optimize(save_dir=scratch / "o2", optimization_config=AutoOptimizationConfig.O2())
+    return scratch / "o2" / "model_optimized.onnx"
+
+
+def _build_with_torch(model: LoadedModel, scratch: Path) -> Path:
+    import torch
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    sample = model.inputs(["perfgate export sample", "a second, somewhat longer sample sentence"])
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    raw = scratch / "model.onnx"
+    torch.onnx.export(
+        model.module,
+        (),
+        str(raw),
+        kwargs={n: sample[n] for n in names},
+        input_names=names,
+        output_names=["output"],
+        dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
+        dynamo=False,
+        opset_version=17,
+    )
+    config = model.module.config
+    optimized_model = optimize_model(
+        str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=2
+    )
+    optimized = scratch / "model_o2.onnx"
+    optimized_model.save_model_to_file(str(optimized))
+    return optimized
+
+
+def _quantize(optimized: Path, scratch: Path) -> Path:
+    """Dynamic int8, per-channel weights, on the O2 graph. Fused contrib ops defeat the quantizer's shape
+    inference, so it is told that untyped tensors are float (they are: this is an fp32 graph)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = scratch / "model_int8.onnx"
+    quantize_dynamic(
+        str(optimized),
+        str(quantized),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return quantized
+
+
+def _node_count(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Any:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(previous)

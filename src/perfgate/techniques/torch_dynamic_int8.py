@@ -1,0 +1,55 @@
+"""Dynamic int8 quantization of Linear layers with PyTorch (weights int8 ahead of time, activations
+quantized per batch at run time). CPU only: the quantized kernels are fbgemm/x86 ones."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from pathlib import Path
+
+from perfgate.model import LoadedModel, module_bytes
+from perfgate.technique import Technique, Variant
+
+
+class _DynamicInt8(Technique):
+    per_channel: bool
+    devices = frozenset({"cpu"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import torch
+        from torch.ao import quantization
+
+        start = time.perf_counter()
+        qconfig = quantization.per_channel_dynamic_qconfig if self.per_channel else quantization.default_dynamic_qconfig
+        with warnings.catch_warnings():
+            # torch.ao.quantization announces its move to torchao; the API still works in this pin set.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            module = quantization.quantize_dynamic(
+                copy.deepcopy(model.module), {torch.nn.Linear: qconfig}, dtype=torch.qint8
+            )
+
+        def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[type-arg]
+            with torch.inference_mode():
+                return model.primary_output(module(**inputs), inputs)
+
+        return Variant(
+            self.name,
+            run,  # type: ignore[arg-type]
+            memory_bytes=module_bytes(module),
+            prepare_seconds=time.perf_counter() - start,
+            details={"qconfig": "per-channel" if self.per_channel else "per-tensor", "engine": torch.backends.quantized.engine},
+        )
+
+
+class PerTensor(_DynamicInt8):
+    name = "torch-dynamic-int8-per-tensor"
+    summary = "torch.ao quantize_dynamic, qint8 Linear weights, one scale per tensor"
+    per_channel = False
+
+
+class PerChannel(_DynamicInt8):
+    name = "torch-dynamic-int8-per-channel"
+    summary = "torch.ao quantize_dynamic, qint8 Linear weights, one scale per output channel"
+    per_channel = True

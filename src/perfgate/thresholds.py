@@ -1,0 +1,177 @@
+"""Thresholds keyed by technique × hardware class, and the checks that judge a case against them.
+
+File layout (TOML)::
+
+    schema = 1
+    [techniques."onnxruntime-o2".cpu-avx2]   # exact hardware class
+    min_speedup = 1.3
+    [techniques."onnxruntime-o2".cpu-avx2.models.minilm]   # one model on that class
+    min_speedup = 1.8
+    [techniques."onnxruntime-o2".default]    # fields shared by every gated class
+    min_cosine = 0.999
+
+A technique is *gated* on a hardware class when the file has a section for that class or its family
+(``cpu``, ``gpu``). Fields resolve ``default`` → family → exact class → that class's ``models.NAME``,
+the later winning. On a class with no section the
+case is measured and recorded but not gated, and the report says so. A user file overrides the shipped
+one field by field.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfgate.errors import ThresholdsError
+
+__all__ = ["FIELDS", "Check", "CheckResult", "Thresholds", "ThresholdsFile", "load_thresholds"]
+
+# field -> (lowest allowed value, highest allowed value, what it bounds)
+FIELDS: Mapping[str, tuple[float, float, str]] = {
+    "min_speedup": (0.0, math.inf, "lower CI bound of baseline/candidate time must reach it"),
+    "max_slowdown": (0.0, math.inf, "candidate may be this fraction slower (0.1 = 10%), judged on the CI"),
+    "max_memory_ratio": (0.0, math.inf, "candidate/baseline memory growth of the forward pass"),
+    "max_size_ratio": (0.0, math.inf, "candidate/baseline bytes of weights"),
+    "min_cosine": (-1.0, 1.0, "lowest row cosine to fp32 outputs"),
+    "min_top1": (0.0, 1.0, "share of rows whose argmax agrees with fp32"),
+    "min_task_ratio": (0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)"),
+}
+FAMILIES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    technique: str
+    hardware_class: str
+    gated: bool
+    values: Mapping[str, float] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def speed_bound(self) -> float | None:
+        """The speedup the CI must clear: min_speedup, or 1/(1+max_slowdown), the stricter one."""
+        bounds = []
+        if "min_speedup" in self.values:
+            bounds.append(self.values["min_speedup"])
+        if "max_slowdown" in self.values:
+            bounds.append(1 / (1 + self.values["max_slowdown"]))
+        return max(bounds) if self.gated and bounds else None
+
+    def describe(self, name: str) -> str:
+        return f"{name} {self.values[name]:g} ({self.origins[name]})"
+
+
+class ThresholdsFile:
+    def __init__(self, sections: Mapping[str, Mapping[str, Mapping[str, float]]], origins: Mapping[str, str]):
+        self._sections = sections  # technique -> class -> field -> value
+        self._origins = origins  # "technique/class" -> file it came from
+
+    def lookup(self, technique: str, hardware_class: str, model: str = "") -> Thresholds:
+        classes = self._sections.get(technique, {})
+        family = hardware_class.split("-")[0]
+        gated = hardware_class in classes or family in classes
+        values: dict[str, float] = {}
+        origins: dict[str, str] = {}
+        for key in ("default", family, hardware_class, f"{hardware_class}.models.{model}"):  # later keys win
+            for name, value in classes.get(key, {}).items():
+                values[name] = value
+                origins[name] = f"{self._origins[f'{technique}/{key}']} [{technique}.{key}]"
+        return Thresholds(technique, hardware_class, gated, values, origins)
+
+    def techniques(self) -> list[str]:
+        return sorted(self._sections)
+
+
+def load_thresholds(paths: list[Path], known_techniques: list[str]) -> ThresholdsFile:
+    """Merge thresholds files in order (later files override earlier ones field by field)."""
+    sections: dict[str, dict[str, dict[str, float]]] = {}
+    origins: dict[str, str] = {}
+    for path in paths:
+        for technique, classes in _parse(path, known_techniques).items():
+            for hardware_class, values in classes.items():
+                sections.setdefault(technique, {}).setdefault(hardware_class, {}).update(values)
+                origins[f"{technique}/{hardware_class}"] = str(path)
+    return ThresholdsFile(sections, origins)
+
+
+def _parse(path: Path, known_techniques: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ThresholdsError(path, "path", str(path), "the file does not exist; fix --perfgate-thresholds") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ThresholdsError(path, "syntax", str(error), "fix the TOML syntax") from None
+    extra = set(document) - {"schema", "techniques"}
+    if extra:
+        raise ThresholdsError(path, "top-level", sorted(extra), "only 'schema' and 'techniques' are allowed")
+    if document.get("schema", 1) != 1:
+        raise ThresholdsError(path, "schema", document["schema"], "this perfgate reads schema 1")
+    techniques = document.get("techniques", {})
+    parsed: dict[str, dict[str, dict[str, float]]] = {}
+    for technique, classes in techniques.items():
+        if technique not in known_techniques:
+            raise ThresholdsError(
+                path, f"techniques.{technique}", technique, f"not a known technique; use one of {', '.join(known_techniques)}"
+            )
+        if not isinstance(classes, dict):
+            raise ThresholdsError(path, f"techniques.{technique}", classes, "must be a table of hardware classes")
+        for hardware_class, values in classes.items():
+            key = f"techniques.{technique}.{hardware_class}"
+            if not isinstance(values, dict):
+                raise ThresholdsError(path, key, values, "must be a table of threshold fields")
+            models = values.get("models", {})
+            if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
+                raise ThresholdsError(path, f"{key}.models", models, "must hold one table of fields per model name")
+            fields = {name: value for name, value in values.items() if name != "models"}
+            parsed.setdefault(technique, {})[hardware_class] = _fields(path, key, fields)
+            for model, model_fields in models.items():
+                parsed[technique][f"{hardware_class}.models.{model}"] = _fields(path, f"{key}.models.{model}", model_fields)
+    return parsed
+
+
+def _fields(path: Path, key: str, values: dict[str, Any]) -> dict[str, float]:
+    return {name: _value(path, f"{key}.{name}", name, value) for name, value in values.items()}
+
+
+def _value(path: Path, key: str, name: str, value: Any) -> float:
+    if name not in FIELDS:
+        raise ThresholdsError(path, key, value, f"unknown field {name!r}; fields are {', '.join(FIELDS)}")
+    low, high, meaning = FIELDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high) or math.isnan(value):
+        raise ThresholdsError(path, key, value, f"must be a number in [{low:g}, {high:g}]: {meaning}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    verdict: str  # a comparison.Verdict value
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "verdict": self.verdict, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One threshold field against one measured value: ``passes`` says whether the value meets it."""
+
+    name: str
+    measured: float
+    higher_is_better: bool
+
+    def judge(self, thresholds: Thresholds, context: str) -> CheckResult | None:
+        if self.name not in thresholds.values:
+            return None
+        limit = thresholds.values[self.name]
+        ok = self.measured >= limit if self.higher_is_better else self.measured <= limit
+        relation = ">=" if self.higher_is_better else "<="
+        verdict = ("pass" if ok else "fail") if thresholds.gated else "ungated"
+        message = (
+            f"{context}: {self.name.removeprefix('min_').removeprefix('max_')} {self.measured:.4g} "
+            f"{'meets' if ok else 'misses'} {relation} {thresholds.describe(self.name)}"
+        )
+        return CheckResult(self.name, verdict, message)
