@@ -144,7 +144,13 @@ def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]
     return versions
 
 
+def _nvidia_device_nodes() -> bool:
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def _detect_gpus() -> tuple[GpuInfo, ...]:
+    if platform.system() == "Linux" and not _nvidia_device_nodes():
+        return ()  # no driver nodes, no CUDA: skip importing torch (seconds) just to hear "no"
     try:
         import torch
     except ImportError:

@@ -69,7 +69,7 @@ class MemoryRequest:
     device: str
     threads: int | None
     workdir: str
-    memory_limit_bytes: int | None = None  # RLIMIT_AS, set after imports: provokes CPU OOM safely
+    memory_headroom_bytes: int | None = None  # cap the forward pass's address space at (in use + this): a safe CPU OOM
     simulate_oom: bool = False  # raise the CPU allocator's error at the forward pass (harness tests)
     extra_sys_path: list[str] = field(default_factory=list)
 
@@ -103,10 +103,6 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
     from perfgate.timing import torch_threads
 
     technique = load_technique(request.technique)
-    if request.memory_limit_bytes:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (request.memory_limit_bytes, request.memory_limit_bytes))
     cuda = request.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats(request.device)
@@ -120,6 +116,11 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
             if variant.independent_of_source:
                 model.module = None
                 gc.collect()
+            if request.memory_headroom_bytes:  # after every import and load: only the forward pass is capped
+                import resource
+
+                limit = _address_space_bytes() + request.memory_headroom_bytes
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             if request.simulate_oom:
                 raise RuntimeError(f"[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: {CPU_ALLOCATION_FAILURE}")
             variant.run(inputs)
@@ -145,6 +146,13 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
         result["cuda_peak_reserved"] = int(torch.cuda.max_memory_reserved(request.device))
         result["nvml_process_bytes"] = _nvml_process_bytes()
     return result
+
+
+def _address_space_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("VmSize not found in /proc/self/status")
 
 
 def _location(location: str) -> Path | str:

@@ -123,17 +123,20 @@ class Bench:
         self.session = session
         self.nodeid = request.node.nodeid
 
-    def measure(self, model: str, technique: str, **spec: Any) -> CaseResult:
-        """Measure and record one case; skips the test when it cannot run here."""
+    def measure(self, model: str, technique: str, *, simulate_oom: bool = False, **spec: Any) -> CaseResult:
+        """Measure and record one case; skips the test when it cannot run here.
+
+        ``simulate_oom`` makes the candidate's memory probe fail as the CPU allocator does, to show
+        (and test) that an OOM is recorded as an outcome and the run goes on."""
         case = CaseSpec(model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec)
         try:
-            return self.session.run(case, self.nodeid)
+            return self.session.run(case, self.nodeid, simulate_oom=simulate_oom)
         except Unavailable as reason:
             pytest.skip(str(reason))
 
-    def gate(self, model: str, technique: str, **spec: Any) -> CaseResult:
+    def gate(self, model: str, technique: str, *, simulate_oom: bool = False, **spec: Any) -> CaseResult:
         """Measure, then fail the test on a failed threshold or an outcome that is not a result."""
-        result = self.measure(model, technique, **spec)
+        result = self.measure(model, technique, simulate_oom=simulate_oom, **spec)
         self.enforce(result)
         return result
 

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from perfgate.hardware import CpuInfo, GpuInfo, Hardware, cpu_class, parse_cpuinfo
+
+ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse sse2 avx avx2 fma f16c
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse sse2 avx avx2 fma f16c
+"""
+SAPPHIRE_RAPIDS = "processor : 0\nmodel name : Intel Xeon Platinum 8480+\nflags : avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16\n"
+GRAVITON = "processor : 0\nCPU part : 0xd40\nFeatures : fp asimd sve\n"
+
+
+def test_cpuinfo_gives_model_flags_and_cores():
+    cpu = parse_cpuinfo(ZEN3)
+    assert cpu.model == "AMD EPYC 7B13"
+    assert cpu.logical_cores == 2
+    assert {"avx2", "fma"} <= cpu.flags
+    assert not cpu.int8_dot_product and not cpu.bf16_native
+
+
+@pytest.mark.parametrize(
+    ("text", "machine", "expected"),
+    [
+        (ZEN3, "x86_64", "cpu-avx2"),
+        (SAPPHIRE_RAPIDS, "x86_64", "cpu-amx"),
+        ("flags : avx2 avx512f avx512_vnni\n", "x86_64", "cpu-avx512-vnni"),
+        ("flags : avx2 avx512f avx512_vnni avx512_bf16\n", "x86_64", "cpu-avx512-bf16"),
+        ("flags : avx2 avx512f\n", "x86_64", "cpu-avx512"),
+        ("flags : avx2 avx_vnni\n", "x86_64", "cpu-avx2-vnni"),
+        ("flags : sse2\n", "x86_64", "cpu-generic"),
+        (GRAVITON, "aarch64", "cpu-arm64-sve"),
+    ],
+)
+def test_hardware_class_from_sample_cpuinfo(text, machine, expected):
+    assert cpu_class(parse_cpuinfo(text, machine)) == expected
+
+
+def test_gpu_class_names_the_compute_capability_and_cpu_cases_keep_the_cpu_class():
+    h100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0), 80 * 2**30, driver="580.1", cuda="12.8")
+    hardware = Hardware(cpu=parse_cpuinfo(ZEN3), gpus=(h100,))
+    assert hardware.hardware_class("cuda") == "gpu-sm90"
+    assert hardware.hardware_class("cuda:0") == "gpu-sm90"
+    assert hardware.hardware_class("cpu") == "cpu-avx2"
+    assert hardware.has_cuda
+    assert hardware.fingerprint()["gpus"][0]["compute_capability"] == (9, 0)
+
+
+def test_without_a_gpu_cuda_cases_have_no_class_and_an_override_wins():
+    cpu = CpuInfo("x", frozenset({"avx2"}), 2)
+    assert Hardware(cpu=cpu).hardware_class("cuda") == "gpu-none"
+    assert Hardware(cpu=cpu, class_override="cpu-ci-pool").hardware_class("cpu") == "cpu-ci-pool"

@@ -1,0 +1,199 @@
+"""The plugin as users meet it, through pytester: markers, options, header, verdicts and outcomes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from perfgate.config import OPTIONS
+from perfgate.plugin import MARKERS, NO_CUDA_REASON
+from tests.micro_model import micro_bert
+
+ROOT = Path(__file__).parents[1]
+SENTENCES = ROOT / "fixtures" / "data" / "sentences.txt"
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return micro_bert(tmp_path_factory.mktemp("models") / "micro-bert")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's project: an ini pointing at our sentences, and no PERFGATE_* leaking in from outside."""
+    for name in [k for k in os.environ if k.startswith("PERFGATE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makeini(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\n")
+    return pytester
+
+
+def test_every_marker_is_registered_with_its_sentence(project):
+    result = project.runpytest("--markers")
+    for line in MARKERS.values():
+        result.stdout.fnmatch_lines([f"@pytest.mark.{line}"])
+
+
+def test_gpu_selection_on_a_cpu_machine_skips_each_gpu_test_with_its_reason(project):
+    if Path("/dev/nvidia0").exists():
+        pytest.skip("this machine has an NVIDIA device: the GPU tests would run, not skip")
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gpu
+        def test_on_gpu(): pass
+
+        @pytest.mark.gpu
+        def test_also_on_gpu(): pass
+
+        def test_on_cpu(): pass
+        """
+    )
+    result = project.runpytest_subprocess("-m", "gpu", "-rs")
+    result.assert_outcomes(skipped=2, deselected=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"SKIPPED [[]2[]]*{NO_CUDA_REASON}"])
+
+
+def test_a_missing_optional_library_skips_with_the_install_hint(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires("no_such_library_xyz", fix="pip install xyz")
+        def test_needs_it(): pass
+        """
+    )
+    result = project.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*optional library no_such_library_xyz is not installed (pip install xyz)*"])
+
+
+def test_an_unregistered_marker_is_an_error(project):
+    project.makeini("[pytest]\naddopts = --strict-markers\n")
+    project.makepyfile("import pytest\n@pytest.mark.gpux\ndef test_typo(): pass\n")
+    result = project.runpytest()
+    result.stdout.fnmatch_lines(["*'gpux' not found in `markers` configuration option*"])
+
+
+def test_the_report_header_shows_the_hardware_class_and_settings(project):
+    project.makepyfile("def test_nothing(): pass\n")
+    result = project.runpytest("--perfgate-budget", "7", "--perfgate-hardware-class", "cpu-test")
+    result.stdout.fnmatch_lines(
+        ["perfgate: hardware cpu cpu-test*", "perfgate: budget=7.0 (command line --perfgate-budget)*"]
+    )
+
+
+@pytest.mark.parametrize("where", ["command line", "environment"])
+def test_a_bad_option_value_is_a_usage_error_naming_where_it_came_from(project, monkeypatch, where):
+    budget = next(o for o in OPTIONS if o.name == "budget")
+    project.makepyfile("def test_nothing(): pass\n")
+    if where == "command line":
+        result = project.runpytest(budget.flag, "-3")
+    else:
+        monkeypatch.setenv(budget.env, "soon")
+        result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*perfgate: {where}*budget=*is invalid*"])
+
+
+def test_the_command_line_beats_the_environment_which_beats_the_ini(project, monkeypatch):
+    project.makeini(f"[pytest]\nperfgate_budget = 3\nperfgate_sentences = {SENTENCES}\n")
+    project.makepyfile("def test_nothing(): pass\n")
+    monkeypatch.setenv("PERFGATE_BUDGET", "4")
+    project.runpytest().stdout.fnmatch_lines(["*budget=4.0 (environment PERFGATE_BUDGET)*"])
+    project.runpytest("--perfgate-budget=5").stdout.fnmatch_lines(["*budget=5.0 (command line*"])
+    monkeypatch.delenv("PERFGATE_BUDGET")
+    project.runpytest().stdout.fnmatch_lines(["*budget=3.0 (ini perfgate_budget)*"])
+
+
+def test_a_user_model_whose_directory_is_missing_names_the_path(project):
+    project.makepyprojecttoml('[tool.perfgate.models.mine]\npath = "models/not-there"\ntask = "feature-extraction"\n')
+    project.makepyfile("def test_it(perfgate):\n    perfgate.measure('mine', 'fp32-eager')\n")
+    result = project.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ModelNotFoundError: model 'mine': path=*models/not-there* is not a directory*"])
+
+
+def test_an_unknown_technique_name_lists_the_known_ones(project, micro_model_dir):
+    project.makepyfile("def test_it(perfgate):\n    perfgate.measure('micro', 'int9-magic')\n")
+    result = project.runpytest(f"--perfgate-model=micro={micro_model_dir}:text-classification")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*unknown technique name='int9-magic'; known techniques: fp32-eager, *"])
+
+
+def test_verdicts_and_outcomes_are_reported_and_every_result_is_kept(project, micro_model_dir):
+    """One subprocess run: a threshold failure, a simulated OOM, and a passing case after them."""
+    project.makefile(
+        ".toml",
+        thresholds='schema = 1\n[techniques."fp32-eager".cpu-test]\nmin_speedup = 5.0\nmin_cosine = 0.99\n',
+    )
+    project.makepyfile(
+        """
+        def test_impossible_speedup(perfgate):
+            perfgate.gate("micro", "fp32-eager", batch_size=2)
+
+        def test_out_of_memory(perfgate):
+            perfgate.gate("micro", "torch-dynamic-int8-per-channel", batch_size=4, simulate_oom=True)
+
+        def test_runs_on_after_the_oom(perfgate):
+            result = perfgate.gate("micro", "torch-dynamic-int8-per-channel", batch_size=4)
+            assert result.outcome == "measured"
+        """
+    )
+    result = project.runpytest_subprocess(
+        f"--perfgate-model=micro={micro_model_dir}:text-classification",
+        "--perfgate-hardware-class=cpu-test",
+        f"--perfgate-thresholds={project.path / 'thresholds.toml'}",
+        "--perfgate-budget=2",
+        "--perfgate-report-dir=out",
+    )
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*fp32-eager on micro (batch 2, cpu, cpu-test): speedup *x, 95% CI [[]*, *[]] over * pairs*"
+            "baseline p50 * ms, candidate p50 * ms; CI must clear 5x from min_speedup 5 (*thresholds.toml*) -> FAIL*",
+            "*torch-dynamic-int8-per-channel on micro (batch 4, cpu, cpu-test): outcome oom: memory probe: *"
+            "can't allocate memory*",
+            "*perfgate summary*",
+        ]
+    )
+    cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    assert [c["outcome"] for c in cases] == ["measured", "oom", "measured"]
+    assert cases[0]["verdict"] == "fail"
+    assert cases[1]["memory"]["candidate"]["batch_size"] == 4
+    assert len(cases[0]["comparison"]["samples"]["baseline"]) == cases[0]["comparison"]["estimate"]["pairs"]
+    assert (project.path / "out" / "summary.md").read_text().count("| micro |") == 3
+
+
+def test_a_case_under_a_memory_cap_records_oom_with_its_batch_size(micro_model_dir, tmp_path):
+    from perfgate.memory import MemoryRequest, run_probe
+
+    request = MemoryRequest(
+        model="micro",
+        task="text-classification",
+        location=str(micro_model_dir),
+        technique="perfgate.techniques.eager:Fp32Eager",
+        texts=["a sentence long enough to need real attention memory"] * 256,
+        seq_len=512,
+        device="cpu",
+        threads=1,
+        workdir=str(tmp_path),
+        memory_headroom_bytes=64 * 2**20,
+        extra_sys_path=[str(ROOT)],
+    )
+    result = run_probe(request, timeout_seconds=300)
+    assert result["outcome"] == "oom", result
+    assert result["batch_size"] == 256
+
+
+def test_a_probe_that_hangs_is_recorded_as_a_timeout(micro_model_dir, tmp_path):
+    from perfgate.memory import MemoryRequest, run_probe
+
+    request = MemoryRequest("micro", "text-classification", str(micro_model_dir), "perfgate.techniques.eager:Fp32Eager",
+                            ["x"], None, "cpu", 1, str(tmp_path))  # fmt: skip
+    assert run_probe(request, timeout_seconds=0.01)["outcome"] == "timeout"
