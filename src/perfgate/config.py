@@ -96,7 +96,9 @@ class Settings:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("perfgate", "perfgate: A/B performance gates for model optimizations")
     for option in OPTIONS:
-        group.addoption(option.flag, dest=f"perfgate_{option.name}", default=None, help=f"{option.help} [env {option.env}]")
+        group.addoption(
+            option.flag, dest=f"perfgate_{option.name}", default=None, help=f"{option.help} [env {option.env}]"
+        )
         parser.addini(option.ini, option.help, default=None)
     group.addoption(
         "--perfgate-model",
@@ -117,7 +119,9 @@ def read_settings(config: pytest.Config) -> Settings:
         try:
             values[option.name] = option.default if raw is None else option.parse(raw)
         except (ValueError, KeyError) as error:
-            raise pytest.UsageError(f"perfgate: {source} {option.name}={raw!r} is invalid ({error}); {option.help}") from None
+            raise pytest.UsageError(
+                f"perfgate: {source} {option.name}={raw!r} is invalid ({error}); {option.help}"
+            ) from None
         sources[option.name] = source
     thresholds = []
     ini_thresholds = config.getini("perfgate_thresholds")
@@ -163,7 +167,9 @@ def user_models(config: pytest.Config) -> list[ModelSource]:
         if not sep or not name:
             raise pytest.UsageError(f"perfgate: --perfgate-model {text!r} must look like NAME=PATH[:TASK]")
         path, _, task = rest.partition(":") if rest.rpartition(":")[2] in TASKS else (rest, "", "")
-        sources.append(_source(name, {"path": path, "task": task or "feature-extraction"}, f"--perfgate-model {text}", Path.cwd()))
+        sources.append(
+            _source(name, {"path": path, "task": task or "feature-extraction"}, f"--perfgate-model {text}", Path.cwd())
+        )
     return sources
 
 

@@ -82,7 +82,10 @@ def load_labelled_set(path: Path) -> LabelledSet:
         )
     if rows and all({"text", "label"} <= row.keys() for row in rows):
         return LabelledSet(
-            "classification", tuple(r["text"] for r in rows), labels=tuple(int(r["label"]) for r in rows), source=str(path)
+            "classification",
+            tuple(r["text"] for r in rows),
+            labels=tuple(int(r["label"]) for r in rows),
+            source=str(path),
         )
     raise ConfigError(
         f"eval file {str(path)!r}: every line must hold either query/positive or text/label keys; "
@@ -103,4 +106,5 @@ def task_score(labelled: LabelledSet, embed: Callable[[Sequence[str]], FloatArra
 
 def _unit_rows(rows: FloatArray) -> FloatArray:
     rows = np.asarray(rows, dtype=np.float64)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-30)
+    unit: FloatArray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-30)
+    return unit

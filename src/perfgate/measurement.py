@@ -113,7 +113,11 @@ def run_case(spec: CaseSpec, prepared: CaseInputs, result: CaseResult, timer: Ti
     model, baseline, candidate, thresholds = prepared.model, prepared.baseline, prepared.candidate, prepared.thresholds
     timer = timer or Timer(synchronize=cuda_synchronizer(spec.device))
     result.variant = {"prepare_seconds": candidate.prepare_seconds, **candidate.details}
-    result.thresholds = {"gated": thresholds.gated, "values": dict(thresholds.values), "origins": dict(thresholds.origins)}
+    result.thresholds = {
+        "gated": thresholds.gated,
+        "values": dict(thresholds.values),
+        "origins": dict(thresholds.origins),
+    }
     with torch_threads(spec.threads) as threads:
         result.threads = threads
         try:
@@ -150,7 +154,10 @@ def run_case(spec: CaseSpec, prepared: CaseInputs, result: CaseResult, timer: Ti
         result.memory = prepared.memory()
         candidate_probe = result.memory["candidate"]
         if candidate_probe["outcome"] != Outcome.MEASURED:
-            result.outcome, result.detail = candidate_probe["outcome"], f"memory probe: {candidate_probe.get('detail', '')}"
+            result.outcome, result.detail = (
+                candidate_probe["outcome"],
+                f"memory probe: {candidate_probe.get('detail', '')}",
+            )
     judge(result, comparison, thresholds)
     if result.outcome != Outcome.MEASURED:
         result.verdict = Verdict.FAIL.value
@@ -198,7 +205,7 @@ def _speed_check(result: CaseResult, comparison: Comparison, thresholds: Thresho
     else:
         names = [n for n in ("min_speedup", "max_slowdown") if n in thresholds.values]
         rule = f"CI must clear {bound:.3g}x from " + "; ".join(thresholds.describe(n) for n in names)
-    noisy = " (noisy: pair spread {:.2f})".format(estimate.spread) if estimate.noisy else ""
+    noisy = f" (noisy: pair spread {estimate.spread:.2f})" if estimate.noisy else ""
     message = (
         f"{result.context}: speedup {estimate.speedup:.3f}x, 95% CI [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}] "
         f"over {estimate.pairs} pairs{noisy}; baseline p50 {base.p50 * 1e3:.3f} ms, candidate p50 "
@@ -218,7 +225,9 @@ def _outputs(variant: Variant, model: LoadedModel, texts: Sequence[str], spec: C
     return np.concatenate(rows).astype(np.float64)
 
 
-def _task(labelled: LabelledSet, model: LoadedModel, baseline: Variant, candidate: Variant, spec: CaseSpec) -> dict[str, Any]:
+def _task(
+    labelled: LabelledSet, model: LoadedModel, baseline: Variant, candidate: Variant, spec: CaseSpec
+) -> dict[str, Any]:
     scores = {
         arm: task_score(labelled, lambda texts, v=variant: _outputs(v, model, texts, spec))  # type: ignore[misc]
         for arm, variant in (("baseline", baseline), ("candidate", candidate))

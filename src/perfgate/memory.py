@@ -82,7 +82,9 @@ def run_probe(request: MemoryRequest, timeout_seconds: float) -> dict[str, Any]:
         command = [sys.executable, "-m", "perfgate.memory", str(request_file), str(output_file)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*request.extra_sys_path, *sys.path])}
         try:
-            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, env=env)
+            completed = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_seconds, env=env, check=False
+            )
         except subprocess.TimeoutExpired:
             return {"outcome": Outcome.TIMEOUT, "detail": f"memory probe ran past {timeout_seconds:.0f} s"}
         if output_file.is_file():
@@ -122,12 +124,20 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
                 limit = _address_space_bytes() + request.memory_headroom_bytes
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             if request.simulate_oom:
-                raise RuntimeError(f"[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: {CPU_ALLOCATION_FAILURE}")
+                raise RuntimeError(
+                    f"[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: {CPU_ALLOCATION_FAILURE}"
+                )
             variant.run(inputs)
     except Exception as error:
         if not is_out_of_memory(error):
             raise
-        return {"outcome": Outcome.OOM, "batch_size": batch, "detail": str(error)[:300], "before": before, "at_failure": process_memory()}
+        return {
+            "outcome": Outcome.OOM,
+            "batch_size": batch,
+            "detail": str(error)[:300],
+            "before": before,
+            "at_failure": process_memory(),
+        }
     after = process_memory()
     result: dict[str, Any] = {
         "outcome": Outcome.MEASURED,

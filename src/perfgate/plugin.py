@@ -128,7 +128,9 @@ class Bench:
 
         ``simulate_oom`` makes the candidate's memory probe fail as the CPU allocator does, to show
         (and test) that an OOM is recorded as an outcome and the run goes on."""
-        case = CaseSpec(model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec)
+        case = CaseSpec(
+            model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec
+        )
         try:
             return self.session.run(case, self.nodeid, simulate_oom=simulate_oom)
         except Unavailable as reason:
@@ -151,9 +153,13 @@ class Bench:
             undecided = [c.message for c in result.checks if c.verdict == "inconclusive"]
             warnings.warn(InconclusiveWarning("; ".join(undecided)), stacklevel=2)
 
-    def calibrate(self, model: str, device: str = "cpu", batch_size: int = 1, fractions: Sequence[float] = (0.05, 0.10, 0.20)) -> dict[str, Any]:
+    def calibrate(
+        self, model: str, device: str = "cpu", batch_size: int = 1, fractions: Sequence[float] = (0.05, 0.10, 0.20)
+    ) -> dict[str, Any]:
         """A/A and planted slowdowns of fp32 eager on ``model``; stored under the run's calibration."""
-        spec = CaseSpec(model=model, technique=BASELINE, batch_size=batch_size, device=device, threads=self.session.settings.threads)
+        spec = CaseSpec(
+            model=model, technique=BASELINE, batch_size=batch_size, device=device, threads=self.session.settings.threads
+        )
         try:
             self.session.check_available(spec)
         except Unavailable as reason:

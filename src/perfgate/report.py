@@ -10,7 +10,19 @@ from perfgate.results import RunRecord
 
 __all__ = ["markdown_summary", "summary_rows", "text_table"]
 
-COLUMNS = ("model", "technique", "batch", "speedup [95% CI]", "verdict", "cos min", "top-1", "task", "memory", "size", "outcome")
+COLUMNS = (
+    "model",
+    "technique",
+    "batch",
+    "speedup [95% CI]",
+    "verdict",
+    "cos min",
+    "top-1",
+    "task",
+    "memory",
+    "size",
+    "outcome",
+)
 
 
 def _ratio(value: float | None, digits: int = 2) -> str:
@@ -18,10 +30,12 @@ def _ratio(value: float | None, digits: int = 2) -> str:
 
 
 def summary_rows(cases: Sequence[CaseResult]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for case in cases:
         estimate = (case.comparison or {}).get("estimate")
-        speed = "-" if not estimate else f"{estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, {estimate['ci_high']:.2f}]"
+        speed = (
+            "-" if not estimate else f"{estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, {estimate['ci_high']:.2f}]"
+        )
         if estimate and estimate["noisy"]:
             speed += " noisy"
         fidelity: dict[str, Any] = case.fidelity or {}
@@ -55,13 +69,14 @@ def text_table(cases: Sequence[CaseResult]) -> str:
 def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ()) -> str:
     fingerprint = record.fingerprint
     classes = fingerprint.get("hardware_class", {})
+    cpu = fingerprint.get("cpu", {})
     libraries = ", ".join(f"{k} {v}" for k, v in sorted(fingerprint.get("libraries", {}).items()))
     out = [
         "# perfgate summary",
         "",
         f"- started: {record.started}",
         f"- hardware class: cpu `{classes.get('cpu')}`, cuda `{classes.get('cuda')}`",
-        f"- cpu: {fingerprint.get('cpu', {}).get('model')} ({fingerprint.get('cpu', {}).get('logical_cores')} logical cores)",
+        f"- cpu: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores)",
         f"- libraries: {libraries}",
         "",
         "Speedup is baseline time / candidate time (fp32 eager baseline, same process, interleaved ABBA pairs);",

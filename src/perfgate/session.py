@@ -71,11 +71,15 @@ class PerfgateSession:
     def sentences(self) -> list[str]:
         path = self.settings.sentences
         if path is None:
-            raise ConfigError("no evaluation sentences: set perfgate_sentences (ini) or --perfgate-sentences to a text file")
+            raise ConfigError(
+                "no evaluation sentences: set perfgate_sentences (ini) or --perfgate-sentences to a text file"
+            )
         try:
             lines = [line.strip() for line in path.read_text().splitlines()]
         except OSError as error:
-            raise ConfigError(f"sentences file {str(path)!r} cannot be read ({error}); fix perfgate_sentences") from None
+            raise ConfigError(
+                f"sentences file {str(path)!r} cannot be read ({error}); fix perfgate_sentences"
+            ) from None
         sentences = [line for line in lines if line and not line.startswith("#")]
         if not sentences:
             raise ConfigError(f"sentences file {str(path)!r} holds no sentences")
@@ -148,7 +152,12 @@ class PerfgateSession:
         ratio = None
         if baseline.get("outcome") == candidate.get("outcome") == Outcome.MEASURED and baseline["rss_growth"] > 0:
             ratio = candidate["rss_growth"] / baseline["rss_growth"]
-        return {"baseline": baseline, "candidate": candidate, "ratio": ratio, "measure": "RSS growth, load to after forward"}
+        return {
+            "baseline": baseline,
+            "candidate": candidate,
+            "ratio": ratio,
+            "measure": "RSS growth, load to after forward",
+        }
 
     def _probe(self, spec: CaseSpec, model: LoadedModel, technique: str, simulate_oom: bool) -> dict[str, Any]:
         key = (spec.model, technique, str(spec.batch_size), str(spec.seq_len), spec.device, str(spec.threads))

@@ -1,4 +1,4 @@
-"""Thresholds keyed by technique × hardware class, and the checks that judge a case against them.
+"""Thresholds keyed by technique x hardware class, and the checks that judge a case against them.
 
 File layout (TOML)::
 
@@ -71,7 +71,7 @@ class ThresholdsFile:
 
     def lookup(self, technique: str, hardware_class: str, model: str = "") -> Thresholds:
         classes = self._sections.get(technique, {})
-        family = hardware_class.split("-")[0]
+        family = hardware_class.split("-", maxsplit=1)[0]
         gated = hardware_class in classes or family in classes
         values: dict[str, float] = {}
         origins: dict[str, str] = {}
@@ -114,7 +114,10 @@ def _parse(path: Path, known_techniques: list[str]) -> dict[str, dict[str, dict[
     for technique, classes in techniques.items():
         if technique not in known_techniques:
             raise ThresholdsError(
-                path, f"techniques.{technique}", technique, f"not a known technique; use one of {', '.join(known_techniques)}"
+                path,
+                f"techniques.{technique}",
+                technique,
+                f"not a known technique; use one of {', '.join(known_techniques)}",
             )
         if not isinstance(classes, dict):
             raise ThresholdsError(path, f"techniques.{technique}", classes, "must be a table of hardware classes")
@@ -128,7 +131,9 @@ def _parse(path: Path, known_techniques: list[str]) -> dict[str, dict[str, dict[
             fields = {name: value for name, value in values.items() if name != "models"}
             parsed.setdefault(technique, {})[hardware_class] = _fields(path, key, fields)
             for model, model_fields in models.items():
-                parsed[technique][f"{hardware_class}.models.{model}"] = _fields(path, f"{key}.models.{model}", model_fields)
+                parsed[technique][f"{hardware_class}.models.{model}"] = _fields(
+                    path, f"{key}.models.{model}", model_fields
+                )
     return parsed
 
 
@@ -140,7 +145,12 @@ def _value(path: Path, key: str, name: str, value: Any) -> float:
     if name not in FIELDS:
         raise ThresholdsError(path, key, value, f"unknown field {name!r}; fields are {', '.join(FIELDS)}")
     low, high, meaning = FIELDS[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high) or math.isnan(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (low <= value <= high)
+        or math.isnan(value)
+    ):
         raise ThresholdsError(path, key, value, f"must be a number in [{low:g}, {high:g}]: {meaning}")
     return float(value)
 

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     import torch
 
 ENCODER_TASKS = frozenset({"feature-extraction", "text-classification"})
-OPTIMUM_TASKS = {"feature-extraction": "ORTModelForFeatureExtraction", "text-classification": "ORTModelForSequenceClassification"}
+OPTIMUM_TASKS = {
+    "feature-extraction": "ORTModelForFeatureExtraction",
+    "text-classification": "ORTModelForSequenceClassification",
+}
 
 
 def backend() -> str:
@@ -134,7 +137,7 @@ def _build_with_torch(model: LoadedModel, scratch: Path) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
     sample = model.inputs(["perfgate export sample", "a second, somewhat longer sample sentence"])
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    names: list[str] = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     raw = scratch / "model.onnx"
     torch.onnx.export(
         model.module,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 from perfgate.model import LoadedModel, module_bytes
@@ -26,20 +27,23 @@ class _DynamicInt8(Technique):
             # torch.ao.quantization announces its move to torchao; the API still works in this pin set.
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
-            module = quantization.quantize_dynamic(
+            module = quantization.quantize_dynamic(  # type: ignore[no-untyped-call]  # untyped in torch
                 copy.deepcopy(model.module), {torch.nn.Linear: qconfig}, dtype=torch.qint8
             )
 
-        def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[type-arg]
+        def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
             with torch.inference_mode():
                 return model.primary_output(module(**inputs), inputs)
 
         return Variant(
             self.name,
-            run,  # type: ignore[arg-type]
+            run,
             memory_bytes=module_bytes(module),
             prepare_seconds=time.perf_counter() - start,
-            details={"qconfig": "per-channel" if self.per_channel else "per-tensor", "engine": torch.backends.quantized.engine},
+            details={
+                "qconfig": "per-channel" if self.per_channel else "per-tensor",
+                "engine": torch.backends.quantized.engine,
+            },
         )
 
 
