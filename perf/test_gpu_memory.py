@@ -1,5 +1,5 @@
-"""GPU sized models: fp32 eager A/A on CUDA with allocator and NVML memory (the catalogue adds fp16,
-SDPA, FlashAttention-2 and friends here)."""
+"""GPU-sized models on CUDA: fp32 eager against itself, with the allocator's and NVML's memory figures.
+The catalogue's GPU techniques (fp16/bf16, SDPA, FlashAttention-2) add their modules beside this one."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 def test_fp32_eager_against_itself_on_cuda_is_within_noise(perfgate: Bench, model: str) -> None:
     result = perfgate.measure(model, "fp32-eager", device="cuda", batch_size=8)
     assert result.outcome == "measured", result.detail
-    estimate = result.comparison["estimate"]  # type: ignore[index]
-    assert estimate["ci_low"] <= 1.0 <= estimate["ci_high"] or abs(estimate["speedup"] - 1) < 0.03
-    assert result.memory["candidate"]["cuda_peak_allocated"] > 0  # type: ignore[index]
+    assert result.comparison is not None
+    assert result.memory is not None
+    assert abs(result.comparison["estimate"]["speedup"] - 1) <= 0.03, result.comparison["estimate"]
+    assert result.memory["candidate"]["cuda_peak_allocated"] > 0

@@ -19,6 +19,10 @@ max_memory_ratio = 2.0
 min_speedup = 1.3
 [techniques."onnxruntime-o2".cpu-avx2.models.minilm]
 min_speedup = 1.8
+[techniques."onnxruntime-o2".cpu-avx2.models."minilm/b8"]
+min_speedup = 1.1
+[techniques."onnxruntime-o2".default.models.minilm]
+min_cosine = 0.99
 """
 
 
@@ -34,6 +38,9 @@ def test_fields_resolve_from_default_through_family_class_and_model(tmp_path):
     assert found.gated
     assert dict(found.values) == {"min_cosine": 0.999, "max_memory_ratio": 2.0, "min_speedup": 1.3}
     assert file.lookup(TECHNIQUE, "cpu-avx2", "minilm").values["min_speedup"] == 1.8
+    assert file.lookup(TECHNIQUE, "cpu-avx2", "minilm", batch_size=8).values["min_speedup"] == 1.1
+    assert file.lookup(TECHNIQUE, "cpu-avx2", "minilm", batch_size=1).values["min_speedup"] == 1.8
+    assert file.lookup(TECHNIQUE, "cpu-avx2", "minilm").values["min_cosine"] == 0.99
     assert "[onnxruntime-o2.cpu-avx2]" in found.origins["min_speedup"]
 
 

@@ -117,7 +117,7 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
             inputs = model.inputs(request.texts, request.seq_len)
             if variant.independent_of_source:
                 model.module = None
-                gc.collect()
+            _release_freed_memory()
             if request.memory_headroom_bytes:  # after every import and load: only the forward pass is capped
                 import resource
 
@@ -138,6 +138,7 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
             "before": before,
             "at_failure": process_memory(),
         }
+    _release_freed_memory()
     after = process_memory()
     result: dict[str, Any] = {
         "outcome": Outcome.MEASURED,
@@ -156,6 +157,18 @@ def _probe(request: MemoryRequest) -> dict[str, Any]:
         result["cuda_peak_reserved"] = int(torch.cuda.max_memory_reserved(request.device))
         result["nvml_process_bytes"] = _nvml_process_bytes()
     return result
+
+
+def _release_freed_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS, so RSS shows what the variant holds rather
+    than what glibc kept from transient copies (quantize_dynamic copies the fp32 model first)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: figures include retained heap, as RSS does elsewhere
+        pass
 
 
 def _address_space_bytes() -> int:

@@ -59,9 +59,9 @@ class PerfgateSession:
     def thresholds(self) -> ThresholdsFile:
         return load_thresholds(self.settings.thresholds, technique_names())
 
-    def thresholds_for(self, technique: str, device: str, model: str) -> Thresholds:
-        hardware_class = self.hardware_class(device)
-        found = self.thresholds.lookup(technique, hardware_class, model)
+    def thresholds_for(self, spec: CaseSpec) -> Thresholds:
+        technique, hardware_class = spec.technique, self.hardware_class(spec.device)
+        found = self.thresholds.lookup(technique, hardware_class, spec.model, spec.batch_size)
         override = self.config.hook.pytest_perfgate_thresholds(
             technique=technique, hardware_class=hardware_class, thresholds=found
         )
@@ -127,7 +127,7 @@ class PerfgateSession:
                 model=model,
                 baseline=self.variant(model, BASELINE, spec.threads),
                 candidate=self.variant(model, spec.technique, spec.threads),
-                thresholds=self.thresholds_for(spec.technique, spec.device, spec.model),
+                thresholds=self.thresholds_for(spec),
                 timed_texts=self._timed_texts(spec.batch_size),
                 eval_texts=self.sentences,
                 labelled=self.labelled_set(spec.model),

@@ -7,14 +7,16 @@ File layout (TOML)::
     min_speedup = 1.3
     [techniques."onnxruntime-o2".cpu-avx2.models.minilm]   # one model on that class
     min_speedup = 1.8
+    [techniques."onnxruntime-o2".cpu-avx2.models."minilm/b8"]   # one model and batch size
+    min_speedup = 1.1
     [techniques."onnxruntime-o2".default]    # fields shared by every gated class
     min_cosine = 0.999
 
 A technique is *gated* on a hardware class when the file has a section for that class or its family
-(``cpu``, ``gpu``). Fields resolve ``default`` → family → exact class → that class's ``models.NAME``,
-the later winning. On a class with no section the
-case is measured and recorded but not gated, and the report says so. A user file overrides the shipped
-one field by field.
+(``cpu``, ``gpu``). Fields resolve level by level, ``default`` → family → exact class, and within a
+level from the section to its ``models.NAME`` and ``models."NAME/bBATCH"`` tables, the later winning.
+On a class with no section the case is measured and recorded but not gated, and the report says so. A
+user file overrides the shipped one field by field.
 """
 
 from __future__ import annotations
@@ -69,13 +71,18 @@ class ThresholdsFile:
         self._sections = sections  # technique -> class -> field -> value
         self._origins = origins  # "technique/class" -> file it came from
 
-    def lookup(self, technique: str, hardware_class: str, model: str = "") -> Thresholds:
+    def lookup(self, technique: str, hardware_class: str, model: str = "", batch_size: int = 0) -> Thresholds:
         classes = self._sections.get(technique, {})
         family = hardware_class.split("-", maxsplit=1)[0]
         gated = hardware_class in classes or family in classes
         values: dict[str, float] = {}
         origins: dict[str, str] = {}
-        for key in ("default", family, hardware_class, f"{hardware_class}.models.{model}"):  # later keys win
+        chain = [
+            key
+            for level in ("default", family, hardware_class)
+            for key in (level, f"{level}.models.{model}", f"{level}.models.{model}/b{batch_size}")
+        ]
+        for key in chain:  # later keys win
             for name, value in classes.get(key, {}).items():
                 values[name] = value
                 origins[name] = f"{self._origins[f'{technique}/{key}']} [{technique}.{key}]"
