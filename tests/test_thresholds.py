@@ -68,6 +68,13 @@ def test_a_later_file_overrides_an_earlier_one_field_by_field(tmp_path):
     assert str(user) in found.origins["min_speedup"]
 
 
+def test_a_more_specific_speed_rule_replaces_the_rule_in_either_spelling(tmp_path):
+    text = FILE + '[techniques."onnxruntime-o2".cpu-avx2.models."tiny-bert/b8"]\nmax_slowdown = 0.1\n'
+    found = load_thresholds([write(tmp_path, text)], technique_names()).lookup(TECHNIQUE, "cpu-avx2", "tiny-bert", 8)
+    assert "min_speedup" not in found.values
+    assert found.speed_bound() == pytest.approx(1 / 1.1)
+
+
 def test_the_speed_bound_is_the_stricter_of_min_speedup_and_max_slowdown(tmp_path):
     text = '[techniques."onnxruntime-o2".cpu-avx2]\nmin_speedup = 0.8\nmax_slowdown = 0.1\n'
     found = load_thresholds([write(tmp_path, text)], technique_names()).lookup(TECHNIQUE, "cpu-avx2")

@@ -15,6 +15,7 @@ error rate near nominal) and stops when the interval decides, or when the time b
 from __future__ import annotations
 
 import enum
+import gc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,7 +161,30 @@ def compare(
     bound: float | None,
     policy: ComparePolicy = ComparePolicy(),
 ) -> Comparison:
-    """Time both arms in ABBA rounds until the verdict is decided or the budget is spent."""
+    """Time both arms in ABBA rounds until the verdict is decided or the budget is spent.
+
+    The garbage collector is off while timing, as timeit does: a collection triggered every k calls
+    would land on the same position of every ABBA round and bias one arm. It runs between rounds
+    instead, outside the timed blocks."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compare(baseline, candidate, timer, bound, policy)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+COLLECT_EVERY_ROUNDS = 8
+
+
+def _compare(
+    baseline: Callable[[], object],
+    candidate: Callable[[], object],
+    timer: Timer,
+    bound: float | None,
+    policy: ComparePolicy,
+) -> Comparison:
     clock = timer.clock
     start = clock()
     result = Comparison(bound=bound)
@@ -174,6 +198,8 @@ def compare(
     next_look = policy.min_pairs
     a, b = result.baseline_seconds, result.candidate_seconds
     while True:
+        if len(a) % (2 * COLLECT_EVERY_ROUNDS) == 0:
+            gc.collect()
         a.append(timer.time_block(baseline, calls))
         b.append(timer.time_block(candidate, calls))
         b.append(timer.time_block(candidate, calls))

@@ -6,6 +6,7 @@ at plugin load: torch and friends load when the first case runs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import warnings
 from collections.abc import Sequence
@@ -167,8 +168,10 @@ class Bench:
         loaded = self.session.loaded(model, device)
         inputs = loaded.inputs(self.session.sentences[:batch_size])
         timer = Timer(synchronize=cuda_synchronizer(device))
+        # The noise floor needs more than the 10 pairs an easy A/A would stop at: insist on 40, ±1%.
+        policy = dataclasses.replace(self.session.policy(), min_pairs=40, ungated_halfwidth=0.01)
         with torch_threads(spec.threads):
-            outcome = calibrate(lambda: loaded.run(inputs), timer, self.session.policy(), fractions)
+            outcome = calibrate(lambda: loaded.run(inputs), timer, policy, fractions)
         entry = {"spec": spec.to_dict(), "hardware_class": self.session.hardware_class(device), **outcome.to_dict()}
         self.session.record_calibration(spec.case_id, entry)
         return entry

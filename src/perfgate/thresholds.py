@@ -43,6 +43,7 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_task_ratio": (0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)"),
 }
 FAMILIES = ("cpu", "gpu")
+SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,12 @@ class ThresholdsFile:
             for key in (level, f"{level}.models.{model}", f"{level}.models.{model}/b{batch_size}")
         ]
         for key in chain:  # later keys win
-            for name, value in classes.get(key, {}).items():
+            section = classes.get(key, {})
+            if SPEED_FIELDS & section.keys():  # a more specific speed rule replaces the whole rule
+                for name in SPEED_FIELDS:
+                    values.pop(name, None)
+                    origins.pop(name, None)
+            for name, value in section.items():
                 values[name] = value
                 origins[name] = f"{self._origins[f'{technique}/{key}']} [{technique}.{key}]"
         return Thresholds(technique, hardware_class, gated, values, origins)
