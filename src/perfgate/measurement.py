@@ -11,10 +11,13 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfgate.comparison import ComparePolicy, Comparison, Verdict, compare
 from perfgate.fidelity import LabelledSet, compare_outputs, task_score
+from perfgate.generation import measure_generation, module_generator
+from perfgate.model import directory_bytes
 from perfgate.memory import Outcome, is_out_of_memory, process_memory
 from perfgate.thresholds import Check, CheckResult, Thresholds
 from perfgate.timing import Timer, cuda_synchronizer, torch_threads
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["BASELINE", "CaseResult", "CaseSpec", "run_case"]
 
 BASELINE = "fp32-eager"
+GENERATION_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class CaseResult:
     memory: dict[str, Any] | None = None
     size: dict[str, Any] | None = None
     variant: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] | None = None  # causal LMs: time to first token and per-token, both arms
     thresholds: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     verdict: str = Verdict.INCONCLUSIVE.value
@@ -134,6 +139,8 @@ def run_case(spec: CaseSpec, prepared: CaseInputs, result: CaseResult, timer: Ti
                 bound=thresholds.speed_bound(),
                 policy=prepared.policy,
             )
+            if model.task == "text-generation" and baseline.module is not None and candidate.module is not None:
+                result.generation = _generation(model, baseline, candidate, inputs, timer)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -144,9 +151,13 @@ def run_case(spec: CaseSpec, prepared: CaseInputs, result: CaseResult, timer: Ti
             result.verdict = Verdict.FAIL.value
             return result
     result.comparison = comparison.to_dict()
+    result.comparison["throughput_items_per_second"] = {
+        arm: spec.batch_size / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
+    }
     result.size = {
         "baseline_bytes": baseline.memory_bytes,
         "candidate_bytes": candidate.memory_bytes,
+        "baseline_disk_bytes": directory_bytes(model.location) if isinstance(model.location, Path) else None,
         "candidate_disk_bytes": candidate.disk_bytes,
         "ratio": candidate.memory_bytes / baseline.memory_bytes,
     }
@@ -234,6 +245,16 @@ def _task(
     }
     ratio = scores["candidate"] / scores["baseline"] if scores["baseline"] > 0 else None
     return {"metric": f"{labelled.kind} accuracy", "source": labelled.source, **scores, "ratio": ratio}
+
+
+def _generation(
+    model: LoadedModel, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Timer
+) -> dict[str, Any]:
+    pad = model.tokenizer.pad_token_id
+    return {
+        arm: measure_generation(module_generator(variant.module, inputs, pad), timer, GENERATION_TOKENS).to_dict()
+        for arm, variant in (("baseline", baseline), ("candidate", candidate))
+    }
 
 
 def _free_memory(device: str) -> None:

@@ -179,7 +179,8 @@ def module_bytes(module: Any) -> int:
 
 
 def directory_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes of the weight files in a model directory (what loading reads from disk)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
 
 
 def load_model(name: str, task: str, location: Path | str, device: str = "cpu") -> LoadedModel:

@@ -89,6 +89,20 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     ungated = sorted({c.hardware_class for c in record.cases if c.verdict == "ungated"})
     if ungated:
         out += ["", f"Hardware class(es) {', '.join(ungated)} have no thresholds: measured and recorded, not gated."]
+    generation = [case for case in record.cases if case.generation]
+    if generation:
+        out += ["", "## Generation (greedy, fixed number of new tokens)", ""]
+        out += [
+            "| model | technique | new tokens | time to first token, fp32 → candidate | per token, fp32 → candidate |"
+        ]
+        out += ["|---|---|---|---|---|"]
+        for case in generation:
+            base, cand = case.generation["baseline"], case.generation["candidate"]  # type: ignore[index]
+            out.append(
+                f"| {case.spec.model} | {case.spec.technique} | {base['new_tokens']} | "
+                f"{base['time_to_first_token'] * 1e3:.2f} → {cand['time_to_first_token'] * 1e3:.2f} ms | "
+                f"{base['per_token'] * 1e3:.3f} → {cand['per_token'] * 1e3:.3f} ms |"
+            )
     failures = [check.message for case in record.cases for check in case.failures()]
     if failures:
         out += ["", "## Failed checks", "", *[f"- {m}" for m in failures]]

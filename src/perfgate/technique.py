@@ -46,6 +46,7 @@ class Variant:
     disk_bytes: int | None = None  # size of the exported artifact, where there is one
     prepare_seconds: float = 0.0
     independent_of_source: bool = True  # False when ``run`` still uses the fp32 module it was built from
+    module: Any = None  # the torch module behind ``run``, where there is one (enables generation metrics)
     details: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,4 +14,6 @@ class Fp32Eager(Technique):
     devices = frozenset({"cpu", "cuda"})
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
-        return Variant(self.name, model.run, memory_bytes=model.parameter_bytes(), independent_of_source=False)
+        return Variant(
+            self.name, model.run, memory_bytes=model.parameter_bytes(), independent_of_source=False, module=model.module
+        )

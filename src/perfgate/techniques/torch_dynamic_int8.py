@@ -40,6 +40,7 @@ class _DynamicInt8(Technique):
             run,
             memory_bytes=module_bytes(module),
             prepare_seconds=time.perf_counter() - start,
+            module=module,
             details={
                 "qconfig": "per-channel" if self.per_channel else "per-tensor",
                 "engine": torch.backends.quantized.engine,
