@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from perfgate.comparison import ComparePolicy, Comparison, Verdict, compare
 from perfgate.fidelity import LabelledSet, compare_outputs, task_score
 from perfgate.generation import measure_generation, module_generator
-from perfgate.model import directory_bytes
 from perfgate.memory import Outcome, is_out_of_memory, process_memory
+from perfgate.model import directory_bytes
 from perfgate.thresholds import Check, CheckResult, Thresholds
 from perfgate.timing import Timer, cuda_synchronizer, torch_threads
 
