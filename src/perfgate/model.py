@@ -129,10 +129,11 @@ class LoadedModel:
             encoded["decoder_input_ids"] = torch.full((len(texts), 1), start, dtype=torch.long)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
-    def forward_arguments(self) -> set[str]:
+    def forward_arguments(self) -> list[str]:
+        """The module's forward() parameters, in order."""
         import inspect
 
-        return set(inspect.signature(self.module.forward).parameters)
+        return list(inspect.signature(self.module.forward).parameters)
 
     def primary_output(self, output: Any, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return primary_output(self.task, output, inputs)

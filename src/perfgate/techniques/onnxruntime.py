@@ -137,13 +137,24 @@ def _build_with_torch(model: LoadedModel, scratch: Path) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
     sample = model.inputs(["perfgate export sample", "a second, somewhat longer sample sentence"])
-    names: list[str] = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    names: list[str] = [n for n in model.forward_arguments() if n in sample]
+
+    class TensorsOnly(torch.nn.Module):
+        """forward(*tensors) -> first output: transformers 5's forward decorators collide with the
+        tracer's argument passing (``use_cache`` given twice); keywords from a plain wrapper do not."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model.module
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(names, tensors, strict=True)), return_dict=True)[0]  # type: ignore[no-any-return]
+
     raw = scratch / "model.onnx"
     torch.onnx.export(
-        model.module,
-        (),
+        TensorsOnly().eval(),
+        tuple(sample[n] for n in names),
         str(raw),
-        kwargs={n: sample[n] for n in names},
         input_names=names,
         output_names=["output"],
         dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
