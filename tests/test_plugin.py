@@ -197,3 +197,44 @@ def test_a_probe_that_hangs_is_recorded_as_a_timeout(micro_model_dir, tmp_path):
     request = MemoryRequest("micro", "text-classification", str(micro_model_dir), "perfgate.techniques.eager:Fp32Eager",
                             ["x"], None, "cpu", 1, str(tmp_path))  # fmt: skip
     assert run_probe(request, timeout_seconds=0.01)["outcome"] == "timeout"
+
+
+def test_a_user_technique_that_hangs_is_recorded_as_a_timeout_and_the_run_goes_on(project, micro_model_dir):
+    """Also shows the extension point: a technique defined in a user's conftest, registered by name."""
+    project.makeconftest(
+        """
+        import time
+        from perfgate import Technique, Variant, register_technique
+
+        class Hangs(Technique):
+            name = "hangs"
+            summary = "a forward pass that never returns in time"
+
+            def apply(self, model, workdir, threads):
+                def run(inputs):
+                    time.sleep(30)
+                return Variant(self.name, run, memory_bytes=1)
+
+        register_technique("hangs", "conftest:Hangs")
+        """
+    )
+    project.makepyfile(
+        """
+        def test_hangs(perfgate):
+            perfgate.gate("micro", "hangs")
+
+        def test_after(perfgate):
+            perfgate.gate("micro", "fp32-eager", batch_size=2)
+        """
+    )
+    result = project.runpytest_subprocess(
+        f"--perfgate-model=micro={micro_model_dir}:text-classification",
+        "--perfgate-case-timeout=3",
+        "--perfgate-budget=1",
+        "--perfgate-memory=off",
+        "--perfgate-report-dir=out",
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*hangs on micro (batch 1, cpu, *): outcome timeout: case ran past 3 s*"])
+    cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    assert [c["outcome"] for c in cases] == ["timeout", "measured"]

@@ -68,6 +68,9 @@ OPTIONS = (
     Option("hardware_class", "use this hardware class instead of the detected one", str, None),
     Option("sentences", "text file of evaluation sentences, one per line", str, None),
     Option("memory_timeout", "seconds a memory probe subprocess may run", _positive_float, 600.0),
+    Option(
+        "case_timeout", "seconds one case may run in-process before it is recorded as timeout", _positive_float, 900.0
+    ),
     Option("memory", "measure memory in subprocesses: on or off", lambda t: {"on": True, "off": False}[t], True),
 )
 
@@ -84,6 +87,7 @@ class Settings:
     hardware_class: str | None
     sentences: Path | None
     memory_timeout: float
+    case_timeout: float
     memory: bool
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 

@@ -6,8 +6,12 @@ use and is cached for the rest of the session, so a model loads once however man
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,7 +138,10 @@ class PerfgateSession:
                 policy=self.policy(),
                 memory=(lambda: self._memory_pair(spec, model, simulate_oom)) if self.settings.memory else None,
             )
-            run_case(spec, prepared, result)
+            with deadline(self.settings.case_timeout):
+                run_case(spec, prepared, result)
+        except CaseTimeout as timeout:
+            result.outcome, result.detail, result.verdict = Outcome.TIMEOUT, str(timeout), "fail"
         except Exception as error:
             result.outcome, result.detail = Outcome.ERROR, f"{type(error).__name__}: {error}"
             raise
@@ -208,6 +215,30 @@ class PerfgateSession:
         path = self.settings.report_dir / "summary.md"
         write_atomically(path, markdown_summary(self.record, self.skipped))
         return path
+
+
+class CaseTimeout(Exception):
+    """A case ran past --perfgate-case-timeout."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise CaseTimeout in the main thread after ``seconds`` (SIGALRM, as pytest-timeout's signal
+    method does). Elsewhere (threads, Windows) the case runs unbounded and the budget limits timing."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise CaseTimeout(f"case ran past {seconds:g} s (--perfgate-case-timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _version() -> str:
