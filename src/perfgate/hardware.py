@@ -21,7 +21,7 @@ TRACKED_LIBRARIES = (
     "bitsandbytes", "accelerate", "numpy", "perfgate",
 )  # fmt: skip
 
-# Flags that change which kernels the libraries can use, in the order they raise the class.
+# Flags that change which kernels the libraries can use; the fingerprint records these.
 INTERESTING_FLAGS = (
     "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
     "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve",

@@ -7,7 +7,6 @@ at plugin load: torch and friends load when the first case runs.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from perfgate.memory import Outcome
 from perfgate.model import ModelRegistry
 from perfgate.report import text_table
 from perfgate.session import PerfgateSession, Unavailable
+from perfgate.technique import Requirement
 from perfgate.timing import Timer, cuda_synchronizer, torch_threads
 
 __all__ = ["MARKERS", "Bench", "InconclusiveWarning", "session_key"]
@@ -79,16 +79,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(NO_CUDA_REASON)
     for marker in item.iter_markers("requires"):
         for module in marker.args:
-            if _missing(module):
-                hint = marker.kwargs.get("fix", f"pip install {module.split('.')[0]}")
-                pytest.skip(f"optional library {module} is not installed ({hint})")
-
-
-def _missing(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is None
-    except (ImportError, ValueError):
-        return True
+            requirement = Requirement(module, marker.kwargs.get("fix", f"pip install {module.split('.')[0]}"))
+            if requirement.missing():
+                pytest.skip(f"optional library {module} is not installed ({requirement.fix})")
 
 
 class SessionReporter:
