@@ -238,3 +238,24 @@ def test_a_user_technique_that_hangs_is_recorded_as_a_timeout_and_the_run_goes_o
     result.stdout.fnmatch_lines(["*hangs on micro (batch 1, cpu, *): outcome timeout: case ran past 3 s*"])
     cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert [c["outcome"] for c in cases] == ["timeout", "measured"]
+
+
+def test_an_unknown_hardware_class_is_measured_and_recorded_but_not_gated(project, micro_model_dir):
+    project.makefile(".toml", thresholds='[techniques."fp32-eager".cpu-avx2]\nmin_speedup = 50.0\n')
+    project.makepyfile("def test_it(perfgate):\n    perfgate.gate('micro', 'fp32-eager', batch_size=2)\n")
+    result = project.runpytest_subprocess(
+        f"--perfgate-model=micro={micro_model_dir}:text-classification",
+        "--perfgate-hardware-class=cpu-riscv-someday",
+        f"--perfgate-thresholds={project.path / 'thresholds.toml'}",
+        "--perfgate-budget=1",
+        "--perfgate-memory=off",
+        "--perfgate-report-dir=out",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*UNGATED*", "hardware class cpu-riscv-someday has no thresholds: measured and recorded, not gated"]
+    )
+    (case,) = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    assert case["verdict"] == "ungated"
+    assert case["comparison"]["samples"]["baseline"]
+    assert "not gated" in (project.path / "out" / "summary.md").read_text()

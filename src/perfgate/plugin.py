@@ -6,7 +6,6 @@ at plugin load: torch and friends load when the first case runs.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 
 from perfgate import hookspecs
-from perfgate.calibration import calibrate
 from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
 from perfgate.measurement import BASELINE, CaseResult, CaseSpec
@@ -23,7 +21,6 @@ from perfgate.model import ModelRegistry
 from perfgate.report import text_table
 from perfgate.session import PerfgateSession, Unavailable
 from perfgate.technique import Requirement
-from perfgate.timing import Timer, cuda_synchronizer, torch_threads
 
 __all__ = ["MARKERS", "Bench", "InconclusiveWarning", "session_key"]
 
@@ -107,6 +104,8 @@ class SessionReporter:
             write(f"calibration {key}: {entry['summary']}")
         for nodeid, reason in session.skipped:
             write(f"skipped {nodeid}: {reason}")
+        for hardware_class in sorted({c.hardware_class for c in session.record.cases if c.verdict == "ungated"}):
+            write(f"hardware class {hardware_class} has no thresholds: measured and recorded, not gated")
         write(f"results: {session.results_path}  summary: {summary}")
 
 
@@ -155,19 +154,9 @@ class Bench:
             model=model, technique=BASELINE, batch_size=batch_size, device=device, threads=self.session.settings.threads
         )
         try:
-            self.session.check_available(spec)
+            return self.session.calibrate(spec, fractions)
         except Unavailable as reason:
             pytest.skip(str(reason))
-        loaded = self.session.loaded(model, device)
-        inputs = loaded.inputs(self.session.sentences[:batch_size])
-        timer = Timer(synchronize=cuda_synchronizer(device))
-        # The noise floor needs more than the 10 pairs an easy A/A would stop at: insist on 40, ±1%.
-        policy = dataclasses.replace(self.session.policy(), min_pairs=40, ungated_halfwidth=0.01)
-        with torch_threads(spec.threads):
-            outcome = calibrate(lambda: loaded.run(inputs), timer, policy, fractions)
-        entry = {"spec": spec.to_dict(), "hardware_class": self.session.hardware_class(device), **outcome.to_dict()}
-        self.session.record_calibration(spec.case_id, entry)
-        return entry
 
 
 @pytest.fixture

@@ -7,15 +7,17 @@ use and is cached for the rest of the session, so a model loads once however man
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfgate.calibration import calibrate
 from perfgate.comparison import ComparePolicy
 from perfgate.errors import ConfigError
 from perfgate.fidelity import LabelledSet, load_labelled_set
@@ -27,6 +29,7 @@ from perfgate.report import markdown_summary
 from perfgate.results import RunRecord, write_atomically
 from perfgate.technique import Variant, get_technique, import_path, technique_names
 from perfgate.thresholds import Thresholds, ThresholdsFile, load_thresholds
+from perfgate.timing import Timer, cuda_synchronizer, torch_threads
 
 if TYPE_CHECKING:
     import pytest
@@ -148,6 +151,20 @@ class PerfgateSession:
         finally:
             self.save()  # after every case, so a crash later keeps this one
         return result
+
+    def calibrate(self, spec: CaseSpec, fractions: Sequence[float]) -> dict[str, Any]:
+        """A/A and planted slowdowns of ``spec``'s model in fp32 eager; stored under the run's calibration."""
+        self.check_available(spec)
+        loaded = self.loaded(spec.model, spec.device)
+        inputs = loaded.inputs(self._timed_texts(spec.batch_size))
+        timer = Timer(synchronize=cuda_synchronizer(spec.device))
+        # The noise floor needs more than the 10 pairs an easy A/A would stop at: insist on 40, ±1%.
+        policy = dataclasses.replace(self.policy(), min_pairs=40, ungated_halfwidth=0.01)
+        with torch_threads(spec.threads):
+            outcome = calibrate(lambda: loaded.run(inputs), timer, policy, fractions)
+        entry = {"spec": spec.to_dict(), "hardware_class": self.hardware_class(spec.device), **outcome.to_dict()}
+        self.record_calibration(spec.case_id, entry)
+        return entry
 
     def _timed_texts(self, batch_size: int) -> list[str]:
         sentences = self.sentences
