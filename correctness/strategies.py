@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from perfgate.quantization import INT4, INT8, UINT8, IntFormat
+from perfgate.quantization import INT4, INT8, UINT8
 
 FORMATS = st.sampled_from([INT8, UINT8, INT4])
 SCHEMES = st.booleans()  # symmetric?
@@ -22,7 +22,6 @@ element = st.one_of(
         lambda v: v == 0 or abs(v) >= 1e-6
     ),
 )
-shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6)
 
 
 def tensors(min_side: int = 1) -> st.SearchStrategy[np.ndarray[Any, Any]]:
@@ -35,11 +34,3 @@ def tensors(min_side: int = 1) -> st.SearchStrategy[np.ndarray[Any, Any]]:
 def tensor_and_axis(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], int]:
     x = draw(tensors())
     return x, draw(st.integers(0, x.ndim - 1))
-
-
-def spread(x: np.ndarray[Any, Any]) -> float:
-    return float(np.max(x) - np.min(x)) if x.size else 0.0
-
-
-def format_name(fmt: IntFormat) -> str:
-    return fmt.name

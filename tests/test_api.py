@@ -6,7 +6,7 @@ import sys
 import perfgate
 
 PUBLIC = {
-    "CaseResult", "CaseSpec", "ComparePolicy", "Comparison", "ConfigError", "LoadedModel", "MissingLibraryError",
+    "CaseResult", "CaseSpec", "ComparePolicy", "Comparison", "ConfigError", "LoadedModel",
     "ModelNotFoundError", "ModelRegistry", "ModelSource", "PerfgateError", "Requirement", "ResultsFileError",
     "RunRecord", "SpeedEstimate", "Technique", "Thresholds", "ThresholdsError", "Timer", "TimerSettings",
     "UnknownModelError", "UnknownTechniqueError", "Variant", "Verdict", "compare", "estimate_speedup",

@@ -52,6 +52,14 @@ def test_gpu_class_names_the_compute_capability_and_cpu_cases_keep_the_cpu_class
     assert hardware.fingerprint()["gpus"][0]["compute_capability"] == (9, 0)
 
 
+def test_the_fingerprint_says_which_low_precision_math_the_cpu_has_natively():
+    cpu = Hardware(cpu=parse_cpuinfo(SAPPHIRE_RAPIDS)).fingerprint()["cpu"]
+    assert cpu["bf16_native"] is True
+    assert cpu["int8_dot_product"] is True
+    assert cpu["fp16_native"] is False  # AMX-FP16 and AVX512-FP16 are absent from this sample
+    assert "amx_int8" in cpu["flags"]
+
+
 def test_without_a_gpu_cuda_cases_have_no_class_and_an_override_wins():
     cpu = CpuInfo("x", frozenset({"avx2"}), 2)
     assert Hardware(cpu=cpu).hardware_class("cuda") == "gpu-none"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from perfgate.comparison import ComparePolicy, Comparison, SpeedEstimate, Verdict, compare, estimate_speedup
 from perfgate.errors import (
     ConfigError,
-    MissingLibraryError,
     ModelNotFoundError,
     PerfgateError,
     ResultsFileError,
@@ -27,7 +26,6 @@ __all__ = [
     "Comparison",
     "ConfigError",
     "LoadedModel",
-    "MissingLibraryError",
     "ModelNotFoundError",
     "ModelRegistry",
     "ModelSource",

@@ -6,8 +6,9 @@
     │   ├── UnknownTechniqueError (LookupError)
     │   └── UnknownModelError (LookupError)
     ├── ModelNotFoundError (FileNotFoundError)   a model directory that does not exist
-    ├── ResultsFileError (ValueError)     an unreadable or corrupt results file
-    └── MissingLibraryError (ImportError) an optional library a technique needs
+    └── ResultsFileError (ValueError)     an unreadable or corrupt results file
+
+A missing optional library is not an error: the case is skipped with the install hint.
 
 Messages show ``name=value!r`` and say how to fix the problem.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
-    "MissingLibraryError",
     "ModelNotFoundError",
     "PerfgateError",
     "ResultsFileError",
@@ -70,9 +70,3 @@ class ResultsFileError(PerfgateError, ValueError):
     def __init__(self, path: object, problem: str) -> None:
         self.path = path
         super().__init__(f"results file {str(path)!r}: {problem}; delete it or rerun the suite to rewrite it")
-
-
-class MissingLibraryError(PerfgateError, ImportError):
-    def __init__(self, module: str, fix: str) -> None:
-        self.module = module
-        super().__init__(f"optional library module={module!r} is not installed: {fix}")

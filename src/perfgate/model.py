@@ -99,9 +99,6 @@ class ModelRegistry:
             if (tag is None or tag in s.tags) and (tasks is None or s.task in tasks)
         ]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._sources
-
 
 @dataclass
 class LoadedModel:

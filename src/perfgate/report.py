@@ -107,14 +107,8 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     if failures:
         out += ["", "## Failed checks", "", *[f"- {m}" for m in failures]]
     if record.calibration:
-        out += ["", "## Runner calibration", "", *[f"- {line}" for line in calibration_lines(record.calibration)]]
+        out += ["", "## Runner calibration", ""]
+        out += [f"- {key}: {entry.get('summary', '')}" for key, entry in sorted(record.calibration.items())]
     if skipped:
         out += ["", "## Skipped", "", *[f"- `{nodeid}`: {reason}" for nodeid, reason in skipped]]
     return "\n".join(out) + "\n"
-
-
-def calibration_lines(calibration: dict[str, Any]) -> list[str]:
-    lines = []
-    for key, entry in sorted(calibration.items()):
-        lines.append(f"{key}: {entry.get('summary', '')}")
-    return lines

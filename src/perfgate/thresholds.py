@@ -42,7 +42,6 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_top1": (0.0, 1.0, "share of rows whose argmax agrees with fp32"),
     "min_task_ratio": (0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)"),
 }
-FAMILIES = ("cpu", "gpu")
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 
 
@@ -93,9 +92,6 @@ class ThresholdsFile:
                 values[name] = value
                 origins[name] = f"{self._origins[f'{technique}/{key}']} [{technique}.{key}]"
         return Thresholds(technique, hardware_class, gated, values, origins)
-
-    def techniques(self) -> list[str]:
-        return sorted(self._sections)
 
 
 def load_thresholds(paths: list[Path], known_techniques: list[str]) -> ThresholdsFile:
