@@ -34,3 +34,10 @@ def tensors(min_side: int = 1) -> st.SearchStrategy[np.ndarray[Any, Any]]:
 def tensor_and_axis(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], int]:
     x = draw(tensors())
     return x, draw(st.integers(0, x.ndim - 1))
+
+
+@st.composite
+def tensor_and_scope(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], int | None]:
+    """A tensor with an axis for per-channel parameters, or None for per-tensor ones."""
+    x = draw(tensors())
+    return x, draw(st.one_of(st.none(), st.integers(0, x.ndim - 1)))
