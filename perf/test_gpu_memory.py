@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from perfgate.calibration import AA_TOLERANCE
 from perfgate.plugin import Bench
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
@@ -16,5 +17,5 @@ def test_fp32_eager_against_itself_on_cuda_is_within_noise(perfgate: Bench, mode
     assert result.outcome == "measured", result.detail
     assert result.comparison is not None
     assert result.memory is not None
-    assert abs(result.comparison["estimate"]["speedup"] - 1) <= 0.03, result.comparison["estimate"]
+    assert abs(result.comparison["estimate"]["speedup"] - 1) <= AA_TOLERANCE, result.comparison["estimate"]
     assert result.memory["candidate"]["cuda_peak_allocated"] > 0

@@ -40,16 +40,16 @@ def test_writing_leaves_no_temporary_files_and_replaces_whole(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]
 
 
-def test_a_failed_write_keeps_the_previous_file(tmp_path):
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "results.json"
     write_atomically(path, "kept")
 
-    class Unwritable:
-        def __str__(self) -> str:
-            raise RuntimeError("interrupted")
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(TypeError):
-        write_atomically(path, Unwritable())  # type: ignore[arg-type]
+    monkeypatch.setattr("perfgate.results.os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(path, "lost")
     assert path.read_text() == "kept"
     assert len(list(tmp_path.iterdir())) == 1
 

@@ -8,6 +8,7 @@ crashed probe) are recorded instead of raised.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -240,7 +241,7 @@ def _task(
     labelled: LabelledSet, model: LoadedModel, baseline: Variant, candidate: Variant, spec: CaseSpec
 ) -> dict[str, Any]:
     scores = {
-        arm: task_score(labelled, lambda texts, v=variant: _outputs(v, model, texts, spec))  # type: ignore[misc]
+        arm: task_score(labelled, functools.partial(_outputs, variant, model, spec=spec))
         for arm, variant in (("baseline", baseline), ("candidate", candidate))
     }
     ratio = scores["candidate"] / scores["baseline"] if scores["baseline"] > 0 else None
