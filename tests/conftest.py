@@ -1,3 +1,26 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.micro_model import micro_bert
+from tests.user_project import SENTENCES
+
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return micro_bert(tmp_path_factory.mktemp("models") / "micro-bert")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's project: an ini pointing at our sentences, and no PERFGATE_* leaking in from outside."""
+    for name in [k for k in os.environ if k.startswith("PERFGATE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makeini(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\n")
+    return pytester

@@ -7,10 +7,10 @@ import perfgate
 
 PUBLIC = {
     "CaseResult", "CaseSpec", "ComparePolicy", "Comparison", "ConfigError", "LoadedModel",
-    "ModelNotFoundError", "ModelRegistry", "ModelSource", "PerfgateError", "Requirement", "ResultsFileError",
-    "RunRecord", "SpeedEstimate", "Technique", "Thresholds", "ThresholdsError", "Timer", "TimerSettings",
-    "UnknownModelError", "UnknownTechniqueError", "Variant", "Verdict", "compare", "estimate_speedup",
-    "load_thresholds", "register_technique",
+    "ModelNotFoundError", "ModelRegistry", "ModelSource", "Outcome", "PerfgateError", "Requirement",
+    "ResultsFileError", "RunRecord", "Scenario", "SpeedEstimate", "Technique", "Thresholds",
+    "ThresholdsError", "Timer", "TimerSettings", "UnknownModelError", "UnknownTechniqueError", "Variant",
+    "Verdict", "compare", "estimate_speedup", "load_thresholds", "register_technique",
 }  # fmt: skip
 
 

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from perfgate.config import OPTIONS
 from perfgate.plugin import MARKERS, NO_CUDA_REASON
-from tests.micro_model import micro_bert
-
-ROOT = Path(__file__).parents[1]
-SENTENCES = ROOT / "fixtures" / "data" / "sentences.txt"
-
-
-@pytest.fixture(scope="session")
-def micro_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return micro_bert(tmp_path_factory.mktemp("models") / "micro-bert")
-
-
-@pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A user's project: an ini pointing at our sentences, and no PERFGATE_* leaking in from outside."""
-    for name in [k for k in os.environ if k.startswith("PERFGATE_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pytester.makeini(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\n")
-    return pytester
+from tests.user_project import SENTENCES, micro_run, plant
 
 
 def test_every_marker_is_registered_with_its_sentence(project):
@@ -111,14 +92,6 @@ def test_the_command_line_beats_the_environment_which_beats_the_ini(project, mon
     project.runpytest().stdout.fnmatch_lines(["*budget=3.0 (ini perfgate_budget)*"])
 
 
-def test_a_user_model_whose_directory_is_missing_names_the_path(project):
-    project.makepyprojecttoml('[tool.perfgate.models.mine]\npath = "models/not-there"\ntask = "feature-extraction"\n')
-    project.makepyfile("def test_it(perfgate):\n    perfgate.measure('mine', 'fp32-eager')\n")
-    result = project.runpytest()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ModelNotFoundError: model 'mine': path=*models/not-there* is not a directory*"])
-
-
 def test_an_unknown_technique_name_lists_the_known_ones(project, micro_model_dir):
     project.makepyfile("def test_it(perfgate):\n    perfgate.measure('micro', 'int9-magic')\n")
     result = project.runpytest(f"--perfgate-model=micro={micro_model_dir}:text-classification")
@@ -127,7 +100,8 @@ def test_an_unknown_technique_name_lists_the_known_ones(project, micro_model_dir
 
 
 def test_verdicts_and_outcomes_are_reported_and_every_result_is_kept(project, micro_model_dir):
-    """One subprocess run: a threshold failure, a simulated OOM, and a passing case after them."""
+    """One subprocess run: a threshold failure, a real out-of-memory, and a passing case after them."""
+    plant(project)
     project.makefile(
         ".toml",
         thresholds='schema = 1\n[techniques."fp32-eager".cpu-test]\nmin_speedup = 5.0\nmin_cosine = 0.99\n',
@@ -138,26 +112,21 @@ def test_verdicts_and_outcomes_are_reported_and_every_result_is_kept(project, mi
             perfgate.gate("micro", "fp32-eager", batch_size=2)
 
         def test_out_of_memory(perfgate):
-            perfgate.gate("micro", "torch-dynamic-int8-per-channel", batch_size=4, simulate_oom=True)
+            perfgate.gate("micro", "planted-oom", batch_size=4)
 
         def test_runs_on_after_the_oom(perfgate):
             result = perfgate.gate("micro", "torch-dynamic-int8-per-channel", batch_size=4)
             assert result.outcome == "measured"
         """
     )
-    result = project.runpytest_subprocess(
-        f"--perfgate-model=micro={micro_model_dir}:text-classification",
-        "--perfgate-hardware-class=cpu-test",
-        f"--perfgate-thresholds={project.path / 'thresholds.toml'}",
-        "--perfgate-budget=2",
-        "--perfgate-report-dir=out",
-    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-hardware-class=cpu-test",
+                                          f"--perfgate-thresholds={project.path / 'thresholds.toml'}")  # fmt: skip
     result.assert_outcomes(failed=2, passed=1)
     result.stdout.fnmatch_lines(
         [
             "*fp32-eager on micro (batch 2, cpu, cpu-test): speedup *x, 95% CI [[]*, *[]] over * pairs*"
             "baseline p50 * ms, candidate p50 * ms; CI must clear 5x from min_speedup 5 (*thresholds.toml*) -> FAIL*",
-            "*torch-dynamic-int8-per-channel on micro (batch 4, cpu, cpu-test): outcome oom: memory probe: *"
+            "*planted-oom on micro (batch 4, cpu, cpu-test): outcome oom: out of memory at batch_size=4: *"
             "can't allocate memory*",
             "*perfgate summary*",
         ]
@@ -165,38 +134,10 @@ def test_verdicts_and_outcomes_are_reported_and_every_result_is_kept(project, mi
     cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert [c["outcome"] for c in cases] == ["measured", "oom", "measured"]
     assert cases[0]["verdict"] == "fail"
-    assert cases[1]["memory"]["candidate"]["batch_size"] == 4
-    assert len(cases[0]["comparison"]["samples"]["baseline"]) == cases[0]["comparison"]["estimate"]["pairs"]
-    assert (project.path / "out" / "summary.md").read_text().count("| micro |") == 3
-
-
-def test_a_case_under_a_memory_cap_records_oom_with_its_batch_size(micro_model_dir, tmp_path):
-    from perfgate.memory import MemoryRequest, run_probe
-
-    request = MemoryRequest(
-        model="micro",
-        task="text-classification",
-        location=str(micro_model_dir),
-        technique="perfgate.techniques.eager:Fp32Eager",
-        texts=["a sentence long enough to need real attention memory"] * 256,
-        seq_len=512,
-        device="cpu",
-        threads=1,
-        workdir=str(tmp_path),
-        memory_headroom_bytes=64 * 2**20,
-        extra_sys_path=[str(ROOT)],
-    )
-    result = run_probe(request, timeout_seconds=300)
-    assert result["outcome"] == "oom", result
-    assert result["batch_size"] == 256
-
-
-def test_a_probe_that_hangs_is_recorded_as_a_timeout(micro_model_dir, tmp_path):
-    from perfgate.memory import MemoryRequest, run_probe
-
-    request = MemoryRequest("micro", "text-classification", str(micro_model_dir), "perfgate.techniques.eager:Fp32Eager",
-                            ["x"], None, "cpu", 1, str(tmp_path))  # fmt: skip
-    assert run_probe(request, timeout_seconds=0.01)["outcome"] == "timeout"
+    assert cases[1]["metrics"]["memory"]["at_failure"]["rss"] > 0
+    speed = cases[0]["metrics"]["speed"]
+    assert len(speed["samples"]["baseline"]) == speed["estimate"]["pairs"]
+    assert (project.path / "out" / "summary.md").read_text().split("## ")[0].count("| micro |") == 3
 
 
 def test_a_user_technique_that_hangs_is_recorded_as_a_timeout_and_the_run_goes_on(project, micro_model_dir):
@@ -227,15 +168,10 @@ def test_a_user_technique_that_hangs_is_recorded_as_a_timeout_and_the_run_goes_o
             perfgate.gate("micro", "fp32-eager", batch_size=2)
         """
     )
-    result = project.runpytest_subprocess(
-        f"--perfgate-model=micro={micro_model_dir}:text-classification",
-        "--perfgate-case-timeout=3",
-        "--perfgate-budget=1",
-        "--perfgate-memory=off",
-        "--perfgate-report-dir=out",
-    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-case-timeout=12",
+                                          "--perfgate-memory=off")  # fmt: skip
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*hangs on micro (batch 1, cpu, *): outcome timeout: case ran past 3 s*"])
+    result.stdout.fnmatch_lines(["*hangs on micro (batch 1, cpu, *): outcome timeout: worker pid * killed after 12 s*"])
     cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert [c["outcome"] for c in cases] == ["timeout", "measured"]
 
@@ -257,5 +193,5 @@ def test_an_unknown_hardware_class_is_measured_and_recorded_but_not_gated(projec
     )
     (case,) = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert case["verdict"] == "ungated"
-    assert case["comparison"]["samples"]["baseline"]
+    assert case["metrics"]["speed"]["samples"]["baseline"]
     assert "not gated" in (project.path / "out" / "summary.md").read_text()

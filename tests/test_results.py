@@ -4,9 +4,11 @@ import json
 
 import pytest
 
+from perfgate.case import CaseResult
 from perfgate.errors import ResultsFileError
-from perfgate.measurement import CaseResult, CaseSpec
+from perfgate.outcome import Outcome, Verdict
 from perfgate.results import SCHEMA_VERSION, RunRecord, write_atomically
+from perfgate.spec import CaseSpec
 from perfgate.thresholds import CheckResult
 
 
@@ -14,10 +16,13 @@ def record() -> RunRecord:
     case = CaseResult(
         spec=CaseSpec("minilm", "onnxruntime-o2", batch_size=8),
         hardware_class="cpu-avx2",
-        comparison={"samples": {"baseline": [0.01, 0.011], "candidate": [0.005, 0.0051]}},
-        fidelity={"cosine_min": 0.999, "sqnr_db": float("inf")},
+        outcome=Outcome.MEASURED,
+        metrics={
+            "speed": {"samples": {"baseline": [0.01, 0.011], "candidate": [0.005, 0.0051]}},
+            "fidelity": {"cosine_min": 0.999, "sqnr_db": float("inf")},
+        },
         checks=[CheckResult("speed", "pass", "fine")],
-        verdict="pass",
+        verdict=Verdict.PASS,
     )
     return RunRecord(fingerprint={"hardware_class": {"cpu": "cpu-avx2"}}, config={"budget": "20"}, cases=[case])
 
@@ -59,7 +64,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     [
         ("{not json", "is not readable JSON"),
         ('{"schema_version": 99}', "schema_version=99"),
-        ('{"schema_version": 1, "cases": []}', "missing or has a malformed field"),
+        ('{"schema_version": 2, "cases": []}', "missing or has a malformed field"),
         ("[]", "schema_version='list'"),
     ],
 )

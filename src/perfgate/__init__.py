@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from perfgate.comparison import ComparePolicy, Comparison, SpeedEstimate, Verdict, compare, estimate_speedup
+from perfgate.case import CaseResult
+from perfgate.comparison import ComparePolicy, Comparison, SpeedEstimate, compare, estimate_speedup
 from perfgate.errors import (
     ConfigError,
     ModelNotFoundError,
@@ -12,9 +13,11 @@ from perfgate.errors import (
     UnknownModelError,
     UnknownTechniqueError,
 )
-from perfgate.measurement import CaseResult, CaseSpec
 from perfgate.model import LoadedModel, ModelRegistry, ModelSource
+from perfgate.outcome import Outcome, Verdict
 from perfgate.results import RunRecord
+from perfgate.scenarios import Scenario
+from perfgate.spec import CaseSpec
 from perfgate.technique import Requirement, Technique, Variant, register_technique
 from perfgate.thresholds import Thresholds, load_thresholds
 from perfgate.timing import Timer, TimerSettings
@@ -29,10 +32,12 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRegistry",
     "ModelSource",
+    "Outcome",
     "PerfgateError",
     "Requirement",
     "ResultsFileError",
     "RunRecord",
+    "Scenario",
     "SpeedEstimate",
     "Technique",
     "Thresholds",

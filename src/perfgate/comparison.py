@@ -14,7 +14,6 @@ error rate near nominal) and stops when the interval decides, or when the time b
 
 from __future__ import annotations
 
-import enum
 import gc
 import math
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from perfgate.outcome import Verdict
 from perfgate.timing import Timer
 
 __all__ = [
@@ -35,13 +35,6 @@ __all__ = [
     "decide",
     "estimate_speedup",
 ]
-
-
-class Verdict(enum.StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
-    UNGATED = "ungated"
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,20 @@ OPTIONS = (
     Option("cache_dir", "cache for built fixture models and exported artifacts", str, "~/.cache/perfgate"),
     Option("hardware_class", "use this hardware class instead of the detected one", str, None),
     Option("sentences", "text file of evaluation sentences, one per line", str, None),
-    Option("memory_timeout", "seconds a memory probe subprocess may run", _positive_float, 600.0),
+    Option("memory_timeout", "seconds a serving-memory worker may run before it is killed", _positive_float, 600.0),
     Option(
-        "case_timeout", "seconds one case may run in-process before it is recorded as timeout", _positive_float, 900.0
+        "case_timeout",
+        "seconds a case's worker job may run before the worker is killed (timeout)",
+        _positive_float,
+        900.0,
     ),
-    Option("memory", "measure memory in subprocesses: on or off", lambda t: {"on": True, "off": False}[t], True),
+    Option("kill_grace", "seconds between SIGTERM and SIGKILL when a worker is killed", _positive_float, 5.0),
+    Option(
+        "memory",
+        "measure serving memory per arm in fresh workers: on or off",
+        lambda t: {"on": True, "off": False}[t],
+        True,
+    ),
 )
 
 
@@ -88,6 +97,7 @@ class Settings:
     sentences: Path | None
     memory_timeout: float
     case_timeout: float
+    kill_grace: float
     memory: bool
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 

@@ -9,12 +9,38 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuInfo", "GpuInfo", "Hardware", "cpu_class", "detect", "gpu_class", "parse_cpuinfo"]
+__all__ = [
+    "DETECTED_CLASSES",
+    "FAMILIES",
+    "CpuInfo",
+    "GpuInfo",
+    "Hardware",
+    "cpu_class",
+    "detect",
+    "gpu_class",
+    "known_class",
+    "parse_cpuinfo",
+]
+
+FAMILIES = ("default", "cpu", "gpu")  # threshold sections shared by every class, or by every CPU/GPU class
+# Every class cpu_class() can name; GPU classes follow the pattern gpu-smNN (gpu_class()).
+DETECTED_CLASSES = (
+    "cpu-amx", "cpu-avx512-bf16", "cpu-avx512-vnni", "cpu-avx512", "cpu-avx2-vnni", "cpu-avx2",
+    "cpu-arm64-sve", "cpu-arm64", "cpu-generic",
+)  # fmt: skip
+GPU_CLASS = re.compile(r"gpu-sm\d{2,3}")
+
+
+def known_class(name: str, known: Iterable[str]) -> bool:
+    """Whether a thresholds section names a class (or family) this run could ever be judged as."""
+    return name in set(known) or GPU_CLASS.fullmatch(name) is not None
+
 
 TRACKED_LIBRARIES = (
     "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu",

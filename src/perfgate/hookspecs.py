@@ -39,6 +39,19 @@ def pytest_perfgate_hardware_class(hardware: Hardware, device: str) -> str | Non
 
 
 @hookspec
+def pytest_perfgate_hardware_classes() -> list[str]:
+    """Declare the hardware class names your ``pytest_perfgate_hardware_class`` can return, so that
+    thresholds sections naming them are accepted (a section naming no known class is a usage error).
+
+    Example::
+
+        def pytest_perfgate_hardware_classes():
+            return ["cpu-epyc"]
+    """
+    return []
+
+
+@hookspec
 def pytest_perfgate_machine_info(info: dict[str, Any]) -> None:
     """Add fields to the run's fingerprint (stored in results.json).
 

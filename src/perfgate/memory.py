@@ -1,35 +1,40 @@
-"""Memory of a variant, measured in a fresh subprocess per case, and the outcomes that are not results.
+"""Memory as a user must provision it: resident memory read from ``/proc``, its peak, and its split.
 
-Safetensors weights are memory-mapped, so RSS right after loading is tiny; the probe loads the model,
-applies the technique, drops the fp32 source when the variant no longer needs it, runs a forward
-pass, and reports RSS growth (and USS, RssAnon) since before the load. On CUDA it adds the allocator's peak
-and NVML's figure for the process. A subprocess also contains the failures: allocation failure becomes
-outcome ``oom`` (with the batch size), a hang ``timeout``, a dead interpreter ``crashed``.
+Resident memory has two kinds that matter here. Safetensors weights are memory-mapped, so an fp32
+model's weights are *file-backed* pages, touched (and counted) only as a forward pass reads them;
+quantized copies, ONNX Runtime's initializers and activations are *anonymous*. ``VmHWM`` is the peak
+of the total; the kernel keeps no peak per kind, so the split at the peak comes from sampling the
+worker's ``/proc/PID/status`` from the parent (``MemorySampler``), at an interval that is reported.
+
+``reset_peak`` rewinds ``VmHWM`` to the current RSS (writing ``5`` to ``/proc/self/clear_refs``), so a
+peak can be taken over one phase (serving) and not include an earlier one (importing, building).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
-import json
 import os
-import subprocess
-import sys
-import tempfile
-from dataclasses import asdict, dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MemoryRequest", "Outcome", "is_out_of_memory", "process_memory", "run_probe"]
+__all__ = [
+    "CPU_ALLOCATION_FAILURE",
+    "MemorySampler",
+    "is_cuda_error",
+    "is_out_of_memory",
+    "nvml_process_bytes",
+    "process_memory",
+    "release_freed_memory",
+    "reset_peak",
+]
 
 CPU_ALLOCATION_FAILURE = "can't allocate memory"  # the CPU allocator's RuntimeError text
-
-
-class Outcome:
-    MEASURED = "measured"
-    OOM = "oom"
-    TIMEOUT = "timeout"
-    CRASHED = "crashed"
-    ERROR = "error"
+STATUS_FIELDS = {"VmRSS": "rss", "VmHWM": "peak_rss", "RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -42,170 +47,104 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and (CPU_ALLOCATION_FAILURE in text or "out of memory" in text)
 
 
-def process_memory() -> dict[str, int]:
-    """This process's memory now, in bytes: USS, RssAnon, RSS and its high-water mark."""
-    import psutil
+def is_cuda_error(error: BaseException) -> bool:
+    """An error after which the process's CUDA context may be unusable (illegal access, device assert).
 
-    figures = {"uss": int(psutil.Process().memory_full_info().uss)}
+    torch raises ``torch.AcceleratorError`` for these (older releases: a RuntimeError that says
+    "CUDA error"); the worker that saw one is replaced, since every later CUDA call in it may fail."""
+    return type(error).__name__ in ("AcceleratorError", "CudaError") or "CUDA error" in str(error)
+
+
+def process_memory(pid: int | str = "self") -> dict[str, int]:
+    """Resident memory of a process now, in bytes: rss, peak_rss (VmHWM), anon, file, shmem."""
+    figures: dict[str, int] = {}
     try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # not Linux, or the process is gone
         return figures
     for line in status.splitlines():
         key, _, value = line.partition(":")
-        if key in ("RssAnon", "VmRSS", "VmHWM"):
-            figures[key.lower()] = int(value.split()[0]) * 1024
+        if key in STATUS_FIELDS:
+            figures[STATUS_FIELDS[key]] = int(value.split()[0]) * 1024
     return figures
 
 
-@dataclass(frozen=True)
-class MemoryRequest:
-    model: str
-    task: str
-    location: str
-    technique: str  # "package.module:Class", importable in the subprocess
-    texts: list[str]
-    seq_len: int | None
-    device: str
-    threads: int | None
-    workdir: str
-    memory_headroom_bytes: int | None = None  # cap the forward pass's address space at (in use + this): a safe CPU OOM
-    simulate_oom: bool = False  # raise the CPU allocator's error at the forward pass (harness tests)
-    extra_sys_path: list[str] = field(default_factory=list)
-
-
-def run_probe(request: MemoryRequest, timeout_seconds: float) -> dict[str, Any]:
-    """Run the probe in a fresh interpreter; always returns a dict with an ``outcome``."""
-    with tempfile.TemporaryDirectory(prefix="perfgate-memory-") as scratch:
-        request_file, output_file = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request_file.write_text(json.dumps(asdict(request)))
-        command = [sys.executable, "-m", "perfgate.memory", str(request_file), str(output_file)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*request.extra_sys_path, *sys.path])}
-        try:
-            completed = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_seconds, env=env, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return {"outcome": Outcome.TIMEOUT, "detail": f"memory probe ran past {timeout_seconds:.0f} s"}
-        if output_file.is_file():
-            result: dict[str, Any] = json.loads(output_file.read_text())
-            return result
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
-        return {
-            "outcome": Outcome.CRASHED,
-            "detail": f"memory probe exited with code {completed.returncode}: " + " | ".join(tail),
-        }
-
-
-def _probe(request: MemoryRequest) -> dict[str, Any]:
-    import torch
-
-    from perfgate.model import load_model
-    from perfgate.technique import load_technique
-    from perfgate.timing import torch_threads
-
-    technique = load_technique(request.technique)
-    cuda = request.device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(request.device)
-    before = process_memory()
-    batch = len(request.texts)
+def reset_peak() -> bool:
+    """Rewind this process's VmHWM to its current RSS; False where the kernel does not allow it."""
     try:
-        with torch_threads(request.threads):
-            model = load_model(request.model, request.task, _location(request.location), request.device)
-            variant = technique.apply(model, Path(request.workdir), request.threads)
-            inputs = model.inputs(request.texts, request.seq_len)
-            if variant.independent_of_source:
-                model.module = None
-            _release_freed_memory()
-            if request.memory_headroom_bytes:  # after every import and load: only the forward pass is capped
-                import resource
-
-                limit = _address_space_bytes() + request.memory_headroom_bytes
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            if request.simulate_oom:
-                raise RuntimeError(
-                    f"[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: {CPU_ALLOCATION_FAILURE}"
-                )
-            variant.run(inputs)
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        return {
-            "outcome": Outcome.OOM,
-            "batch_size": batch,
-            "detail": str(error)[:300],
-            "before": before,
-            "at_failure": process_memory(),
-        }
-    _release_freed_memory()
-    after = process_memory()
-    result: dict[str, Any] = {
-        "outcome": Outcome.MEASURED,
-        "batch_size": batch,
-        "before": before,
-        "after": after,
-        # RSS counts weights whether memory-mapped (fp32 safetensors) or anonymous (int8 copies); USS
-        # would miss mapped pages the parent process shares, favouring the fp32 baseline.
-        "rss_growth": after.get("vmrss", 0) - before.get("vmrss", 0),
-        "uss_growth": after["uss"] - before["uss"],
-        "anon_growth": after.get("rssanon", 0) - before.get("rssanon", 0),
-        "peak_rss": after.get("vmhwm", 0),
-    }
-    if cuda:
-        result["cuda_peak_allocated"] = int(torch.cuda.max_memory_allocated(request.device))
-        result["cuda_peak_reserved"] = int(torch.cuda.max_memory_reserved(request.device))
-        result["nvml_process_bytes"] = _nvml_process_bytes()
-    return result
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     """Collect garbage and hand freed heap back to the OS, so RSS shows what the variant holds rather
     than what glibc kept from transient copies (quantize_dynamic copies the fp32 model first)."""
     gc.collect()
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: figures include retained heap
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: figures include retained heap, as RSS does elsewhere
-        pass
 
 
-def _address_space_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("VmSize not found in /proc/self/status")
+@dataclass
+class MemorySampler:
+    """Samples another process's ``/proc/PID/status`` every ``interval`` seconds on a thread.
+
+    Timestamps are ``time.monotonic()`` (CLOCK_MONOTONIC, shared by every process on the machine), so
+    the worker can name a phase by its start and end and ``peak_in`` reads the samples inside it."""
+
+    pid: int
+    interval: float = 0.005
+    samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> MemorySampler:
+        self._thread = threading.Thread(target=self._run, name=f"perfgate-memory-{self.pid}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            figures = process_memory(self.pid)
+            if not figures:
+                return  # the process is gone
+            self.samples.append((time.monotonic(), figures))
+            self._stop.wait(self.interval)
+
+    def peak_in(self, start: float, end: float) -> dict[str, Any]:
+        """The sample with the largest RSS between ``start`` and ``end``, and each kind's own maximum."""
+        window = [figures for stamp, figures in self.samples if start <= stamp <= end]
+        if not window:
+            return {"samples": 0, "interval_seconds": self.interval}
+        top = max(window, key=lambda f: f.get("rss", 0))
+        return {
+            "samples": len(window),
+            "interval_seconds": self.interval,
+            "at_peak": {k: top.get(k, 0) for k in ("rss", "anon", "file", "shmem")},
+            "max": {k: max(f.get(k, 0) for f in window) for k in ("rss", "anon", "file", "shmem")},
+        }
 
 
-def _location(location: str) -> Path | str:
-    return Path(location) if Path(location).exists() else location
-
-
-def _nvml_process_bytes() -> int | None:
+def nvml_process_bytes(device_index: int = 0, pid: int | None = None) -> int | None:
+    """GPU memory NVML attributes to a process (this one by default); None without NVML or a driver."""
+    pid = os.getpid() if pid is None else pid
     try:
         import pynvml
 
         pynvml.nvmlInit()
         try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
             for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if process.pid == os.getpid():
+                if process.pid == pid:
                     return int(process.usedGpuMemory)
             return None
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # NVML missing or no driver: the allocator's figures still stand
         return None
-
-
-def _main(request_path: str, output_path: str) -> None:
-    request = MemoryRequest(**json.loads(Path(request_path).read_text()))
-    result = _probe(request)
-    staging = Path(output_path + ".tmp")
-    staging.write_text(json.dumps(result))
-    os.replace(staging, output_path)
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1], sys.argv[2])

@@ -100,14 +100,36 @@ class ModelRegistry:
         ]
 
 
-@dataclass
 class LoadedModel:
-    name: str
-    task: str
-    location: Path | str
-    module: Any  # a transformers PreTrainedModel in fp32 eval mode
-    tokenizer: Any
-    device: str = "cpu"
+    """A model as a worker holds it: tokenizer and config at once, the fp32 module on first use.
+
+    Loading the module lazily lets a variant that serves from its own artifact (an ONNX graph already
+    built) be measured without the fp32 weights it was built from ever being resident."""
+
+    def __init__(
+        self, name: str, task: str, location: Path | str, tokenizer: Any, config: Any, device: str = "cpu",
+        module: Any = None, loader: Callable[[], Any] | None = None,
+    ) -> None:  # fmt: skip
+        self.name, self.task, self.location, self.device = name, task, location, device
+        self.tokenizer, self.config = tokenizer, config
+        self._module, self._loader = module, loader
+
+    @property
+    def module(self) -> Any:
+        """The fp32 eager module (a transformers PreTrainedModel in eval mode), loaded on first use."""
+        if self._module is None:
+            if self._loader is None:
+                raise RuntimeError(f"model {self.name!r}: the fp32 module was released and cannot be reloaded")
+            self._module = self._loader()
+        return self._module
+
+    @property
+    def module_loaded(self) -> bool:
+        return self._module is not None
+
+    def release_module(self) -> None:
+        """Drop the fp32 module for good (a variant that no longer needs it is measured alone)."""
+        self._module, self._loader = None, None
 
     def inputs(self, texts: Sequence[str], seq_len: int | None = None) -> dict[str, torch.Tensor]:
         """Tokenized inputs for a batch: padded to the longest text, or to exactly ``seq_len`` tokens."""
@@ -122,15 +144,18 @@ class LoadedModel:
         if self.task == "text2text-generation":
             import torch
 
-            start = self.module.config.decoder_start_token_id
+            start = self.config.decoder_start_token_id
             encoded["decoder_input_ids"] = torch.full((len(texts), 1), start, dtype=torch.long)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def forward_arguments(self) -> list[str]:
-        """The module's forward() parameters, in order."""
+        """The model class's forward() parameters, in order (read from the class: no weights needed)."""
         import inspect
 
-        return list(inspect.signature(self.module.forward).parameters)
+        import transformers
+
+        model_class = getattr(transformers, TASKS[self.task])._model_mapping[type(self.config)]
+        return list(inspect.signature(model_class.forward).parameters)[1:]  # without self
 
     def primary_output(self, output: Any, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return primary_output(self.task, output, inputs)
@@ -182,17 +207,21 @@ def directory_bytes(path: Path) -> int:
 
 
 def load_model(name: str, task: str, location: Path | str, device: str = "cpu") -> LoadedModel:
-    """Load fp32 weights with safetensors only: a pickle from an untrusted path is never executed."""
+    """Tokenizer and config now; fp32 weights on first use, with safetensors only (a pickle from an
+    untrusted path is never executed)."""
     import transformers
 
-    auto = getattr(transformers, TASKS[task])
-    module = auto.from_pretrained(location, use_safetensors=True, dtype="float32")
-    module.eval().to(device)
+    def load_module() -> Any:
+        auto = getattr(transformers, TASKS[task])
+        module = auto.from_pretrained(location, use_safetensors=True, dtype="float32")
+        return module.eval().to(device)
+
+    config = transformers.AutoConfig.from_pretrained(location)
     tokenizer = transformers.AutoTokenizer.from_pretrained(location)
     if tokenizer.pad_token is None:  # decoder tokenizers often ship without one
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
-    return LoadedModel(name=name, task=task, location=location, module=module, tokenizer=tokenizer, device=device)
+    return LoadedModel(name, task, location, tokenizer, config, device, loader=load_module)
 
 
 def content_digest(path: Path) -> str:

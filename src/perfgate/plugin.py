@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from perfgate import hookspecs
+from perfgate.case import CaseResult
 from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
-from perfgate.measurement import BASELINE, CaseResult, CaseSpec
-from perfgate.memory import Outcome
 from perfgate.model import ModelRegistry
+from perfgate.outcome import Outcome, Verdict
 from perfgate.report import text_table
 from perfgate.session import PerfgateSession, Unavailable
+from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import Requirement
 
 __all__ = ["MARKERS", "Bench", "InconclusiveWarning", "session_key"]
@@ -56,10 +57,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.hook.pytest_perfgate_register_models(registry=registry, config=config)
         for source in user_models(config):
             registry.add(source)
+        session = PerfgateSession(config, settings, registry)
+        session.validate()  # once, before any case: exit code 4 with one message, not a failure per test
     except PerfgateError as error:
         raise pytest.UsageError(f"perfgate: {error}") from None
-    session = config.stash[session_key] = PerfgateSession(config, settings, registry)
+    config.stash[session_key] = session
     config.pluginmanager.register(SessionReporter(session), "perfgate-session-reporter")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[session_key].start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if session_key in config.stash:
+        config.stash[session_key].close()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -93,6 +105,9 @@ class SessionReporter:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         session = self.session
+        session.close()  # workers exit before the report is written
+        if session.xdist_controller:
+            session.merge_parts()
         summary = session.write_summary()
         if session.record is None:
             return
@@ -104,7 +119,7 @@ class SessionReporter:
             write(f"calibration {key}: {entry['summary']}")
         for nodeid, reason in session.skipped:
             write(f"skipped {nodeid}: {reason}")
-        for hardware_class in sorted({c.hardware_class for c in session.record.cases if c.verdict == "ungated"}):
+        for hardware_class in sorted({c.hardware_class for c in session.record.cases if c.verdict == Verdict.UNGATED}):
             write(f"hardware class {hardware_class} has no thresholds: measured and recorded, not gated")
         write(f"results: {session.results_path}  summary: {summary}")
 
@@ -116,34 +131,34 @@ class Bench:
         self.session = session
         self.nodeid = request.node.nodeid
 
-    def measure(self, model: str, technique: str, *, simulate_oom: bool = False, **spec: Any) -> CaseResult:
-        """Measure and record one case; skips the test when it cannot run here.
+    def measure(self, model: str, technique: str, **spec: Any) -> CaseResult:
+        """Measure and record one case in worker processes; skips the test when it cannot run here.
 
-        ``simulate_oom`` makes the candidate's memory probe fail as the CPU allocator does, to show
-        (and test) that an OOM is recorded as an outcome and the run goes on."""
+        ``spec`` holds the other ``CaseSpec`` fields: batch_size, seq_len, device, threads, scenario."""
         case = CaseSpec(
             model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec
         )
         try:
-            return self.session.run(case, self.nodeid, simulate_oom=simulate_oom)
+            return self.session.run(case, self.nodeid)
         except Unavailable as reason:
             pytest.skip(str(reason))
 
-    def gate(self, model: str, technique: str, *, simulate_oom: bool = False, **spec: Any) -> CaseResult:
+    def gate(self, model: str, technique: str, **spec: Any) -> CaseResult:
         """Measure, then fail the test on a failed threshold or an outcome that is not a result."""
-        result = self.measure(model, technique, simulate_oom=simulate_oom, **spec)
+        result = self.measure(model, technique, **spec)
         self.enforce(result)
         return result
 
     @staticmethod
     def enforce(result: CaseResult) -> None:
         if result.outcome != Outcome.MEASURED:
-            pytest.fail(f"{result.context}: outcome {result.outcome}: {result.detail}", pytrace=False)
+            log = f"\n--- worker log (last lines) ---\n{result.log}" if result.log else ""
+            pytest.fail(f"{result.context}: outcome {result.outcome}: {result.detail}{log}", pytrace=False)
         failures = result.failures()
         if failures:
             pytest.fail("\n".join(check.message for check in failures), pytrace=False)
-        if result.verdict == "inconclusive":
-            undecided = [c.message for c in result.checks if c.verdict == "inconclusive"]
+        if result.verdict == Verdict.INCONCLUSIVE:
+            undecided = [c.message for c in result.checks if c.verdict == Verdict.INCONCLUSIVE]
             warnings.warn(InconclusiveWarning("; ".join(undecided)), stacklevel=2)
 
     def calibrate(
@@ -151,7 +166,12 @@ class Bench:
     ) -> dict[str, Any]:
         """A/A and planted slowdowns of fp32 eager on ``model``; stored under the run's calibration."""
         spec = CaseSpec(
-            model=model, technique=BASELINE, batch_size=batch_size, device=device, threads=self.session.settings.threads
+            model=model,
+            technique=BASELINE,
+            batch_size=batch_size,
+            device=device,
+            threads=self.session.settings.threads,
+            scenario="calibration",
         )
         try:
             return self.session.calibrate(spec, fractions)

@@ -1,66 +1,45 @@
-"""Rendering a run: the terminal table at the end of the pytest run and ``summary.md``."""
+"""Rendering a run: the terminal table at the end of the pytest run and ``summary.md``.
+
+The table's middle columns and the Markdown sections come from the metrics (``perfgate.metrics``):
+a new metric shows up here without an edit.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from perfgate.measurement import CaseResult
+from perfgate.case import CaseResult
+from perfgate.metrics import all_metrics
+from perfgate.outcome import Outcome, Verdict
 from perfgate.results import RunRecord
 
-__all__ = ["markdown_summary", "summary_rows", "text_table"]
-
-COLUMNS = (
-    "model",
-    "technique",
-    "batch",
-    "speedup [95% CI]",
-    "verdict",
-    "cos min",
-    "top-1",
-    "task",
-    "memory",
-    "size",
-    "outcome",
-)
+__all__ = ["columns", "markdown_summary", "summary_rows", "text_table"]
 
 
-def _ratio(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}x"
+def columns() -> tuple[str, ...]:
+    metric_columns = [column for metric in all_metrics() for column in metric.columns]
+    return ("model", "technique", "batch", *metric_columns[:1], "verdict", *metric_columns[1:], "setup s", "outcome")
 
 
 def summary_rows(cases: Sequence[CaseResult]) -> list[tuple[str, ...]]:
+    header = columns()
     rows: list[tuple[str, ...]] = []
     for case in cases:
-        estimate = (case.comparison or {}).get("estimate")
-        speed = (
-            "-" if not estimate else f"{estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, {estimate['ci_high']:.2f}]"
-        )
-        if estimate and estimate["noisy"]:
-            speed += " noisy"
-        fidelity: dict[str, Any] = case.fidelity or {}
-        task = case.task or {}
-        rows.append(
-            (
-                case.spec.model,
-                case.spec.technique,
-                str(case.spec.batch_size),
-                speed,
-                case.verdict.upper(),
-                f"{fidelity['cosine_min']:.4f}" if fidelity else "-",
-                f"{fidelity['top1_agreement']:.3f}" if fidelity.get("top1_agreement") is not None else "-",
-                f"{task['candidate']:.3f}/{task['baseline']:.3f}" if task else "-",
-                _ratio((case.memory or {}).get("ratio")),
-                _ratio((case.size or {}).get("ratio")),
-                case.outcome if not case.detail else f"{case.outcome}: {case.detail[:60]}",
-            )
-        )
+        cells = {"model": case.spec.model, "technique": case.spec.technique, "batch": str(case.spec.batch_size)}
+        for metric in all_metrics():
+            if metric.name in case.metrics:
+                cells.update(metric.cells(case.metrics[metric.name]))
+        cells["verdict"] = case.verdict.upper()
+        cells["setup s"] = f"{case.setup_seconds:.1f}"
+        cells["outcome"] = case.outcome if not case.detail else f"{case.outcome}: {case.detail[:60]}"
+        rows.append(tuple(cells.get(column, "-") for column in header))
     return rows
 
 
 def text_table(cases: Sequence[CaseResult]) -> str:
-    rows = [COLUMNS, *summary_rows(cases)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    header = columns()
+    rows = [header, *summary_rows(cases)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -71,6 +50,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     classes = fingerprint.get("hardware_class", {})
     cpu = fingerprint.get("cpu", {})
     libraries = ", ".join(f"{k} {v}" for k, v in sorted(fingerprint.get("libraries", {}).items()))
+    header = columns()
     out = [
         "# perfgate summary",
         "",
@@ -79,36 +59,38 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
         f"- cpu: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores)",
         f"- libraries: {libraries}",
         "",
-        "Speedup is baseline time / candidate time (fp32 eager baseline, same process, interleaved ABBA pairs);",
-        "memory is the forward pass's RSS growth in a fresh subprocess relative to fp32; size is bytes of weights.",
+        "Speedup is baseline time / candidate time (fp32 eager baseline, same worker process, interleaved ABBA",
+        "pairs); memory is the candidate's serving memory attributable to the model relative to fp32 (see the",
+        "memory section); size is bytes of weights; setup s is what isolation cost the case outside the timed",
+        "blocks (worker starts, model loads).",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
     out += ["| " + " | ".join(row) + " |" for row in summary_rows(record.cases)]
-    ungated = sorted({c.hardware_class for c in record.cases if c.verdict == "ungated"})
+    ungated = sorted({c.hardware_class for c in record.cases if c.verdict == Verdict.UNGATED})
     if ungated:
         out += ["", f"Hardware class(es) {', '.join(ungated)} have no thresholds: measured and recorded, not gated."]
-    generation = [case for case in record.cases if case.generation]
-    if generation:
-        out += ["", "## Generation (greedy, fixed number of new tokens)", ""]
-        out += [
-            "| model | technique | new tokens | time to first token, fp32 → candidate | per token, fp32 → candidate |"
-        ]
-        out += ["|---|---|---|---|---|"]
-        for case in generation:
-            base, cand = case.generation["baseline"], case.generation["candidate"]  # type: ignore[index]
-            out.append(
-                f"| {case.spec.model} | {case.spec.technique} | {base['new_tokens']} | "
-                f"{base['time_to_first_token'] * 1e3:.2f} → {cand['time_to_first_token'] * 1e3:.2f} ms | "
-                f"{base['per_token'] * 1e3:.3f} → {cand['per_token'] * 1e3:.3f} ms |"
-            )
+    for metric in all_metrics():
+        section = metric.section(record.cases)
+        if section:
+            out += ["", *section]
+    faults = [case for case in record.cases if case.outcome not in (Outcome.MEASURED,)]
+    if faults:
+        out += ["", "## Outcomes that are not results", ""]
+        for case in faults:
+            out.append(f"- `{case.spec.case_id}` ({case.nodeid}): **{case.outcome}**: {case.detail}")
+            if case.log:
+                out += ["", "  ```", *[f"  {line}" for line in case.log.splitlines()[-8:]], "  ```"]
     failures = [check.message for case in record.cases for check in case.failures()]
     if failures:
         out += ["", "## Failed checks", "", *[f"- {m}" for m in failures]]
     if record.calibration:
         out += ["", "## Runner calibration", ""]
-        out += [f"- {key}: {entry.get('summary', '')}" for key, entry in sorted(record.calibration.items())]
+        out += [
+            f"- {key}: {entry.get('summary') or entry.get('detail', '')}"
+            for key, entry in sorted(record.calibration.items())
+        ]
     if skipped:
         out += ["", "## Skipped", "", *[f"- `{nodeid}`: {reason}" for nodeid, reason in skipped]]
     return "\n".join(out) + "\n"

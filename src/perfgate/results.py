@@ -1,8 +1,9 @@
 """The results file of one run: written atomically after every case, so a crash loses nothing.
 
-Schema 1::
+Schema 2 (1 had fixed per-metric fields; 2 keeps them under ``metrics`` by name, and cases have
+``outcome: started`` until they end)::
 
-    {"schema_version": 1, "perfgate_version": ..., "started": ..., "updated": ...,
+    {"schema_version": 2, "perfgate_version": ..., "started": ..., "updated": ...,
      "fingerprint": {...hardware and library versions...}, "config": {...effective options...},
      "cases": [CaseResult.to_dict(), ...], "calibration": {...} | null}
 """
@@ -17,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perfgate.case import CaseResult
 from perfgate.errors import ResultsFileError
-from perfgate.measurement import CaseResult
 
 __all__ = ["SCHEMA_VERSION", "RunRecord", "write_atomically"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def write_atomically(path: Path, text: str) -> None:

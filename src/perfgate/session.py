@@ -1,42 +1,45 @@
-"""One object per pytest session: settings, hardware, thresholds, models, and the run's record.
+"""One object per pytest process: settings, hardware, thresholds, workers, and the run's record.
 
-Everything expensive (hardware probing, model loading, technique preparation) happens lazily on first
-use and is cached for the rest of the session, so a model loads once however many cases use it.
+It holds configuration and results, never models: those live in worker processes (``launcher``). A
+case is recorded as ``started`` before it runs and saved again when it ends, so even a crash of this
+process leaves a trace. Under pytest-xdist each xdist worker writes its part of the record beside the
+results file, and the controller merges the parts into one ``results.json`` and one summary.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import importlib.metadata
-import signal
-import threading
-from collections.abc import Iterator, Sequence
+import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfgate.calibration import calibrate
-from perfgate.comparison import ComparePolicy
-from perfgate.errors import ConfigError
-from perfgate.fidelity import LabelledSet, load_labelled_set
-from perfgate.hardware import Hardware, detect
-from perfgate.measurement import BASELINE, CaseInputs, CaseResult, CaseSpec, run_case
-from perfgate.memory import MemoryRequest, Outcome, run_probe
-from perfgate.model import LoadedModel, ModelRegistry, load_model
+from perfgate.case import CaseContext, CaseResult, judge
+from perfgate.errors import ConfigError, ResultsFileError, ThresholdsError
+from perfgate.hardware import Hardware, detect, known_class
+from perfgate.launcher import Launcher
+from perfgate.outcome import Outcome
 from perfgate.report import markdown_summary
 from perfgate.results import RunRecord, write_atomically
-from perfgate.technique import Variant, get_technique, import_path, technique_names
+from perfgate.scenarios import get_scenario
+from perfgate.scenarios.serving_memory import RuntimeOverhead
+from perfgate.spec import BASELINE, CaseSpec
+from perfgate.technique import get_technique, import_path, technique_names
 from perfgate.thresholds import Thresholds, ThresholdsFile, load_thresholds
-from perfgate.timing import Timer, cuda_synchronizer, torch_threads
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pytest
 
     from perfgate.config import Settings
+    from perfgate.model import ModelRegistry
 
 __all__ = ["PerfgateSession", "Unavailable"]
+
+PARTS = ".parts"  # beside results.json: one record per pytest-xdist worker, merged by the controller
 
 
 class Unavailable(Exception):
@@ -50,9 +53,43 @@ class PerfgateSession:
         self.models = models
         self.skipped: list[tuple[str, str]] = []
         self.record: RunRecord | None = None
-        self._loaded: dict[tuple[str, str], LoadedModel] = {}
-        self._variants: dict[tuple[str, str, str], Variant] = {}
-        self._memory: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._overhead: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+        self.xdist_worker: str | None = workerinput.get("workerid")
+        self.xdist_controller = self.xdist_worker is None and config.getoption("dist", "no") != "no"
+
+    # --- configuration, checked once before any case runs ------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ConfigError for configuration that would otherwise fail every case, or gate nothing."""
+        thresholds = self.thresholds
+        known = self.known_hardware_classes()
+        for path, technique, section in thresholds.class_sections():
+            if not known_class(section, known):
+                raise ThresholdsError(
+                    path,
+                    f"techniques.{technique}.{section}",
+                    section,
+                    f"names no known hardware class, so it would gate nothing; use one of {', '.join(known)} "
+                    "(or gpu-smNN), or declare it with the pytest_perfgate_hardware_classes hook",
+                )
+        for name in self.models.names():
+            source = self.models.get(name)
+            if source.path is not None:
+                source.resolve(self.settings.cache_dir / "models")  # a missing directory raises here
+        if self.settings.sentences is not None and not self.settings.sentences.is_file():
+            raise ConfigError(
+                f"sentences file path={str(self.settings.sentences)!r} does not exist; fix perfgate_sentences "
+                "(ini) or --perfgate-sentences"
+            )
+
+    def known_hardware_classes(self) -> list[str]:
+        declared = [c for found in self.config.hook.pytest_perfgate_hardware_classes() for c in found]
+        override = [self.settings.hardware_class] if self.settings.hardware_class else []
+        from perfgate.hardware import DETECTED_CLASSES, FAMILIES
+
+        return sorted({*FAMILIES, *DETECTED_CLASSES, *declared, *override})
 
     @functools.cached_property
     def hardware(self) -> Hardware:
@@ -92,118 +129,116 @@ class PerfgateSession:
             raise ConfigError(f"sentences file {str(path)!r} holds no sentences")
         return sentences
 
-    def labelled_set(self, model: str) -> LabelledSet | None:
-        source = self.models.get(model)
-        return load_labelled_set(source.eval_file) if source.eval_file else None
+    # --- running cases --------------------------------------------------------------------------------
 
-    def loaded(self, name: str, device: str) -> LoadedModel:
-        key = (name, device)
-        if key not in self._loaded:
-            source = self.models.get(name)
-            location = source.resolve(self.settings.cache_dir / "models")
-            self._loaded[key] = load_model(name, source.task, location, device)
-        return self._loaded[key]
+    @functools.cached_property
+    def launcher(self) -> Launcher:
+        # The worker imports what this process can: the rootdir (conftest techniques) and our sys.path.
+        paths = [str(self.config.rootpath), *sys.path]
+        return Launcher(paths, lock_dir=self.settings.cache_dir / "locks", grace=self.settings.kill_grace)
 
-    def variant(self, model: LoadedModel, technique: str, threads: int | None) -> Variant:
-        key = (model.name, model.device, technique)
-        if key not in self._variants:
-            workdir = self.settings.cache_dir / "artifacts"
-            self._variants[key] = get_technique(technique).apply(model, workdir, threads)
-        return self._variants[key]
+    def close(self) -> None:
+        if "launcher" in self.__dict__:
+            self.launcher.close()
 
     def check_available(self, spec: CaseSpec) -> None:
         technique = get_technique(spec.technique)  # an unknown name raises UnknownTechniqueError here
+        get_scenario(spec.scenario)
         if spec.device.startswith("cuda") and not self.hardware.has_cuda:
             raise Unavailable(f"{spec.case_id}: no CUDA device here (torch.cuda.is_available() is False)")
         reason = technique.unavailable_reason(self.models.get(spec.model).task, spec.device)
         if reason:
             raise Unavailable(reason)
 
-    def policy(self) -> ComparePolicy:
-        s = self.settings
-        return ComparePolicy(min_pairs=s.min_pairs, budget_seconds=s.budget, seed=s.seed)
-
-    def run(self, spec: CaseSpec, nodeid: str, simulate_oom: bool = False) -> CaseResult:
+    def run(self, spec: CaseSpec, nodeid: str) -> CaseResult:
         self.check_available(spec)
+        thresholds = self.thresholds_for(spec)
         result = CaseResult(spec=spec, hardware_class=self.hardware_class(spec.device), nodeid=nodeid)
-        record = self._ensure_record()
-        record.cases.append(result)
+        result.thresholds = {
+            "gated": thresholds.gated,
+            "values": dict(thresholds.values),
+            "origins": dict(thresholds.origins),
+        }
+        self._ensure_record().cases.append(result)
+        self.save()  # recorded as started before it runs
         try:
-            model = self.loaded(spec.model, spec.device)
-            prepared = CaseInputs(
-                model=model,
-                baseline=self.variant(model, BASELINE, spec.threads),
-                candidate=self.variant(model, spec.technique, spec.threads),
-                thresholds=self.thresholds_for(spec),
-                timed_texts=self._timed_texts(spec.batch_size),
-                eval_texts=self.sentences,
-                labelled=self.labelled_set(spec.model),
-                policy=self.policy(),
-                memory=(lambda: self._memory_pair(spec, model, simulate_oom)) if self.settings.memory else None,
-            )
-            with deadline(self.settings.case_timeout):
-                run_case(spec, prepared, result)
-        except CaseTimeout as timeout:
-            result.outcome, result.detail, result.verdict = Outcome.TIMEOUT, str(timeout), "fail"
-        except Exception as error:
-            result.outcome, result.detail = Outcome.ERROR, f"{type(error).__name__}: {error}"
+            context = self._context(spec, result, thresholds)
+            get_scenario(spec.scenario).conduct(context)
+            if result.outcome == Outcome.STARTED:
+                result.outcome = Outcome.MEASURED
+        except BaseException as error:  # pytest-timeout's failure, Ctrl-C, or a bug here: keep the record
+            timed_out = type(error).__name__ == "Failed" and str(error).startswith("Timeout")
+            result.outcome = Outcome.TIMEOUT if timed_out else Outcome.ERROR
+            result.detail = f"{type(error).__name__}: {error}"[:500]
             raise
         finally:
-            self.save()  # after every case, so a crash later keeps this one
+            judge(result, thresholds)
+            self.save()
         return result
 
     def calibrate(self, spec: CaseSpec, fractions: Sequence[float]) -> dict[str, Any]:
         """A/A and planted slowdowns of ``spec``'s model in fp32 eager; stored under the run's calibration."""
         self.check_available(spec)
-        loaded = self.loaded(spec.model, spec.device)
-        inputs = loaded.inputs(self._timed_texts(spec.batch_size))
-        timer = Timer(synchronize=cuda_synchronizer(spec.device))
-        # The noise floor needs more than the 10 pairs an easy A/A would stop at: insist on 40, ±1%.
-        policy = dataclasses.replace(self.policy(), min_pairs=40, ungated_halfwidth=0.01)
-        with torch_threads(spec.threads):
-            outcome = calibrate(lambda: loaded.run(inputs), timer, policy, fractions)
-        entry = {"spec": spec.to_dict(), "hardware_class": self.hardware_class(spec.device), **outcome.to_dict()}
-        self.record_calibration(spec.case_id, entry)
+        result = CaseResult(spec=spec, hardware_class=self.hardware_class(spec.device))
+        thresholds = Thresholds(BASELINE, result.hardware_class, gated=False)
+        context = self._context(spec, result, thresholds, fractions=list(fractions))
+        get_scenario(spec.scenario).conduct(context)
+        entry = result.metrics.get("calibration") or {"outcome": result.outcome, "detail": result.detail}
+        self.record_calibration(
+            spec.case_id, {"spec": spec.to_dict(), "hardware_class": result.hardware_class, **entry}
+        )
         return entry
+
+    def _context(self, spec: CaseSpec, result: CaseResult, thresholds: Thresholds, **extra: Any) -> CaseContext:
+        source = self.models.get(spec.model)
+        location = source.resolve(self.settings.cache_dir / "models")
+        s = self.settings
+        payload = {
+            "model": {"name": spec.model, "task": source.task, "location": str(location), "device": spec.device},
+            "technique": import_path(spec.technique),
+            "baseline": import_path(BASELINE),
+            "batch_size": spec.batch_size,
+            "seq_len": spec.seq_len,
+            "threads": spec.threads,
+            "workdir": str(s.cache_dir / "artifacts"),
+            "timed_texts": self._timed_texts(spec.batch_size),
+            "eval_texts": self.sentences,
+            "labelled": str(source.eval_file) if source.eval_file else None,
+            "policy": {"min_pairs": s.min_pairs, "budget_seconds": s.budget, "seed": s.seed},
+            "bound": thresholds.speed_bound(),
+            **extra,
+        }
+        context = CaseContext(
+            spec=spec,
+            result=result,
+            thresholds=thresholds,
+            launcher=self.launcher,
+            base_payload=payload,
+            timeout=s.case_timeout,
+            memory=s.memory,
+            fresh_worker=get_technique(spec.technique).fresh_worker,
+            memo=self._memo,
+        )
+        context.runtime_overhead = functools.partial(self._runtime_overhead, context)
+        return context
+
+    def _runtime_overhead(self, context: CaseContext, imports: tuple[str, ...]) -> dict[str, Any] | None:
+        spec = context.spec
+        key = (imports, spec.model, spec.device, spec.threads)
+        if key not in self._overhead:
+            payload = {"imports": list(imports), "model": context.base_payload["model"], "threads": spec.threads}
+            reply = self.launcher.submit(
+                spec.device, RuntimeOverhead(), payload, fresh=True, timeout=self.settings.memory_timeout
+            )
+            context.result.worker.setdefault("jobs", []).append({"scenario": RuntimeOverhead.name, **reply.worker})
+            self._overhead[key] = reply.data if reply.outcome == Outcome.MEASURED else None
+        return self._overhead[key]
 
     def _timed_texts(self, batch_size: int) -> list[str]:
         sentences = self.sentences
         return [sentences[i % len(sentences)] for i in range(batch_size)]
 
-    def _memory_pair(self, spec: CaseSpec, model: LoadedModel, simulate_oom: bool) -> dict[str, Any]:
-        baseline = self._probe(spec, model, BASELINE, simulate_oom=False)
-        candidate = self._probe(spec, model, spec.technique, simulate_oom)
-        ratio = None
-        if baseline.get("outcome") == candidate.get("outcome") == Outcome.MEASURED and baseline["rss_growth"] > 0:
-            ratio = candidate["rss_growth"] / baseline["rss_growth"]
-        return {
-            "baseline": baseline,
-            "candidate": candidate,
-            "ratio": ratio,
-            "measure": "RSS growth, load to after forward",
-        }
-
-    def _probe(self, spec: CaseSpec, model: LoadedModel, technique: str, simulate_oom: bool) -> dict[str, Any]:
-        key = (spec.model, technique, str(spec.batch_size), str(spec.seq_len), spec.device, str(spec.threads))
-        if key in self._memory and not simulate_oom:
-            return self._memory[key]
-        request = MemoryRequest(
-            model=model.name,
-            task=model.task,
-            location=str(model.location),
-            technique=import_path(technique),
-            texts=self._timed_texts(spec.batch_size),
-            seq_len=spec.seq_len,
-            device=spec.device,
-            threads=spec.threads,
-            workdir=str(self.settings.cache_dir / "artifacts"),
-            simulate_oom=simulate_oom,
-            extra_sys_path=[str(self.config.rootpath)],
-        )
-        result = run_probe(request, self.settings.memory_timeout)
-        if not simulate_oom:
-            self._memory[key] = result
-        return result
+    # --- the record -----------------------------------------------------------------------------------
 
     def _ensure_record(self) -> RunRecord:
         if self.record is None:
@@ -222,40 +257,50 @@ class PerfgateSession:
     def results_path(self) -> Path:
         return self.settings.report_dir / "results.json"
 
+    @property
+    def parts_dir(self) -> Path:
+        return self.settings.report_dir / PARTS
+
     def save(self) -> None:
-        if self.record is not None:
-            self.record.save(self.results_path)
+        if self.record is None:
+            return
+        path = self.parts_dir / f"{self.xdist_worker}.json" if self.xdist_worker else self.results_path
+        self.record.save(path)
+
+    def start(self) -> None:
+        """At session start on the controller (or a plain run): clear the parts of an earlier xdist run."""
+        if self.xdist_worker is None:
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def merge_parts(self) -> None:
+        """On the xdist controller: one record from every worker's part, saved as results.json."""
+        parts = sorted(self.parts_dir.glob("*.json"))
+        if not parts:
+            return
+        records = []
+        for part in parts:
+            try:
+                records.append(RunRecord.load(part))
+            except ResultsFileError as error:  # a worker killed mid-write leaves no part, never half of one
+                self.skipped.append((str(part), f"unreadable xdist part: {error}"))
+        if not records:
+            return
+        merged = records[0]
+        for other in records[1:]:
+            merged.cases += other.cases
+            merged.calibration = {**(merged.calibration or {}), **(other.calibration or {})} or None
+        merged.started = min(r.started for r in records)
+        merged.config["xdist_workers"] = str(len(records))
+        self.record = merged
+        merged.save(self.results_path)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
 
     def write_summary(self) -> Path | None:
-        if self.record is None:
+        if self.record is None or self.xdist_worker:
             return None
         path = self.settings.report_dir / "summary.md"
         write_atomically(path, markdown_summary(self.record, self.skipped))
         return path
-
-
-class CaseTimeout(Exception):
-    """A case ran past --perfgate-case-timeout."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Raise CaseTimeout in the main thread after ``seconds`` (SIGALRM, as pytest-timeout's signal
-    method does). Elsewhere (threads, Windows) the case runs unbounded and the budget limits timing."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise CaseTimeout(f"case ran past {seconds:g} s (--perfgate-case-timeout)")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _version() -> str:

@@ -56,6 +56,14 @@ class Technique(ABC):
     requires: ClassVar[tuple[Requirement, ...]] = ()
     devices: ClassVar[frozenset[str]] = frozenset({"cpu"})
     tasks: ClassVar[frozenset[str] | None] = None  # None: every task
+    # True when applying leaves process-wide state behind (compiled-graph caches, global backend
+    # flags): the case then runs in a worker of its own, retired after it.
+    fresh_worker: ClassVar[bool] = False
+
+    def runtime_modules(self) -> tuple[str, ...]:
+        """Libraries a process serving this variant imports; the runtime-overhead worker imports the
+        same ones, so their fixed cost is not counted as the model's memory."""
+        return ("torch", "transformers", *(r.module for r in self.requires), type(self).__module__)
 
     def unavailable_reason(self, task: str, device: str) -> str | None:
         """Why this technique cannot run here (a missing library, device or task), or None."""

@@ -71,6 +71,15 @@ class ThresholdsFile:
         self._sections = sections  # technique -> class -> field -> value
         self._origins = origins  # "technique/class" -> file it came from
 
+    def class_sections(self) -> list[tuple[str, str, str]]:
+        """(file, technique, hardware class or family) for every section, to check the names exist."""
+        return [
+            (self._origins[f"{technique}/{key}"], technique, key)
+            for technique, classes in self._sections.items()
+            for key in classes
+            if ".models." not in key
+        ]
+
     def lookup(self, technique: str, hardware_class: str, model: str = "", batch_size: int = 0) -> Thresholds:
         classes = self._sections.get(technique, {})
         family = hardware_class.split("-", maxsplit=1)[0]

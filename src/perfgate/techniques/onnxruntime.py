@@ -161,7 +161,7 @@ def _build_with_torch(model: LoadedModel, scratch: Path) -> Path:
         dynamo=False,
         opset_version=17,
     )
-    config = model.module.config
+    config = model.config
     optimized_model = optimize_model(
         str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=2
     )

@@ -1,0 +1,7 @@
+"""Planted techniques the perf suite measures to show its own measures can fail (see planted.py)."""
+
+from __future__ import annotations
+
+from perfgate import register_technique
+
+register_technique("planted-fp32-copy-leak", "perf.planted:LeaksAnFp32Copy")

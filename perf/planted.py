@@ -1,0 +1,34 @@
+"""A planted technique for the memory check: fp32 eager that keeps a second fp32 copy of every weight
+alive. Its serving memory must exceed fp32's by about the weights' size; a measure that missed it (or
+counted the copy for both arms) would be useless for provisioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from perfgate import LoadedModel, Technique, Variant
+
+
+class LeaksAnFp32Copy(Technique):
+    name = "planted-fp32-copy-leak"
+    summary = "fp32 eager, plus a clone of every parameter kept alive (anonymous memory)"
+    devices = frozenset({"cpu", "cuda"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import torch
+
+        with torch.no_grad():
+            copies = [parameter.detach().clone() for parameter in model.module.parameters()]
+        copy_bytes = sum(t.numel() * t.element_size() for t in copies)
+
+        def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            assert copies  # the closure holds the copies for the variant's lifetime
+            return model.run(inputs)
+
+        return Variant(
+            self.name,
+            run,
+            memory_bytes=model.parameter_bytes() + copy_bytes,
+            independent_of_source=False,
+            details={"leaked_bytes": copy_bytes},
+        )

@@ -1,0 +1,234 @@
+"""The process boundary: the pytest process orchestrates and records; workers load, measure and exit.
+
+One reusable worker per device runs ``SHARED`` jobs (imports and model loads are paid once per model);
+``FRESH`` jobs get a worker of their own. A worker is replaced after anything that is not a result —
+a crash (negative exit status: the signal's name), a timeout (terminated, then killed after a grace
+period, whatever it was doing), an OOM or an error (a CUDA error poisons the process's context). A
+lock file per device, held for each job, keeps two measurements off one device at once, also across
+pytest-xdist workers and concurrent runs. Why a worker of our own and not pytest-xdist plus
+pytest-timeout: see ARCHITECTURE.md ("The process boundary").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.memory import MemorySampler
+from perfgate.outcome import Outcome
+
+if TYPE_CHECKING:
+    from perfgate.scenarios import Scenario
+
+__all__ = ["JobReply", "Launcher", "WorkerProcess", "describe_exit"]
+
+LOG_TAIL_LINES = 20
+
+
+class WorkerGone(Exception):
+    """The worker closed its pipe: it died."""
+
+
+class WorkerLate(Exception):
+    """The worker did not answer before its deadline."""
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class JobReply:
+    outcome: Outcome
+    data: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    log: str = ""
+    worker: dict[str, Any] = field(default_factory=dict)  # pid, fresh, start_seconds, load_seconds
+
+
+class WorkerProcess:
+    """``python -m perfgate.worker`` with JSON over two pipes; its stdout and stderr go to a log file."""
+
+    def __init__(self, device: str, sys_path: list[str], start_timeout: float, grace: float) -> None:
+        self.device, self.grace = device, grace
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        handle, log = tempfile.mkstemp(prefix="perfgate-worker-", suffix=".log")
+        self.log_path = Path(log)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys_path)}
+        started = time.monotonic()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "perfgate.worker", str(request_read), str(reply_write)],
+                pass_fds=(request_read, reply_write),
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own process group: a kill reaches compile workers it spawned
+            )
+        finally:
+            for fd in (request_read, reply_write, handle):
+                os.close(fd)
+        self._outgoing = Connection(request_write, readable=False)
+        self._incoming = Connection(reply_read, writable=False)
+        self.pid = self.process.pid
+        self.jobs = 0
+        self.receive(start_timeout)  # "ready"
+        self.start_seconds = time.monotonic() - started
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._outgoing.send_bytes(json.dumps(message).encode())
+        except (BrokenPipeError, OSError) as error:
+            raise WorkerGone(str(error)) from None
+
+    def receive(self, timeout: float) -> dict[str, Any]:
+        try:
+            if not self._incoming.poll(timeout):
+                raise WorkerLate(f"no reply within {timeout:g} s")
+            reply: dict[str, Any] = json.loads(self._incoming.recv_bytes())
+        except (EOFError, OSError) as error:
+            raise WorkerGone(str(error)) from None
+        return reply
+
+    def exit_status(self, wait: float = 10.0) -> int | None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.process.wait(wait)
+        return None
+
+    def kill(self) -> None:
+        """SIGTERM to the worker's process group, SIGKILL after the grace period."""
+        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 10.0)):
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(wait)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            with self.log_path.open("rb") as stream:
+                stream.seek(max(0, self.log_path.stat().st_size - 16384))
+                text = stream.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def close(self) -> None:
+        with contextlib.suppress(WorkerGone):
+            self.send({"kind": "exit"})
+        if self.exit_status(wait=5.0) is None:
+            self.kill()
+        for connection in (self._outgoing, self._incoming):
+            connection.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+class Launcher:
+    """Starts, reuses and replaces workers; runs one job at a time per device."""
+
+    def __init__(self, sys_path: list[str], lock_dir: Path, grace: float = 5.0, start_timeout: float = 120.0) -> None:
+        self.sys_path, self.lock_dir, self.grace, self.start_timeout = sys_path, lock_dir, grace, start_timeout
+        self._shared: dict[str, WorkerProcess] = {}
+
+    def submit(
+        self, device: str, scenario: Scenario, payload: dict[str, Any], *, fresh: bool, timeout: float
+    ) -> JobReply:
+        with self._device_lock(device):
+            return self._submit(device, scenario, payload, fresh=fresh, timeout=timeout)
+
+    def _submit(
+        self, device: str, scenario: Scenario, payload: dict[str, Any], *, fresh: bool, timeout: float
+    ) -> JobReply:
+        reused = not fresh and device in self._shared
+        try:
+            worker = self._shared[device] if reused else self._start(device)
+        except (WorkerGone, WorkerLate) as error:
+            return JobReply(Outcome.CRASHED, detail=f"worker did not start: {error}", log=str(error))
+        if not fresh:
+            self._shared[device] = worker
+        info = {"pid": worker.pid, "fresh": fresh, "start_seconds": 0.0 if reused else worker.start_seconds}
+        reply: JobReply | None = None
+        sent = time.monotonic()
+        try:
+            sampler = MemorySampler(worker.pid) if getattr(scenario, "samples_memory", False) else None
+            with sampler or contextlib.nullcontext():
+                worker.send({"kind": "job", "scenario": scenario.name, "payload": payload})
+                message = worker.receive(timeout)
+            worker.jobs += 1
+            data = message.get("data", {})
+            if sampler is not None and "serve_window" in data:
+                data["sampled"] = sampler.peak_in(*data["serve_window"])
+            info["load_seconds"] = data.pop("load_seconds", 0.0)
+            reply = JobReply(Outcome(message["outcome"]), data, message.get("detail", ""), message.get("log", ""), info)
+        except WorkerLate:
+            worker.kill()
+            reply = JobReply(
+                Outcome.TIMEOUT,
+                detail=f"worker pid {worker.pid} killed after {timeout:g} s ({scenario.name}; "
+                f"terminated, then killed after a {self.grace:g} s grace period)",
+                log=worker.log_tail(),
+                worker=info,
+            )
+        except WorkerGone:
+            status = describe_exit(worker.exit_status())
+            tail = worker.log_tail()
+            last = tail.splitlines()[-1] if tail else ""
+            reply = JobReply(
+                Outcome.CRASHED,
+                detail=f"worker pid {worker.pid} {status}" + (f"; last stderr line: {last}" if last else ""),
+                log=tail,
+                worker=info,
+            )
+        finally:
+            info["job_seconds"] = time.monotonic() - sent
+            if reply is None or fresh or reply.outcome != Outcome.MEASURED:
+                # Interrupted (pytest-timeout, Ctrl-C), done with, or not to be trusted: replace it.
+                self._retire(device, worker, force=reply is None)
+        return reply
+
+    def _start(self, device: str) -> WorkerProcess:
+        return WorkerProcess(device, self.sys_path, self.start_timeout, self.grace)
+
+    def _retire(self, device: str, worker: WorkerProcess, force: bool = False) -> None:
+        if self._shared.get(device) is worker:
+            del self._shared[device]
+        if force:
+            worker.kill()  # interrupted mid-job: it may be stuck in native code
+        worker.close()
+
+    @contextlib.contextmanager
+    def _device_lock(self, device: str) -> Iterator[None]:
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        path = self.lock_dir / f"{device.replace(':', '-')}.lock"
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        for device, worker in list(self._shared.items()):
+            self._retire(device, worker)

@@ -1,0 +1,128 @@
+"""The A/B forward scenario: a technique against fp32 eager on the same inputs, in one worker.
+
+In the device's shared worker: fidelity on the evaluation sentences, the task metric where the model
+has a labelled set, interleaved ABBA timing, generation latency for causal LMs, and weight sizes. Then,
+when memory is on, each arm's serving memory in a fresh worker of its own (``serving_memory``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.scenarios import Isolation, Scenario
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from perfgate.case import CaseContext
+    from perfgate.model import LoadedModel
+    from perfgate.technique import Variant
+    from perfgate.worker import WorkerState
+
+GENERATION_TOKENS = 16
+
+
+class ABForward(Scenario):
+    name = "ab-forward"
+    isolation = Isolation.SHARED
+
+    def conduct(self, case: CaseContext) -> None:
+        from perfgate.scenarios.serving_memory import measure_serving_memory
+
+        data = case.submit(self, case.payload())
+        if data is None:
+            return
+        case.result.metrics.update(data["metrics"])
+        case.result.variant = data["variant"]
+        case.result.threads = data["threads"]
+        if case.memory:
+            measure_serving_memory(case)
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from perfgate.comparison import ComparePolicy, compare
+        from perfgate.fidelity import compare_outputs, load_labelled_set
+        from perfgate.model import directory_bytes
+        from perfgate.timing import Timer, cuda_synchronizer, torch_threads
+
+        device, batch_size, seq_len = payload["model"]["device"], payload["batch_size"], payload["seq_len"]
+        timer = Timer(synchronize=cuda_synchronizer(device))
+        policy = replace(ComparePolicy(), **payload["policy"])
+        metrics: dict[str, Any] = {}
+        with torch_threads(payload["threads"]) as threads:
+            start = time.perf_counter()
+            model = state.model(payload["model"])
+            baseline = state.variant(model, payload["baseline"], payload["workdir"], payload["threads"])
+            load_seconds = time.perf_counter() - start
+            candidate = state.variant(model, payload["technique"], payload["workdir"], payload["threads"])
+            outputs = functools.partial(_outputs, model=model, batch_size=batch_size, seq_len=seq_len)
+            reference, produced = outputs(baseline, payload["eval_texts"]), outputs(candidate, payload["eval_texts"])
+            logits = model.task != "feature-extraction"
+            metrics["fidelity"] = compare_outputs(reference, produced, logits=logits).to_dict()
+            if payload["labelled"]:
+                metrics["task"] = _task(load_labelled_set(Path(payload["labelled"])), baseline, candidate, outputs)
+            inputs = model.inputs(payload["timed_texts"], seq_len)
+            comparison = compare(
+                lambda: baseline.run(inputs), lambda: candidate.run(inputs), timer, payload["bound"], policy
+            )
+            if model.task == "text-generation" and baseline.module is not None and candidate.module is not None:
+                metrics["generation"] = _generation(model, baseline, candidate, inputs, timer)
+        speed = comparison.to_dict()
+        speed["throughput_items_per_second"] = {
+            arm: batch_size / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
+        }
+        metrics["speed"] = speed
+        metrics["size"] = {
+            "baseline_bytes": baseline.memory_bytes,
+            "candidate_bytes": candidate.memory_bytes,
+            "baseline_disk_bytes": directory_bytes(model.location) if isinstance(model.location, Path) else None,
+            "candidate_disk_bytes": candidate.disk_bytes,
+            "ratio": candidate.memory_bytes / baseline.memory_bytes,
+        }
+        return {
+            "metrics": metrics,
+            "variant": {"prepare_seconds": candidate.prepare_seconds, **candidate.details},
+            "threads": threads,
+            "load_seconds": load_seconds,
+        }
+
+
+def _outputs(
+    variant: Variant, texts: Sequence[str], *, model: LoadedModel, batch_size: int, seq_len: int | None
+) -> npt.NDArray[np.float64]:
+    import numpy as np
+
+    rows = []
+    step = max(batch_size, 1)
+    for start in range(0, len(texts), step):
+        inputs = model.inputs(texts[start : start + step], seq_len)
+        rows.append(variant.run(inputs).detach().float().cpu().numpy())
+    return np.concatenate(rows).astype(np.float64)
+
+
+def _task(labelled: Any, baseline: Variant, candidate: Variant, outputs: Any) -> dict[str, Any]:
+    from perfgate.fidelity import task_score
+
+    scores = {
+        arm: task_score(labelled, functools.partial(outputs, variant))
+        for arm, variant in (("baseline", baseline), ("candidate", candidate))
+    }
+    ratio = scores["candidate"] / scores["baseline"] if scores["baseline"] > 0 else None
+    return {"metric": f"{labelled.kind} accuracy", "source": labelled.source, **scores, "ratio": ratio}
+
+
+def _generation(
+    model: LoadedModel, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Any
+) -> dict[str, Any]:
+    from perfgate.generation import measure_generation, module_generator
+
+    pad = model.tokenizer.pad_token_id
+    return {
+        arm: measure_generation(module_generator(variant.module, inputs, pad), timer, GENERATION_TOKENS).to_dict()
+        for arm, variant in (("baseline", baseline), ("candidate", candidate))
+    }

@@ -1,0 +1,40 @@
+"""Runner calibration: A/A and planted slowdowns of fp32 eager on one model, in the shared worker.
+
+Its figures are not a case's: they go to the run's ``calibration`` section (noise floor, smallest
+resolved effect), which later runs and the report read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from perfgate.scenarios import Isolation, Scenario
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseContext
+    from perfgate.worker import WorkerState
+
+
+class RunnerCalibration(Scenario):
+    name = "calibration"
+    isolation = Isolation.SHARED
+
+    def conduct(self, case: CaseContext) -> None:
+        data = case.submit(self, case.payload())
+        if data is not None:
+            case.result.metrics["calibration"] = data
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from perfgate.calibration import calibrate
+        from perfgate.comparison import ComparePolicy
+        from perfgate.timing import Timer, cuda_synchronizer, torch_threads
+
+        model = state.model(payload["model"])
+        inputs = model.inputs(payload["timed_texts"], payload["seq_len"])
+        timer = Timer(synchronize=cuda_synchronizer(payload["model"]["device"]))
+        # The noise floor needs more than the 10 pairs an easy A/A would stop at: insist on 40, ±1%.
+        policy = replace(ComparePolicy(), **{**payload["policy"], "min_pairs": 40}, ungated_halfwidth=0.01)
+        with torch_threads(payload["threads"]):
+            outcome = calibrate(lambda: model.run(inputs), timer, policy, payload["fractions"])
+        return outcome.to_dict()

@@ -1,0 +1,162 @@
+"""Serving memory: what one arm needs resident while it is loaded and serving, in a worker of its own.
+
+The worker loads the model (tokenizer and config; fp32 weights only if the technique touches them),
+applies the technique, drops the fp32 module when the variant does not serve from it, returns freed
+heap to the OS, and only then rewinds the high-water mark: what *building* needed (an export, a
+quantized copy beside its fp32 source) is not what *serving* needs. It then runs a few forward passes
+and reads the peak. The parent samples the worker's anonymous and file-backed pages meanwhile.
+
+``RuntimeOverhead`` is the same worker with the same imports that loads nothing: the runtime's fixed
+share (interpreter, libraries, allocator arenas, thread pools), measured once per session per import
+set and subtracted from each arm's peak to give the memory the model itself is responsible for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from perfgate.scenarios import Isolation, Scenario
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseContext
+    from perfgate.worker import WorkerState
+
+FORWARD_PASSES = 3
+MIN_SERVE_SECONDS = 0.5  # long enough for the parent's sampler to see the peak's split (every 5 ms)
+
+
+class ServingMemory(Scenario):
+    """As a case's scenario (``perfgate.measure(..., scenario="serving-memory")``): both arms' serving
+    memory and nothing else; as a job: one arm, in a fresh worker."""
+
+    name = "serving-memory"
+    isolation = Isolation.FRESH
+    samples_memory: ClassVar[bool] = True
+
+    def conduct(self, case: CaseContext) -> None:
+        measure_serving_memory(case)
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from perfgate.memory import process_memory, release_freed_memory, reset_peak
+        from perfgate.technique import load_technique
+        from perfgate.timing import torch_threads
+
+        for module in payload["imports"]:
+            importlib.import_module(module)
+        device = payload["model"]["device"]
+        cuda = device.startswith("cuda")
+        with torch_threads(payload["threads"]):
+            start = time.perf_counter()
+            model = state.model(payload["model"])
+            variant = load_technique(payload["technique"]).apply(model, _workdir(payload), payload["threads"])
+            inputs = model.inputs(payload["timed_texts"], payload["seq_len"])
+            build_seconds = time.perf_counter() - start
+            if variant.independent_of_source:
+                model.release_module()
+            release_freed_memory()
+            held = process_memory()
+            if cuda:
+                import torch
+
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            peak_reset = reset_peak()
+            serve_start = time.monotonic()
+            passes = 0
+            while passes < FORWARD_PASSES or time.monotonic() - serve_start < MIN_SERVE_SECONDS:
+                variant.run(inputs)
+                passes += 1
+            if cuda:
+                torch.cuda.synchronize(device)
+            serve_end = time.monotonic()
+            after = process_memory()
+        figures: dict[str, Any] = {
+            "held_rss": held.get("rss"),
+            "held": held,
+            "after": after,
+            "peak_rss": after.get("peak_rss") if peak_reset else None,
+            "peak_reset": peak_reset,
+            "serve_window": [serve_start, serve_end],
+            "forward_passes": passes,
+            "fp32_module_resident": model.module_loaded,
+            "load_seconds": build_seconds,  # isolation's cost, outside the timed blocks (reported as setup)
+            "variant": variant.details,
+        }
+        if cuda:
+            from perfgate.memory import nvml_process_bytes
+
+            figures["cuda_peak_allocated"] = int(torch.cuda.max_memory_allocated(device))
+            figures["cuda_peak_reserved"] = int(torch.cuda.max_memory_reserved(device))
+            figures["nvml_process_bytes"] = nvml_process_bytes(torch.device(device).index or 0)
+        return figures
+
+
+class RuntimeOverhead(Scenario):
+    name = "runtime-overhead"
+    isolation = Isolation.FRESH
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from perfgate.memory import process_memory, release_freed_memory, reset_peak
+        from perfgate.timing import torch_threads
+
+        for module in payload["imports"]:
+            importlib.import_module(module)
+        import torch
+        import transformers
+
+        from perfgate.model import TASKS
+
+        # The model's own code and text front end, but none of its weights: import the architecture's
+        # module (as from_pretrained would) and load the config and tokenizer.
+        ref = payload["model"]
+        config = transformers.AutoConfig.from_pretrained(ref["location"])
+        getattr(transformers, TASKS[ref["task"]])._model_mapping[type(config)]
+        transformers.AutoTokenizer.from_pretrained(ref["location"])
+        with torch_threads(payload["threads"]):
+            # Start the intra-op thread pool and the allocator as any forward pass would.
+            tiny = torch.ones(64, 64, device=ref["device"])
+            (tiny @ tiny).sum().item()
+            release_freed_memory()
+            reset_peak()
+            (tiny @ tiny).sum().item()
+            after = process_memory()
+        return {"peak_rss": after.get("peak_rss"), "after": after, "imports": payload["imports"]}
+
+
+def _workdir(payload: dict[str, Any]) -> Any:
+    from pathlib import Path
+
+    return Path(payload["workdir"])
+
+
+def measure_serving_memory(case: CaseContext) -> None:
+    """Both arms' serving memory, each in a fresh worker, against the runtime overhead of its imports."""
+    from perfgate.spec import BASELINE
+    from perfgate.technique import get_technique, import_path
+
+    figures: dict[str, Any] = {"measure": "peak RSS while serving, minus the runtime overhead of the same imports"}
+    spec = case.spec
+    for arm, name in (("baseline", BASELINE), ("candidate", spec.technique)):
+        imports = list(get_technique(name).runtime_modules())
+        # fp32's figures do not depend on the candidate: measured once per model and input shape.
+        key = (ServingMemory.name, spec.model, name, spec.batch_size, spec.seq_len, spec.device, spec.threads)
+        data = case.memo.get(key) if name == BASELINE else None
+        if data is None:
+            data = case.submit(ServingMemory(), case.payload(technique=import_path(name), imports=imports))
+        if data is None:
+            case.result.metrics["memory"] = {**figures, **case.result.metrics.get("memory", {})}
+            return
+        if name == BASELINE:
+            case.memo[key] = data
+        data = dict(data)
+        overhead = case.runtime_overhead(tuple(imports))
+        data["technique"] = name
+        data["overhead_rss"] = overhead.get("peak_rss") if overhead else None
+        if data["peak_rss"] is not None and data["overhead_rss"] is not None:
+            data["attributable"] = data["peak_rss"] - data["overhead_rss"]
+        figures[arm] = data
+    base, cand = figures["baseline"].get("attributable"), figures["candidate"].get("attributable")
+    figures["ratio"] = cand / base if base and cand is not None and base > 0 else None
+    case.result.metrics["memory"] = figures

@@ -1,0 +1,34 @@
+"""What is measured: a frozen, hashable case spec with a stable id (results, history, repro commands)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["BASELINE", "CaseSpec"]
+
+BASELINE = "fp32-eager"
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    model: str
+    technique: str
+    batch_size: int = 1
+    seq_len: int | None = None  # None: pad each batch to its longest sentence
+    device: str = "cpu"
+    threads: int | None = None  # None: torch's default; the count in effect is recorded
+    scenario: str = "ab-forward"
+
+    @property
+    def case_id(self) -> str:
+        length = f"-s{self.seq_len}" if self.seq_len else ""
+        scenario = "" if self.scenario == "ab-forward" else f"/{self.scenario}"
+        return f"{self.model}/{self.technique}/b{self.batch_size}{length}/{self.device}{scenario}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseSpec:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

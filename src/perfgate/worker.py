@@ -1,0 +1,109 @@
+"""The worker process: loads models, applies techniques, runs one scenario job at a time.
+
+Started by ``launcher.WorkerProcess`` as ``python -m perfgate.worker READ_FD WRITE_FD``. It says
+``ready``, then answers each ``job`` message with one ``reply`` (JSON over two pipes, framed by
+``multiprocessing.connection``), until ``exit`` or end of input. An exception in a job is a reply with
+its outcome (``oom``, ``error``) and traceback; a fault that kills the interpreter (abort, segfault) is
+seen by the parent as a closed pipe and an exit status, and ``faulthandler`` leaves the Python stack
+in the log whose tail the parent records. Models and variants live only as long as this process.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.memory import is_cuda_error, is_out_of_memory, process_memory, release_freed_memory
+from perfgate.outcome import Outcome
+
+if TYPE_CHECKING:
+    from perfgate.model import LoadedModel
+    from perfgate.technique import Variant
+
+__all__ = ["WorkerState", "main"]
+
+
+class WorkerState:
+    """What a worker keeps between jobs: one model at a time and the variants built from it."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, ...] | None = None
+        self._model: LoadedModel | None = None
+        self._variants: dict[tuple[str, int | None], Variant] = {}
+
+    def model(self, ref: dict[str, Any]) -> LoadedModel:
+        """The model ``ref`` names (name, task, location, device), loaded unless it is the current one."""
+        from perfgate.model import load_model
+
+        key = (ref["name"], ref["task"], ref["location"], ref["device"])
+        if key != self._key or self._model is None:
+            self._model, self._variants, self._key = None, {}, None
+            release_freed_memory()
+            location = Path(ref["location"]) if Path(ref["location"]).exists() else ref["location"]
+            self._model = load_model(ref["name"], ref["task"], location, ref["device"])
+            self._key = key
+        return self._model
+
+    def variant(self, model: LoadedModel, technique: str, workdir: str, threads: int | None) -> Variant:
+        """The technique (``"package.module:Class"``) applied to ``model``, built once per worker."""
+        from perfgate.technique import load_technique
+
+        key = (technique, threads)
+        if key not in self._variants:
+            self._variants[key] = load_technique(technique).apply(model, Path(workdir), threads)
+        return self._variants[key]
+
+
+def serve(message: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+    from perfgate.scenarios import get_scenario
+
+    payload = message["payload"]
+    try:
+        data = get_scenario(message["scenario"]).run(payload, state)
+        return {"kind": "reply", "outcome": Outcome.MEASURED, "data": data}
+    except Exception as error:
+        reply: dict[str, Any] = {
+            "kind": "reply",
+            "outcome": Outcome.ERROR,
+            "detail": f"{type(error).__name__}: {error}"[:2000],
+            "log": traceback.format_exc()[-8000:],
+            "data": {},
+        }
+        if is_out_of_memory(error):
+            reply["outcome"] = Outcome.OOM
+            reply["detail"] = f"out of memory at batch_size={payload.get('batch_size')}: {str(error)[:300]}"
+            reply["data"] = {"at_failure": process_memory(), "batch_size": payload.get("batch_size")}
+        elif is_cuda_error(error):
+            reply["detail"] = f"CUDA error (the worker's CUDA context is not trusted after it): {reply['detail']}"
+        return reply
+
+
+def _send(connection: Connection, message: dict[str, Any]) -> None:
+    connection.send_bytes(json.dumps(message, default=str).encode())
+
+
+def main(argv: list[str]) -> int:
+    faulthandler.enable()  # on SIGSEGV/SIGABRT the Python stack goes to stderr, the parent's log
+    incoming = Connection(int(argv[1]), writable=False)
+    outgoing = Connection(int(argv[2]), readable=False)
+    _send(outgoing, {"kind": "ready", "pid": os.getpid(), "time": time.monotonic()})
+    state = WorkerState()
+    while True:
+        try:
+            message = json.loads(incoming.recv_bytes())
+        except EOFError:  # the parent went away
+            return 0
+        if message.get("kind") == "exit":
+            return 0
+        _send(outgoing, serve(message, state))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,64 @@
+"""Planted techniques that fail the way native code does, for the harness's isolation tests.
+
+Each is registered by import path in a test project's conftest (``register_technique(name,
+"tests.planted:Class")``); the worker imports it from the repository root on its path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from perfgate import LoadedModel, Technique, Variant
+
+
+def _failing(name: str, fail: Callable[[], Any]) -> type[Technique]:
+    class Failing(Technique):
+        summary = f"fp32 eager whose forward pass {name.removeprefix('planted-')}"
+
+        def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+            def run(inputs: Any) -> Any:
+                fail()
+                return model.run(inputs)
+
+            return Variant(self.name, run, memory_bytes=1, independent_of_source=False)
+
+    Failing.name = name
+    return Failing
+
+
+def _native_hang_ignoring_signals() -> None:
+    """Block every catchable signal and wait in libc: only SIGKILL ends this."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP})
+    ctypes.CDLL(None).pause()
+
+
+def _cuda_error() -> None:
+    import torch
+
+    raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+
+
+def _asks_for_a_tebibyte() -> None:
+    import torch
+
+    torch.empty(2**40, dtype=torch.uint8)
+
+
+Aborts = _failing("planted-abort", os.abort)
+Segfaults = _failing("planted-segfault", lambda: ctypes.string_at(0))
+HangsInNativeCode = _failing("planted-native-hang", _native_hang_ignoring_signals)
+RaisesCudaError = _failing("planted-cuda-error", _cuda_error)
+AsksForATebibyte = _failing("planted-oom", _asks_for_a_tebibyte)
+
+PLANTED = {
+    "planted-abort": "tests.planted:Aborts",
+    "planted-segfault": "tests.planted:Segfaults",
+    "planted-native-hang": "tests.planted:HangsInNativeCode",
+    "planted-cuda-error": "tests.planted:RaisesCudaError",
+    "planted-oom": "tests.planted:AsksForATebibyte",
+}

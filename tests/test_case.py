@@ -1,0 +1,53 @@
+"""The judge: every metric's checks against the thresholds, then one verdict per case."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.case import CaseResult, judge
+from perfgate.outcome import Outcome, Verdict
+from perfgate.spec import CaseSpec
+from perfgate.thresholds import Thresholds
+
+
+def case(**metrics: dict) -> CaseResult:
+    return CaseResult(CaseSpec("m", "t"), "cpu-test", outcome=Outcome.MEASURED, metrics=metrics)
+
+
+GATED = Thresholds("t", "cpu-test", gated=True, values={"min_cosine": 0.99, "max_memory_ratio": 1.2},
+                   origins={"min_cosine": "file [t.cpu-test]", "max_memory_ratio": "file [t.cpu-test]"})  # fmt: skip
+
+
+def test_every_metric_the_case_carries_is_judged_against_the_fields_that_name_it():
+    result = case(fidelity={"cosine_min": 0.95, "top1_agreement": None}, memory={"ratio": 1.1})
+    judge(result, GATED)
+    assert {c.name: c.verdict for c in result.checks} == {"min_cosine": Verdict.FAIL, "max_memory_ratio": Verdict.PASS}
+    assert result.verdict == Verdict.FAIL
+    assert "0.95" in result.checks[0].message
+    assert "min_cosine 0.99" in result.checks[0].message
+
+
+def test_an_outcome_that_is_not_a_result_fails_even_when_every_check_passes():
+    result = case(fidelity={"cosine_min": 1.0, "top1_agreement": None})
+    result.outcome = Outcome.CRASHED
+    judge(result, GATED)
+    assert result.verdict == Verdict.FAIL
+
+
+def test_a_class_without_thresholds_is_ungated_whatever_was_measured():
+    result = case(fidelity={"cosine_min": 0.1, "top1_agreement": None})
+    judge(result, Thresholds("t", "cpu-new", gated=False))
+    assert result.verdict == Verdict.UNGATED
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_every_outcome_round_trips_through_the_record(outcome):
+    result = case()
+    result.outcome = outcome
+    assert CaseResult.from_dict(result.to_dict()).outcome is outcome
+
+
+def test_setup_seconds_add_worker_starts_and_model_loads():
+    result = case()
+    result.worker = {"jobs": [{"start_seconds": 0.5, "load_seconds": 2.0}, {"start_seconds": 0.25}]}
+    assert result.setup_seconds == pytest.approx(2.75)

@@ -1,0 +1,107 @@
+"""The process boundary, as a user meets it: native faults in a technique are recorded outcomes, the
+worker is replaced, and the cases after them run and pass."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from perfgate.launcher import describe_exit
+from tests.user_project import micro_run, plant
+
+
+def test_an_abort_a_segfault_and_a_native_hang_are_outcomes_and_the_run_goes_on(project, micro_model_dir):
+    plant(project)
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("technique", [
+            "fp32-eager", "planted-abort", "torch-dynamic-int8-per-channel", "planted-segfault",
+            "fp32-eager", "planted-native-hang", "torch-dynamic-int8-per-channel",
+        ])
+        def test_case(perfgate, technique):
+            perfgate.gate("micro", technique, batch_size=2)
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-case-timeout=12")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=3, passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*planted-abort on micro*outcome crashed: worker pid * killed by signal SIGABRT*",
+            "*planted-segfault on micro*outcome crashed: worker pid * killed by signal SIGSEGV*",
+            "*planted-native-hang on micro*outcome timeout: worker pid * killed after 12 s*",
+            "*perfgate summary*",
+        ]
+    )
+    cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    outcomes = [c["outcome"] for c in cases]
+    assert outcomes == ["measured", "crashed", "measured", "crashed", "measured", "timeout", "measured"]
+    assert "Fatal Python error: Aborted" in cases[1]["log"]  # faulthandler's stack, from the worker's stderr
+    assert "Segmentation fault" in cases[3]["log"]
+    summary = (project.path / "out" / "summary.md").read_text()
+    for outcome in ("crashed", "timeout"):
+        assert f"**{outcome}**" in summary
+
+
+def test_a_cuda_error_replaces_the_worker_and_the_next_case_runs_in_a_new_one(project, micro_model_dir):
+    plant(project)
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("technique", ["fp32-eager", "planted-cuda-error", "fp32-eager"])
+        def test_case(perfgate, technique):
+            perfgate.gate("micro", technique, batch_size=2)
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-memory=off")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(["*planted-cuda-error on micro*outcome error: CUDA error (the worker's CUDA context*"])
+    cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    before, failed, after = ([job["pid"] for job in c["worker"]["jobs"]] for c in cases)
+    assert before == failed, "cases on one model share a worker until something goes wrong"
+    assert after != failed, "the worker that saw a CUDA error must not run the next case"
+    assert cases[2]["outcome"] == "measured"
+
+
+def test_a_technique_that_needs_a_fresh_worker_gets_one(project, micro_model_dir):
+    project.makeconftest(
+        """
+        from perfgate import register_technique
+        from perfgate.techniques.eager import Fp32Eager
+
+        class LeavesGlobalState(Fp32Eager):
+            name = "leaves-global-state"
+            fresh_worker = True
+
+        register_technique("leaves-global-state", "conftest:LeavesGlobalState")
+        """
+    )
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("technique", ["fp32-eager", "leaves-global-state", "fp32-eager"])
+        def test_case(perfgate, technique):
+            perfgate.gate("micro", technique, batch_size=2)
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-memory=off")
+    result.assert_outcomes(passed=3)
+    cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    pids = [c["worker"]["jobs"][0]["pid"] for c in cases]
+    assert pids[1] not in (pids[0], pids[2])
+    assert cases[1]["worker"]["jobs"][0]["fresh"] is True
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [(-signal.SIGABRT, "killed by signal SIGABRT"), (-signal.SIGSEGV, "killed by signal SIGSEGV"),
+     (3, "exited with code 3"), (None, "still running")],
+)  # fmt: skip
+def test_an_exit_status_is_described_by_its_signal_name(code, text):
+    assert describe_exit(code) == text

@@ -1,0 +1,77 @@
+"""Memory figures from /proc: the split of resident memory, the peak reset, and the parent's sampler."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from perfgate.memory import MemorySampler, is_cuda_error, is_out_of_memory, process_memory, reset_peak
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, which only Linux has")
+
+
+@linux_only
+def test_resident_memory_splits_into_anonymous_file_backed_and_shared():
+    figures = process_memory()
+    assert figures["rss"] == pytest.approx(figures["anon"] + figures["file"] + figures["shmem"], rel=0.02)
+    assert figures["peak_rss"] >= figures["rss"]
+
+
+@linux_only
+def test_resetting_the_peak_forgets_an_earlier_allocation():
+    code = (
+        "from perfgate.memory import process_memory, reset_peak\n"
+        "block = bytearray(200 * 2**20); del block\n"
+        "before = process_memory()['peak_rss']\n"
+        "assert reset_peak()\n"
+        "print(before - process_memory()['peak_rss'])\n"
+    )
+    dropped = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert dropped > 150 * 2**20
+
+
+@linux_only
+def test_the_sampler_sees_another_process_grow_and_reports_the_split_at_its_peak():
+    code = "import time\nblock = bytearray(b'x' * (100 * 2**20))\ntime.sleep(1.0)\n"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        with MemorySampler(child.pid, interval=0.01) as sampler:
+            child.wait(30)
+    finally:
+        child.kill()
+    peak = sampler.peak_in(0, time.monotonic())
+    assert peak["samples"] > 10
+    assert peak["at_peak"]["anon"] > 100 * 2**20
+    assert peak["max"]["rss"] >= peak["at_peak"]["rss"]
+
+
+def test_a_window_without_samples_says_so_instead_of_inventing_a_peak():
+    sampler = MemorySampler(pid=0, interval=0.005)
+    sampler.samples = [(1.0, {"rss": 10, "anon": 5, "file": 5, "shmem": 0})]
+    assert sampler.peak_in(2.0, 3.0) == {"samples": 0, "interval_seconds": 0.005}
+    assert sampler.peak_in(0.5, 1.5)["at_peak"]["rss"] == 10
+
+
+@pytest.mark.parametrize(
+    ("error", "oom", "cuda"),
+    [
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True, False),
+        (MemoryError(), True, False),
+        (RuntimeError("CUDA error: an illegal memory access was encountered"), False, True),
+        (RuntimeError("shape mismatch"), False, False),
+    ],
+)
+def test_errors_are_told_apart_by_what_they_mean_for_the_worker(error, oom, cuda):
+    assert is_out_of_memory(error) is oom
+    assert is_cuda_error(error) is cuda
+
+
+def test_reset_peak_reports_when_the_kernel_refuses(monkeypatch):
+    def refuse(self, text):
+        raise PermissionError("clear_refs")
+
+    monkeypatch.setattr("pathlib.Path.write_text", refuse)
+    assert reset_peak() is False

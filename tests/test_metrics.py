@@ -1,0 +1,54 @@
+"""Each metric's checks and table cells, and the report built from whatever metrics a case carries."""
+
+from __future__ import annotations
+
+from perfgate.case import CaseResult
+from perfgate.metrics import Metric, all_metrics
+from perfgate.metrics.memory import ServingMemory
+from perfgate.metrics.speed import Speed
+from perfgate.outcome import Outcome
+from perfgate.report import columns, summary_rows
+from perfgate.spec import CaseSpec
+from perfgate.thresholds import Thresholds
+
+MB = 2**20
+
+
+def speed_figures(verdict: str = "pass", bound: float | None = 1.5) -> dict:
+    return {
+        "estimate": {"speedup": 2.0, "ci_low": 1.8, "ci_high": 2.2, "pairs": 20, "spread": 0.05, "noisy": False},
+        "latency": {"baseline": {"p50": 0.010}, "candidate": {"p50": 0.005}},
+        "bound": bound,
+        "verdict": verdict,
+        "stop_reason": "interval decided",
+    }
+
+
+def test_the_speed_message_carries_both_latencies_the_interval_and_the_rule():
+    thresholds = Thresholds("t", "cpu-test", True, {"min_speedup": 1.5}, {"min_speedup": "f.toml [t.cpu-test]"})
+    (check,) = Speed().checks(speed_figures(), thresholds, "t on m")
+    assert check.verdict == "pass"
+    for text in ("2.000x", "[1.800, 2.200]", "10.000 ms", "5.000 ms", "min_speedup 1.5 (f.toml [t.cpu-test])"):
+        assert text in check.message
+
+
+def test_memory_is_judged_on_the_attributable_ratio_and_shows_both_arms():
+    figures = {"ratio": 0.5, "baseline": {"attributable": 80 * MB}, "candidate": {"attributable": 40 * MB}}
+    thresholds = Thresholds("t", "c", True, {"max_memory_ratio": 0.4}, {"max_memory_ratio": "f"})
+    (check,) = ServingMemory().checks(figures, thresholds, "t on m")
+    assert check.verdict == "fail"
+    assert ServingMemory().cells(figures) == {"memory": "0.50x", "attrib MB": "40/80"}
+
+
+def test_a_new_metric_reaches_the_table_without_an_edit_to_the_report(monkeypatch):
+    class Joules(Metric):
+        name = "energy"
+        columns = ("joules",)
+
+        def cells(self, figures):
+            return {"joules": f"{figures['joules']:.1f}"}
+
+    monkeypatch.setattr("perfgate.report.all_metrics", lambda: (*all_metrics(), Joules()))
+    result = CaseResult(CaseSpec("m", "t"), "c", outcome=Outcome.MEASURED, metrics={"energy": {"joules": 3.25}})
+    (row,) = summary_rows([result])
+    assert dict(zip(columns(), row, strict=True))["joules"] == "3.2"
