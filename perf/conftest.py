@@ -5,3 +5,4 @@ from __future__ import annotations
 from perfgate import register_technique
 
 register_technique("planted-fp32-copy-leak", "perf.planted:LeaksAnFp32Copy")
+register_technique("planted-cuda-device-assert", "perf.planted:TriggersADeviceSideAssert")

@@ -32,3 +32,22 @@ class LeaksAnFp32Copy(Technique):
             independent_of_source=False,
             details={"leaked_bytes": copy_bytes},
         )
+
+
+class TriggersADeviceSideAssert(Technique):
+    """fp32 eager whose forward indexes out of bounds on the GPU: a device-side assert, after which
+    every later CUDA call in that process fails. The next case must run in another worker."""
+
+    name = "planted-cuda-device-assert"
+    summary = "fp32 eager, then an out-of-bounds index on the GPU (device-side assert)"
+    devices = frozenset({"cuda"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import torch
+
+        def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            table = torch.zeros(4, device=model.device)
+            table[torch.tensor([1 << 20], device=model.device)].sum().item()  # synchronizes: the assert fires
+            return model.run(inputs)
+
+        return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)

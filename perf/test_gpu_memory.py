@@ -15,7 +15,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 def test_fp32_eager_against_itself_on_cuda_is_within_noise(perfgate: Bench, model: str) -> None:
     result = perfgate.measure(model, "fp32-eager", device="cuda", batch_size=8)
     assert result.outcome == "measured", result.detail
-    assert result.comparison is not None
-    assert result.memory is not None
-    assert abs(result.comparison["estimate"]["speedup"] - 1) <= AA_TOLERANCE, result.comparison["estimate"]
-    assert result.memory["candidate"]["cuda_peak_allocated"] > 0
+    speed, memory = result.metrics["speed"], result.metrics["memory"]
+    assert abs(speed["estimate"]["speedup"] - 1) <= AA_TOLERANCE, speed["estimate"]
+    assert memory["candidate"]["cuda_peak_allocated"] > 0

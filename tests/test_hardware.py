@@ -64,3 +64,13 @@ def test_without_a_gpu_cuda_cases_have_no_class_and_an_override_wins():
     cpu = CpuInfo("x", frozenset({"avx2"}), 2)
     assert Hardware(cpu=cpu).hardware_class("cuda") == "gpu-none"
     assert Hardware(cpu=cpu, class_override="cpu-ci-pool").hardware_class("cpu") == "cpu-ci-pool"
+
+
+def test_known_classes_are_the_families_the_detected_ones_declared_ones_and_any_gpu_sm():
+    from perfgate.hardware import DETECTED_CLASSES, FAMILIES, known_class
+
+    known = [*FAMILIES, *DETECTED_CLASSES, "cpu-epyc-pool"]
+    for name in ("cpu", "default", "cpu-avx512-bf16", "cpu-amx", "gpu-sm90", "gpu-sm120", "cpu-epyc-pool"):
+        assert known_class(name, known), name
+    for typo in ("cpu-avx512bf16", "gpu-sm9", "GPU-SM90", "cpu-avx-512"):
+        assert not known_class(typo, known), typo

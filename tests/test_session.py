@@ -4,7 +4,9 @@ before it runs; pytest-timeout and pytest-xdist work alongside."""
 from __future__ import annotations
 
 import json
+import time
 
+import psutil
 import pytest
 
 from tests.user_project import micro_run, plant
@@ -51,14 +53,27 @@ def test_a_model_directory_that_does_not_exist_is_a_usage_error_naming_the_path(
     result.stderr.fnmatch_lines(["ERROR: perfgate: model 'mine': path=*models/not-there* is not a directory*"])
 
 
+def orphaned_workers() -> list[int]:
+    """Worker processes whose pytest process (their last argument) is gone."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = process.info["cmdline"] or []
+        if "perfgate.worker" in command and not psutil.pid_exists(int(command[-1])):
+            found.append(process.info["pid"])
+    return found
+
+
 def test_a_case_is_on_record_as_started_even_when_pytest_itself_dies(project, micro_model_dir):
-    """pytest-timeout's thread method ends the whole process with os._exit: no summary, no teardown."""
+    """pytest-timeout's thread method ends the whole process with os._exit: no summary, no teardown.
+    The worker, hung in native code with every signal blocked, must not outlive it."""
     plant(project)
     project.makepyfile("def test_it(perfgate):\n    perfgate.gate('micro', 'planted-native-hang')\n")
-    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--timeout=4", "--timeout-method=thread")
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--timeout=6", "--timeout-method=thread")
     assert result.ret != pytest.ExitCode.OK
     (case,) = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert case["outcome"] == "started"
+    time.sleep(1)
+    assert orphaned_workers() == []
 
 
 def test_pytest_timeout_still_fails_a_hung_case_and_the_next_case_runs(project, micro_model_dir):

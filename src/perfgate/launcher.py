@@ -78,7 +78,7 @@ class WorkerProcess:
         started = time.monotonic()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "perfgate.worker", str(request_read), str(reply_write)],
+                [sys.executable, "-m", "perfgate.worker", str(request_read), str(reply_write), str(os.getpid())],
                 pass_fds=(request_read, reply_write),
                 stdin=subprocess.DEVNULL,
                 stdout=handle,

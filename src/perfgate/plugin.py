@@ -18,7 +18,7 @@ from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
-from perfgate.report import text_table
+from perfgate.report import isolation_line, text_table
 from perfgate.session import PerfgateSession, Unavailable
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import Requirement
@@ -115,6 +115,7 @@ class SessionReporter:
         terminalreporter.section("perfgate summary")
         if session.record.cases:
             write(text_table(session.record.cases))
+            write(isolation_line(session.record.cases))
         for key, entry in (session.record.calibration or {}).items():
             write(f"calibration {key}: {entry['summary']}")
         for nodeid, reason in session.skipped:

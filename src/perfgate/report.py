@@ -13,7 +13,19 @@ from perfgate.metrics import all_metrics
 from perfgate.outcome import Outcome, Verdict
 from perfgate.results import RunRecord
 
-__all__ = ["columns", "markdown_summary", "summary_rows", "text_table"]
+__all__ = ["columns", "isolation_line", "markdown_summary", "summary_rows", "text_table"]
+
+
+def isolation_line(cases: Sequence[CaseResult]) -> str:
+    """What process isolation cost the run, outside the timed blocks."""
+    jobs = [job for case in cases for job in case.worker.get("jobs", [])]
+    processes = len({job["pid"] for job in jobs if "pid" in job})
+    starts = sum(job.get("start_seconds", 0.0) for job in jobs)
+    loads = sum(job.get("load_seconds", 0.0) for job in jobs)
+    return (
+        f"isolation: {len(jobs)} worker jobs in {processes} processes; {starts:.1f} s starting workers and "
+        f"{loads:.1f} s loading models and building variants, outside the timed blocks"
+    )
 
 
 def columns() -> tuple[str, ...]:
@@ -68,6 +80,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
         "|" + "---|" * len(header),
     ]
     out += ["| " + " | ".join(row) + " |" for row in summary_rows(record.cases)]
+    out += ["", isolation_line(record.cases)]
     ungated = sorted({c.hardware_class for c in record.cases if c.verdict == Verdict.UNGATED})
     if ungated:
         out += ["", f"Hardware class(es) {', '.join(ungated)} have no thresholds: measured and recorded, not gated."]

@@ -10,9 +10,12 @@ in the log whose tail the parent records. Models and variants live only as long 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -89,8 +92,22 @@ def _send(connection: Connection, message: dict[str, Any]) -> None:
     connection.send_bytes(json.dumps(message, default=str).encode())
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker if the pytest process dies (killed, or ended by os._exit), so
+    no orphan keeps a core busy; elsewhere than Linux an idle worker still exits on end of input."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent was already gone before the request took effect
+        os._exit(0)
+
+
 def main(argv: list[str]) -> int:
     faulthandler.enable()  # on SIGSEGV/SIGABRT the Python stack goes to stderr, the parent's log
+    _die_with_parent(int(argv[3]) if len(argv) > 3 else os.getppid())
     incoming = Connection(int(argv[1]), writable=False)
     outgoing = Connection(int(argv[2]), readable=False)
     _send(outgoing, {"kind": "ready", "pid": os.getpid(), "time": time.monotonic()})

@@ -1,0 +1,79 @@
+"""Scenarios plan worker jobs; tested here with a fake launcher, so no process is started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from perfgate.case import CaseContext, CaseResult
+from perfgate.launcher import JobReply
+from perfgate.outcome import Outcome
+from perfgate.scenarios import BUILT_IN, get_scenario
+from perfgate.scenarios.serving_memory import measure_serving_memory
+from perfgate.spec import CaseSpec
+from perfgate.thresholds import Thresholds
+
+MB = 2**20
+
+
+class FakeLauncher:
+    """Answers serving-memory jobs with a peak per technique; records what was asked."""
+
+    def __init__(self, peaks: dict[str, int], fail: str | None = None) -> None:
+        self.peaks, self.fail, self.jobs = peaks, fail, []
+
+    def submit(self, device: str, scenario: Any, payload: dict[str, Any], *, fresh: bool, timeout: float) -> JobReply:
+        self.jobs.append((scenario.name, payload.get("technique"), fresh))
+        technique = payload["technique"].rpartition(":")[2]
+        if technique == self.fail:
+            return JobReply(Outcome.OOM, detail="out of memory at batch_size=1", worker={"pid": 7})
+        return JobReply(Outcome.MEASURED, {"peak_rss": self.peaks[technique]}, worker={"pid": len(self.jobs)})
+
+
+def context(launcher: FakeLauncher) -> CaseContext:
+    spec = CaseSpec("m", "torch-dynamic-int8-per-channel")
+    result = CaseResult(spec, "cpu-test")
+    ctx = CaseContext(spec, result, Thresholds("t", "c", False), launcher, {"model": {}}, timeout=10)  # type: ignore[arg-type]
+    ctx.runtime_overhead = lambda imports: {"peak_rss": 400 * MB}
+    return ctx
+
+
+def test_memory_is_compared_on_what_each_arm_holds_beyond_the_runtime_overhead():
+    launcher = FakeLauncher({"Fp32Eager": 480 * MB, "PerChannel": 440 * MB})
+    ctx = context(launcher)
+    measure_serving_memory(ctx)
+    memory = ctx.result.metrics["memory"]
+    assert memory["baseline"]["attributable"] == 80 * MB
+    assert memory["candidate"]["attributable"] == 40 * MB
+    assert memory["ratio"] == pytest.approx(0.5)  # not 440/480: the runtime is not the model's
+    assert [fresh for _, _, fresh in launcher.jobs] == [True, True]
+
+
+def test_fp32_memory_is_measured_once_per_model_and_shape():
+    launcher = FakeLauncher({"Fp32Eager": 480 * MB, "PerChannel": 440 * MB})
+    first, second = context(launcher), context(launcher)
+    second.memo = first.memo
+    measure_serving_memory(first)
+    measure_serving_memory(second)
+    assert [technique.rpartition(":")[2] for _, technique, _ in launcher.jobs] == [
+        "Fp32Eager", "PerChannel", "PerChannel"
+    ]  # fmt: skip
+
+
+def test_an_arm_that_runs_out_of_memory_is_the_case_outcome():
+    ctx = context(FakeLauncher({"Fp32Eager": 480 * MB}, fail="PerChannel"))
+    measure_serving_memory(ctx)
+    assert ctx.result.outcome == Outcome.OOM
+    assert ctx.result.detail == "serving-memory: out of memory at batch_size=1"
+    assert "ratio" not in ctx.result.metrics["memory"]
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_every_built_in_scenario_resolves_to_its_name(name):
+    assert get_scenario(name).name == name
+
+
+def test_an_unknown_scenario_lists_the_known_ones():
+    with pytest.raises(LookupError, match="unknown scenario name='sweep'; known scenarios: ab-forward"):
+        get_scenario("sweep")
