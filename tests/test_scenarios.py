@@ -26,6 +26,8 @@ class FakeLauncher:
     def submit(self, device: str, scenario: Any, payload: dict[str, Any], *, fresh: bool, timeout: float) -> JobReply:
         self.jobs.append((scenario.name, payload.get("technique"), fresh))
         technique = payload["technique"].rpartition(":")[2]
+        if scenario.name == "build-artifacts":
+            return JobReply(Outcome.MEASURED, {}, worker={"pid": 1})
         if technique == self.fail:
             return JobReply(Outcome.OOM, detail="out of memory at batch_size=1", worker={"pid": 7})
         return JobReply(Outcome.MEASURED, {"peak_rss": self.peaks[technique]}, worker={"pid": len(self.jobs)})
@@ -77,3 +79,15 @@ def test_every_built_in_scenario_resolves_to_its_name(name):
 def test_an_unknown_scenario_lists_the_known_ones():
     with pytest.raises(LookupError, match="unknown scenario name='sweep'; known scenarios: ab-forward"):
         get_scenario("sweep")
+
+
+def test_a_variant_served_from_built_files_has_them_built_elsewhere_before_its_memory_is_measured():
+    launcher = FakeLauncher({"Fp32Eager": 480 * MB, "OptimizedO2": 500 * MB})
+    ctx = context(launcher)
+    ctx.spec = ctx.result.spec = CaseSpec("m", "onnxruntime-o2")
+    measure_serving_memory(ctx)
+    assert [(name, technique.rpartition(":")[2], fresh) for name, technique, fresh in launcher.jobs] == [
+        ("serving-memory", "Fp32Eager", True),
+        ("build-artifacts", "OptimizedO2", False),
+        ("serving-memory", "OptimizedO2", True),
+    ]

@@ -59,6 +59,9 @@ class Technique(ABC):
     # True when applying leaves process-wide state behind (compiled-graph caches, global backend
     # flags): the case then runs in a worker of its own, retired after it.
     fresh_worker: ClassVar[bool] = False
+    # True when apply() serves from files it builds once (an ONNX graph): prepare() builds them in
+    # another worker first, so a memory measurement holds only what the variant serves from.
+    builds_artifacts: ClassVar[bool] = False
 
     def runtime_modules(self) -> tuple[str, ...]:
         """Libraries a process serving this variant imports; the runtime-overhead worker imports the
@@ -75,6 +78,9 @@ class Technique(ABC):
         if self.tasks is not None and task not in self.tasks:
             return f"{self.name} supports tasks {', '.join(sorted(self.tasks))}, not {task}"
         return None
+
+    def prepare(self, model: LoadedModel, workdir: Path) -> None:  # noqa: B027  # optional: most build nothing
+        """Build and cache on-disk artifacts ahead of ``apply`` (only when ``builds_artifacts``)."""
 
     @abstractmethod
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:

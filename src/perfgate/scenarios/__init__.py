@@ -47,6 +47,7 @@ class Scenario(ABC):
 
 BUILT_IN: dict[str, str] = {
     "ab-forward": "perfgate.scenarios.ab_forward:ABForward",
+    "build-artifacts": "perfgate.scenarios.serving_memory:BuildArtifacts",
     "calibration": "perfgate.scenarios.calibration:RunnerCalibration",
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
     "runtime-overhead": "perfgate.scenarios.serving_memory:RuntimeOverhead",

@@ -125,6 +125,20 @@ class RuntimeOverhead(Scenario):
         return {"peak_rss": after.get("peak_rss"), "after": after, "imports": payload["imports"]}
 
 
+class BuildArtifacts(Scenario):
+    """Build a technique's on-disk artifacts in the shared worker, before its memory is measured."""
+
+    name = "build-artifacts"
+    isolation = Isolation.SHARED
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from perfgate.technique import load_technique
+
+        start = time.perf_counter()
+        load_technique(payload["technique"]).prepare(state.model(payload["model"]), _workdir(payload))
+        return {"load_seconds": time.perf_counter() - start}
+
+
 def _workdir(payload: dict[str, Any]) -> Any:
     from pathlib import Path
 
@@ -134,29 +148,38 @@ def _workdir(payload: dict[str, Any]) -> Any:
 def measure_serving_memory(case: CaseContext) -> None:
     """Both arms' serving memory, each in a fresh worker, against the runtime overhead of its imports."""
     from perfgate.spec import BASELINE
-    from perfgate.technique import get_technique, import_path
 
     figures: dict[str, Any] = {"measure": "peak RSS while serving, minus the runtime overhead of the same imports"}
-    spec = case.spec
-    for arm, name in (("baseline", BASELINE), ("candidate", spec.technique)):
-        imports = list(get_technique(name).runtime_modules())
-        # fp32's figures do not depend on the candidate: measured once per model and input shape.
-        key = (ServingMemory.name, spec.model, name, spec.batch_size, spec.seq_len, spec.device, spec.threads)
-        data = case.memo.get(key) if name == BASELINE else None
-        if data is None:
-            data = case.submit(ServingMemory(), case.payload(technique=import_path(name), imports=imports))
-        if data is None:
+    for arm, name in (("baseline", BASELINE), ("candidate", case.spec.technique)):
+        data = _arm(case, name, memoize=name == BASELINE)
+        if data is None:  # the outcome is on the result; keep what the failing job left there
             case.result.metrics["memory"] = {**figures, **case.result.metrics.get("memory", {})}
             return
-        if name == BASELINE:
-            case.memo[key] = data
-        data = dict(data)
-        overhead = case.runtime_overhead(tuple(imports))
-        data["technique"] = name
-        data["overhead_rss"] = overhead.get("peak_rss") if overhead else None
-        if data["peak_rss"] is not None and data["overhead_rss"] is not None:
-            data["attributable"] = data["peak_rss"] - data["overhead_rss"]
         figures[arm] = data
     base, cand = figures["baseline"].get("attributable"), figures["candidate"].get("attributable")
     figures["ratio"] = cand / base if base and cand is not None and base > 0 else None
     case.result.metrics["memory"] = figures
+
+
+def _arm(case: CaseContext, name: str, memoize: bool) -> dict[str, Any] | None:
+    """One arm's figures: artifacts built elsewhere first, then a fresh worker, minus the overhead."""
+    from perfgate.technique import get_technique, import_path
+
+    spec, technique = case.spec, get_technique(name)
+    payload = case.payload(technique=import_path(name), imports=list(technique.runtime_modules()))
+    # fp32's figures do not depend on the candidate: measured once per model and input shape.
+    key = (ServingMemory.name, spec.model, name, spec.batch_size, spec.seq_len, spec.device, spec.threads)
+    data = case.memo.get(key) if memoize else None
+    if data is None:
+        if technique.builds_artifacts and case.submit(BuildArtifacts(), payload) is None:
+            return None
+        data = case.submit(ServingMemory(), payload)
+        if data is None:
+            return None
+        if memoize:
+            case.memo[key] = data
+    overhead = case.runtime_overhead(tuple(payload["imports"]))
+    data = {**data, "technique": name, "overhead_rss": overhead.get("peak_rss") if overhead else None}
+    if data["peak_rss"] is not None and data["overhead_rss"] is not None:
+        data["attributable"] = data["peak_rss"] - data["overhead_rss"]
+    return data

@@ -46,14 +46,21 @@ class _OnnxRuntime(Technique):
     devices = frozenset({"cpu"})
     tasks = ENCODER_TASKS
     quantize: bool
+    builds_artifacts = True
+
+    def prepare(self, model: LoadedModel, workdir: Path) -> None:
+        self._artifact(model, *self._artifact_dir(model, workdir))
+
+    def _artifact_dir(self, model: LoadedModel, workdir: Path) -> tuple[Path, str]:
+        if not isinstance(model.location, Path):
+            raise ValueError(f"{self.name} exports from a local directory, got {model.location!r}")
+        chosen = backend()
+        return workdir / f"{model.name}-{content_digest(model.location)}-{chosen}", chosen
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         import onnxruntime
 
-        if not isinstance(model.location, Path):
-            raise ValueError(f"{self.name} exports from a local directory, got {model.location!r}")
-        chosen = backend()
-        artifact_dir = workdir / f"{model.name}-{content_digest(model.location)}-{chosen}"
+        artifact_dir, chosen = self._artifact_dir(model, workdir)
         start = time.perf_counter()
         onnx_file, cached = self._artifact(model, artifact_dir, chosen)
         prepare_seconds = time.perf_counter() - start
