@@ -26,14 +26,14 @@ def test_an_abort_a_segfault_and_a_native_hang_are_outcomes_and_the_run_goes_on(
             perfgate.gate("micro", technique, batch_size=2)
         """
     )
-    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-case-timeout=12")
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-case-timeout=20")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=3, passed=4)
     result.stdout.fnmatch_lines(
         [
             "*planted-abort on micro*outcome crashed: worker pid * killed by signal SIGABRT*",
             "*planted-segfault on micro*outcome crashed: worker pid * killed by signal SIGSEGV*",
-            "*planted-native-hang on micro*outcome timeout: worker pid * killed after 12 s*",
+            "*planted-native-hang on micro*outcome timeout: worker pid * killed after 20 s*",
             "*perfgate summary*",
         ]
     )
