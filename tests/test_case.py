@@ -51,3 +51,18 @@ def test_setup_seconds_add_worker_starts_and_model_loads():
     result = case()
     result.worker = {"jobs": [{"start_seconds": 0.5, "load_seconds": 2.0}, {"start_seconds": 0.25}]}
     assert result.setup_seconds == pytest.approx(2.75)
+
+
+def test_a_measured_figure_without_a_threshold_is_named_as_not_gated():
+    result = case(fidelity={"cosine_min": 1.0, "top1_agreement": 1.0}, memory={"ratio": 1.1})
+    judge(result, GATED)
+    assert result.ungated == ["min_top1"]
+    result.metrics["speed"] = {
+        "estimate": {"speedup": 1.3, "ci_low": 1.2, "ci_high": 1.4, "pairs": 10, "spread": 0.01, "noisy": False},
+        "latency": {"baseline": {"p50": 0.002}, "candidate": {"p50": 0.0015}},
+        "bound": None,
+        "verdict": "ungated",
+        "stop_reason": "interval narrow enough",
+    }
+    judge(result, GATED)
+    assert result.ungated == ["min_speedup", "min_top1"]

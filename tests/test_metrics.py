@@ -52,3 +52,14 @@ def test_a_new_metric_reaches_the_table_without_an_edit_to_the_report(monkeypatc
     result = CaseResult(CaseSpec("m", "t"), "c", outcome=Outcome.MEASURED, metrics={"energy": {"joules": 3.25}})
     (row,) = summary_rows([result])
     assert dict(zip(columns(), row, strict=True))["joules"] == "3.2"
+
+
+def test_the_summary_names_figures_measured_without_a_threshold_on_a_gated_class():
+    from perfgate.case import judge
+    from perfgate.report import markdown_summary
+    from perfgate.results import RunRecord
+
+    result = CaseResult(CaseSpec("m", "t"), "cpu-avx2", outcome=Outcome.MEASURED, metrics={"memory": {"ratio": 1.3}})
+    judge(result, Thresholds("t", "cpu-avx2", True, {"min_cosine": 0.9}, {"min_cosine": "f"}))
+    summary = markdown_summary(RunRecord(fingerprint={}, config={}, cases=[result]))
+    assert "- max_memory_ratio is measured but not gated on cpu-avx2 (1 cases)" in summary

@@ -189,7 +189,10 @@ def test_an_unknown_hardware_class_is_measured_and_recorded_but_not_gated(projec
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["*UNGATED*", "hardware class cpu-riscv-someday has no thresholds: measured and recorded, not gated"]
+        [
+            "*UNGATED*",
+            "hardware class cpu-riscv-someday has no thresholds for fp32-eager: measured and recorded, not gated",
+        ]
     )
     (case,) = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert case["verdict"] == "ungated"

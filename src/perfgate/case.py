@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from perfgate.metrics import all_metrics
 from perfgate.outcome import Outcome, Verdict
 from perfgate.spec import CaseSpec
-from perfgate.thresholds import CheckResult
+from perfgate.thresholds import SPEED_FIELDS, CheckResult
 
 if TYPE_CHECKING:
     from perfgate.launcher import Launcher
@@ -34,6 +34,7 @@ class CaseResult:
     worker: dict[str, Any] = field(default_factory=dict)  # jobs: pid, fresh, start and load seconds
     thresholds: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
+    ungated: list[str] = field(default_factory=list)  # threshold fields measured here but set for no class
     verdict: Verdict = Verdict.INCONCLUSIVE
 
     @property
@@ -70,10 +71,13 @@ def judge(result: CaseResult, thresholds: Thresholds) -> None:
     """Every metric's checks, then one verdict: an outcome that is not a result fails; any FAIL fails;
     an undecided check is INCONCLUSIVE; a class without thresholds is UNGATED."""
     checks: list[CheckResult] = []
+    ungated: list[str] = []
     for metric in all_metrics():
         if metric.name in result.metrics:
-            checks += metric.checks(result.metrics[metric.name], thresholds, result.context)
-    result.checks = checks
+            figures = result.metrics[metric.name]
+            checks += metric.checks(figures, thresholds, result.context)
+            ungated += [c.name for c in metric.measured(figures) if not _bounded(c.name, thresholds)]
+    result.checks, result.ungated = checks, ungated
     verdicts = {c.verdict for c in checks}
     if result.outcome != Outcome.MEASURED:
         result.verdict = Verdict.FAIL
@@ -85,6 +89,12 @@ def judge(result: CaseResult, thresholds: Thresholds) -> None:
         result.verdict = Verdict.INCONCLUSIVE
     else:
         result.verdict = Verdict.PASS
+
+
+def _bounded(name: str, thresholds: Thresholds) -> bool:
+    if name in SPEED_FIELDS:  # two spellings of one rule
+        return bool(SPEED_FIELDS & thresholds.values.keys())
+    return name in thresholds.values
 
 
 @dataclass

@@ -18,7 +18,7 @@ from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
-from perfgate.report import isolation_line, text_table
+from perfgate.report import isolation_line, text_table, ungated_lines
 from perfgate.session import PerfgateSession, Unavailable
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import Requirement
@@ -120,8 +120,8 @@ class SessionReporter:
             write(f"calibration {key}: {entry['summary']}")
         for nodeid, reason in session.skipped:
             write(f"skipped {nodeid}: {reason}")
-        for hardware_class in sorted({c.hardware_class for c in session.record.cases if c.verdict == Verdict.UNGATED}):
-            write(f"hardware class {hardware_class} has no thresholds: measured and recorded, not gated")
+        for line in ungated_lines(session.record.cases):
+            write(line)
         write(f"results: {session.results_path}  summary: {summary}")
 
 

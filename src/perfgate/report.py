@@ -13,7 +13,50 @@ from perfgate.metrics import all_metrics
 from perfgate.outcome import Outcome, Verdict
 from perfgate.results import RunRecord
 
-__all__ = ["columns", "isolation_line", "markdown_summary", "summary_rows", "text_table"]
+__all__ = [
+    "columns",
+    "isolation_line",
+    "markdown_summary",
+    "summary_rows",
+    "text_table",
+    "ungated_fields",
+    "ungated_lines",
+    "ungated_techniques",
+]
+
+
+def ungated_techniques(cases: Sequence[CaseResult]) -> dict[str, list[str]]:
+    """Hardware class -> techniques with no thresholds at all on it (measured and recorded only)."""
+    found: dict[str, set[str]] = {}
+    for case in cases:
+        if case.verdict == Verdict.UNGATED:
+            found.setdefault(case.hardware_class, set()).add(case.spec.technique)
+    return {hardware_class: sorted(found[hardware_class]) for hardware_class in sorted(found)}
+
+
+def ungated_lines(cases: Sequence[CaseResult]) -> list[str]:
+    """What was measured but not judged, one line each: whole techniques, then single fields."""
+    lines = [
+        f"hardware class {hardware_class} has no thresholds for {', '.join(techniques)}: measured and recorded, "
+        "not gated"
+        for hardware_class, techniques in ungated_techniques(cases).items()
+    ]
+    lines += [
+        f"{name} is measured but not gated on {hardware_class} ({count} cases): no threshold for that class"
+        for (name, hardware_class), count in ungated_fields(cases).items()
+    ]
+    return lines
+
+
+def ungated_fields(cases: Sequence[CaseResult]) -> dict[tuple[str, str], int]:
+    """(threshold field, hardware class) -> cases that measured it without a threshold, on gated classes."""
+    counts: dict[tuple[str, str], int] = {}
+    for case in cases:
+        if case.verdict == Verdict.UNGATED:
+            continue  # the whole class is ungated, said once above
+        for name in case.ungated:
+            counts[(name, case.hardware_class)] = counts.get((name, case.hardware_class), 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def isolation_line(cases: Sequence[CaseResult]) -> str:
@@ -81,9 +124,9 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     ]
     out += ["| " + " | ".join(row) + " |" for row in summary_rows(record.cases)]
     out += ["", isolation_line(record.cases)]
-    ungated = sorted({c.hardware_class for c in record.cases if c.verdict == Verdict.UNGATED})
+    ungated = ungated_lines(record.cases)
     if ungated:
-        out += ["", f"Hardware class(es) {', '.join(ungated)} have no thresholds: measured and recorded, not gated."]
+        out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]
     for metric in all_metrics():
         section = metric.section(record.cases)
         if section:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from perfgate.metrics import Metric
-from perfgate.thresholds import CheckResult
+from perfgate.thresholds import Check, CheckResult
 
 if TYPE_CHECKING:
     from perfgate.thresholds import Thresholds
@@ -35,6 +35,11 @@ class Speed(Metric):
             f"{rule} -> {figures['verdict'].upper()} ({figures['stop_reason']})"
         )
         return [CheckResult("speed", figures["verdict"], message)]
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        """For the not-gated accounting only: the verdict itself comes from the interval in checks()."""
+        estimate = figures.get("estimate")
+        return [Check("min_speedup", estimate["ci_low"], higher_is_better=True)] if estimate else []
 
     def cells(self, figures: dict[str, Any]) -> dict[str, str]:
         estimate = figures.get("estimate")
