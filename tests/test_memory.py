@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from perfgate.memory import MemorySampler, is_cuda_error, is_out_of_memory, process_memory, reset_peak
+from perfgate.memory import (
+    MemorySampler,
+    is_cuda_error,
+    is_out_of_memory,
+    mapped_file_bytes,
+    process_memory,
+    reset_peak,
+)
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, which only Linux has")
 
@@ -75,3 +82,19 @@ def test_reset_peak_reports_when_the_kernel_refuses(monkeypatch):
 
     monkeypatch.setattr("pathlib.Path.write_text", refuse)
     assert reset_peak() is False
+
+
+@linux_only
+def test_only_the_resident_pages_of_files_under_the_roots_count(tmp_path):
+    import mmap
+
+    weights = tmp_path / "model" / "weights.bin"
+    weights.parent.mkdir()
+    weights.write_bytes(b"w" * (8 * 2**20))
+    with weights.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert mapped_file_bytes([str(weights.parent)]) == 0  # mapped, never read
+        touched = sum(mapped[offset] for offset in range(0, 4 * 2**20, 4096))
+        assert touched
+        resident = mapped_file_bytes([str(weights.parent)])
+        assert 4 * 2**20 <= resident <= 5 * 2**20
+        assert mapped_file_bytes([str(tmp_path / "elsewhere")]) == 0

@@ -18,9 +18,9 @@ MB = 2**20
 
 
 class FakeLauncher:
-    """Answers serving-memory jobs with a peak per technique; records what was asked."""
+    """Answers serving-memory jobs with (anonymous, model-file) bytes per technique; records the jobs."""
 
-    def __init__(self, peaks: dict[str, int], fail: str | None = None) -> None:
+    def __init__(self, peaks: dict[str, tuple[int, int]], fail: str | None = None) -> None:
         self.peaks, self.fail, self.jobs = peaks, fail, []
 
     def submit(self, device: str, scenario: Any, payload: dict[str, Any], *, fresh: bool, timeout: float) -> JobReply:
@@ -30,30 +30,33 @@ class FakeLauncher:
             return JobReply(Outcome.MEASURED, {}, worker={"pid": 1})
         if technique == self.fail:
             return JobReply(Outcome.OOM, detail="out of memory at batch_size=1", worker={"pid": 7})
-        return JobReply(Outcome.MEASURED, {"peak_rss": self.peaks[technique]}, worker={"pid": len(self.jobs)})
+        anonymous, files = self.peaks[technique]
+        data = {"peak_rss": anonymous + files + 150 * MB, "after": {"anon": anonymous}, "model_file_rss": files}
+        return JobReply(Outcome.MEASURED, data, worker={"pid": len(self.jobs)})
 
 
 def context(launcher: FakeLauncher) -> CaseContext:
     spec = CaseSpec("m", "torch-dynamic-int8-per-channel")
     result = CaseResult(spec, "cpu-test")
     ctx = CaseContext(spec, result, Thresholds("t", "c", False), launcher, {"model": {}}, timeout=10)  # type: ignore[arg-type]
-    ctx.runtime_overhead = lambda imports: {"peak_rss": 400 * MB}
+    ctx.runtime_overhead = lambda imports: {"peak_rss": 400 * MB, "after": {"anon": 250 * MB}}
     return ctx
 
 
 def test_memory_is_compared_on_what_each_arm_holds_beyond_the_runtime_overhead():
-    launcher = FakeLauncher({"Fp32Eager": 480 * MB, "PerChannel": 440 * MB})
+    # fp32: 30 MB anonymous beyond the runtime's and 50 MB of mapped weights; int8: 40 MB anonymous.
+    launcher = FakeLauncher({"Fp32Eager": (280 * MB, 50 * MB), "PerChannel": (290 * MB, 0)})
     ctx = context(launcher)
     measure_serving_memory(ctx)
     memory = ctx.result.metrics["memory"]
     assert memory["baseline"]["attributable"] == 80 * MB
     assert memory["candidate"]["attributable"] == 40 * MB
-    assert memory["ratio"] == pytest.approx(0.5)  # not 440/480: the runtime is not the model's
+    assert memory["ratio"] == pytest.approx(0.5)  # not 440/480 of the totals: the runtime is not the model's
     assert [fresh for _, _, fresh in launcher.jobs] == [True, True]
 
 
 def test_fp32_memory_is_measured_once_per_model_and_shape():
-    launcher = FakeLauncher({"Fp32Eager": 480 * MB, "PerChannel": 440 * MB})
+    launcher = FakeLauncher({"Fp32Eager": (280 * MB, 50 * MB), "PerChannel": (290 * MB, 0)})
     first, second = context(launcher), context(launcher)
     second.memo = first.memo
     measure_serving_memory(first)
@@ -64,7 +67,7 @@ def test_fp32_memory_is_measured_once_per_model_and_shape():
 
 
 def test_an_arm_that_runs_out_of_memory_is_the_case_outcome():
-    ctx = context(FakeLauncher({"Fp32Eager": 480 * MB}, fail="PerChannel"))
+    ctx = context(FakeLauncher({"Fp32Eager": (280 * MB, 50 * MB)}, fail="PerChannel"))
     measure_serving_memory(ctx)
     assert ctx.result.outcome == Outcome.OOM
     assert ctx.result.detail == "serving-memory: out of memory at batch_size=1"
@@ -82,7 +85,7 @@ def test_an_unknown_scenario_lists_the_known_ones():
 
 
 def test_a_variant_served_from_built_files_has_them_built_elsewhere_before_its_memory_is_measured():
-    launcher = FakeLauncher({"Fp32Eager": 480 * MB, "OptimizedO2": 500 * MB})
+    launcher = FakeLauncher({"Fp32Eager": (280 * MB, 50 * MB), "OptimizedO2": (350 * MB, 0)})
     ctx = context(launcher)
     ctx.spec = ctx.result.spec = CaseSpec("m", "onnxruntime-o2")
     measure_serving_memory(ctx)

@@ -35,11 +35,15 @@ DETECTED_CLASSES = (
     "cpu-arm64-sve", "cpu-arm64", "cpu-generic",
 )  # fmt: skip
 GPU_CLASS = re.compile(r"gpu-sm\d{2,3}")
+# Threshold sections by capability, between the family and the exact class: "cpu-bf16-native", ...
+CAPABILITY = re.compile(r"(cpu|gpu)-(bf16|fp16)-(native|emulated)")
+# The first compute capability whose tensor cores do the dtype's matmuls (Volta fp16, Ampere bf16).
+GPU_NATIVE_FROM = {"fp16": (7, 0), "bf16": (8, 0)}
 
 
 def known_class(name: str, known: Iterable[str]) -> bool:
-    """Whether a thresholds section names a class (or family) this run could ever be judged as."""
-    return name in set(known) or GPU_CLASS.fullmatch(name) is not None
+    """Whether a thresholds section names a class, family or capability this run could be judged as."""
+    return name in set(known) or GPU_CLASS.fullmatch(name) is not None or CAPABILITY.fullmatch(name) is not None
 
 
 TRACKED_LIBRARIES = (
@@ -140,6 +144,20 @@ class Hardware:
             index = int(device.partition(":")[2] or 0)
             return gpu_class(self.gpus[index])
         return cpu_class(self.cpu)
+
+    def native_math(self, dtype: str, device: str = "cpu") -> bool:
+        """Whether ``device`` has native arithmetic for ``dtype`` ("bf16" or "fp16")."""
+        if device.startswith("cuda"):
+            if not self.gpus:
+                return False
+            gpu = self.gpus[int(device.partition(":")[2] or 0)]
+            return gpu.compute_capability >= GPU_NATIVE_FROM[dtype]
+        return self.cpu.bf16_native if dtype == "bf16" else self.cpu.fp16_native
+
+    def capability(self, dtype: str, device: str = "cpu") -> str:
+        """The thresholds section for ``dtype`` math on ``device``: ``cpu-bf16-native``, ``gpu-fp16-emulated``..."""
+        family = "gpu" if device.startswith("cuda") else "cpu"
+        return f"{family}-{dtype}-{'native' if self.native_math(dtype, device) else 'emulated'}"
 
     def fingerprint(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ __all__ = [
     "MemorySampler",
     "is_cuda_error",
     "is_out_of_memory",
+    "mapped_file_bytes",
     "nvml_process_bytes",
     "process_memory",
     "release_freed_memory",
@@ -67,6 +68,24 @@ def process_memory(pid: int | str = "self") -> dict[str, int]:
         if key in STATUS_FIELDS:
             figures[STATUS_FIELDS[key]] = int(value.split()[0]) * 1024
     return figures
+
+
+def mapped_file_bytes(roots: list[str], pid: int | str = "self") -> int:
+    """Resident bytes of file mappings under ``roots`` (a model's safetensors, an artifact directory),
+    from ``/proc/PID/smaps``: the model's own file-backed pages, without the libraries' code pages."""
+    prefixes = tuple(str(Path(root).resolve()) + os.sep for root in roots)
+    total, inside = 0, False
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and fields[0][0] in "0123456789abcdef":
+            inside = len(fields) >= 6 and fields[5].startswith(prefixes)  # a mapping's header line
+        elif inside and fields[:1] == ["Rss:"]:
+            total += int(fields[1]) * 1024
+    return total
 
 
 def reset_peak() -> bool:

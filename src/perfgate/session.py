@@ -103,9 +103,14 @@ class PerfgateSession:
     def thresholds(self) -> ThresholdsFile:
         return load_thresholds(self.settings.thresholds, technique_names())
 
+    def capability(self, spec: CaseSpec) -> str | None:
+        """The native-math capability section a precision technique is judged under, or None."""
+        dtype = get_technique(spec.technique).native_math
+        return self.hardware.capability(dtype, spec.device) if dtype else None
+
     def thresholds_for(self, spec: CaseSpec) -> Thresholds:
         technique, hardware_class = spec.technique, self.hardware_class(spec.device)
-        found = self.thresholds.lookup(technique, hardware_class, spec.model, spec.batch_size)
+        found = self.thresholds.lookup(technique, hardware_class, spec.model, spec.batch_size, self.capability(spec))
         override = self.config.hook.pytest_perfgate_thresholds(
             technique=technique, hardware_class=hardware_class, thresholds=found
         )
@@ -155,6 +160,7 @@ class PerfgateSession:
         thresholds = self.thresholds_for(spec)
         result = CaseResult(spec=spec, hardware_class=self.hardware_class(spec.device), nodeid=nodeid)
         result.thresholds = {
+            "capability": self.capability(spec),
             "gated": thresholds.gated,
             "values": dict(thresholds.values),
             "origins": dict(thresholds.origins),

@@ -62,6 +62,9 @@ class Technique(ABC):
     # True when apply() serves from files it builds once (an ONNX graph): prepare() builds them in
     # another worker first, so a memory measurement holds only what the variant serves from.
     builds_artifacts: ClassVar[bool] = False
+    # The reduced-precision math the variant relies on ("bf16", "fp16"), or None: its thresholds are
+    # then looked up under the detected capability (cpu-bf16-native, gpu-fp16-native, cpu-fp16-emulated).
+    native_math: ClassVar[str | None] = None
 
     def runtime_modules(self) -> tuple[str, ...]:
         """Libraries a process serving this variant imports; the runtime-overhead worker imports the
@@ -93,6 +96,10 @@ BUILT_IN: dict[str, str] = {
     "torch-dynamic-int8-per-channel": "perfgate.techniques.torch_dynamic_int8:PerChannel",
     "onnxruntime-o2": "perfgate.techniques.onnxruntime:OptimizedO2",
     "onnxruntime-o2-int8-dynamic": "perfgate.techniques.onnxruntime:DynamicInt8",
+    "bf16-cast": "perfgate.techniques.precision:Bf16Cast",
+    "fp16-cast": "perfgate.techniques.precision:Fp16Cast",
+    "bf16-autocast": "perfgate.techniques.precision:Bf16Autocast",
+    "fp16-autocast": "perfgate.techniques.precision:Fp16Autocast",
 }
 _registry: dict[str, str] = dict(BUILT_IN)
 

@@ -12,9 +12,11 @@ File layout (TOML)::
     [techniques."onnxruntime-o2".default]    # fields shared by every gated class
     min_cosine = 0.999
 
-A technique is *gated* on a hardware class when the file has a section for that class or its family
-(``cpu``, ``gpu``). Fields resolve level by level, ``default`` → family → exact class, and within a
-level from the section to its ``models.NAME`` and ``models."NAME/bBATCH"`` tables, the later winning.
+A technique is *gated* on a hardware class when the file has a section for that class, its family
+(``cpu``, ``gpu``) or, for a technique that declares ``native_math``, the detected capability
+(``cpu-bf16-native``, ``cpu-fp16-emulated``, ``gpu-bf16-native``...). Fields resolve level by level,
+``default`` → family → capability → exact class, and within a level from the section to its
+``models.NAME`` and ``models."NAME/bBATCH"`` tables, the later winning.
 On a class with no section the case is measured and recorded but not gated, and the report says so. A
 user file overrides the shipped one field by field.
 """
@@ -80,15 +82,18 @@ class ThresholdsFile:
             if ".models." not in key
         ]
 
-    def lookup(self, technique: str, hardware_class: str, model: str = "", batch_size: int = 0) -> Thresholds:
+    def lookup(
+        self, technique: str, hardware_class: str, model: str = "", batch_size: int = 0, capability: str | None = None
+    ) -> Thresholds:
         classes = self._sections.get(technique, {})
         family = hardware_class.split("-", maxsplit=1)[0]
-        gated = hardware_class in classes or family in classes
+        levels = ("default", family, *([capability] if capability else []), hardware_class)
+        gated = any(level in classes for level in levels[1:])
         values: dict[str, float] = {}
         origins: dict[str, str] = {}
         chain = [
             key
-            for level in ("default", family, hardware_class)
+            for level in levels
             for key in (level, f"{level}.models.{model}", f"{level}.models.{model}/b{batch_size}")
         ]
         for key in chain:  # later keys win

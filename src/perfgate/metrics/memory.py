@@ -2,8 +2,9 @@
 
 Per arm, measured in a worker of its own (``scenarios/serving_memory.py``): the peak resident memory
 while the variant is loaded and serving forward passes, split into anonymous and file-backed pages at
-the sampled peak, the runtime's fixed overhead (a worker with the same imports that loads nothing),
-and the *attributable* part, peak minus overhead, which the ratio and ``max_memory_ratio`` use.
+the sampled peak, the runtime's fixed overhead (a worker with the same imports that loads no weights),
+and the *attributable* part — anonymous memory beyond the overhead's plus the model's own resident file
+pages — which the ratio and ``max_memory_ratio`` use.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ class ServingMemory(Metric):
         out = [
             "## Memory while serving (MB; per arm in a fresh worker)",
             "",
-            "Peak is VmHWM from after the variant was built until after its forward passes; anonymous and",
+            "Peak is VmHWM from after the variant was built until after its forward passes; anon and",
             "file-backed are the split at the sampled peak; overhead is a worker with the same imports that",
-            "loads nothing; attributable = peak - overhead, which the memory ratio compares.",
+            "loads no weights (its total, and its anon); model files are the resident pages of the model's",
+            "own files; attributable = anon beyond the overhead's + model files, which the ratio compares.",
             "",
-            "| model | technique | batch | arm | peak | anon | file-backed | overhead | attributable | cuda peak |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| model | technique | batch | arm | peak | anon | file-backed | overhead (anon) | model files "
+            "| attributable | cuda peak |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for case in rows:
             for arm in ("baseline", "candidate"):
@@ -62,7 +65,7 @@ class ServingMemory(Metric):
                 out.append(
                     f"| {case.spec.model} | {case.spec.technique} | {case.spec.batch_size} | "
                     f"{a.get('technique', arm)} | {_mb(a.get('peak_rss'))} | {_mb(at_peak.get('anon'))} | "
-                    f"{_mb(at_peak.get('file'))} | {_mb(a.get('overhead_rss'))} | {_mb(a.get('attributable'))} | "
-                    f"{_mb(cuda)} |"
+                    f"{_mb(at_peak.get('file'))} | {_mb(a.get('overhead_rss'))} ({_mb(a.get('overhead_anon'))}) | "
+                    f"{_mb(a.get('model_file_rss'))} | {_mb(a.get('attributable'))} | {_mb(cuda)} |"
                 )
         return out

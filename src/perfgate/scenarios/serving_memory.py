@@ -6,9 +6,12 @@ heap to the OS, and only then rewinds the high-water mark: what *building* neede
 quantized copy beside its fp32 source) is not what *serving* needs. It then runs a few forward passes
 and reads the peak. The parent samples the worker's anonymous and file-backed pages meanwhile.
 
-``RuntimeOverhead`` is the same worker with the same imports that loads nothing: the runtime's fixed
+``RuntimeOverhead`` is the same worker with the same imports that loads no weights: the runtime's fixed
 share (interpreter, libraries, allocator arenas, thread pools), measured once per session per import
-set and subtracted from each arm's peak to give the memory the model itself is responsible for.
+set. The memory the model itself is responsible for (*attributable*) is the arm's anonymous memory at
+its peak beyond the overhead's, plus the resident pages of the model's own files (safetensors mapped
+from the model directory, artifacts), read from ``/proc/PID/smaps``. The libraries' code pages are
+file-backed too, but their resident count follows the page cache (fault-around), not the model.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class ServingMemory(Scenario):
         measure_serving_memory(case)
 
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
-        from perfgate.memory import process_memory, release_freed_memory, reset_peak
+        from perfgate.memory import mapped_file_bytes, process_memory, release_freed_memory, reset_peak
         from perfgate.technique import load_technique
         from perfgate.timing import torch_threads
 
@@ -72,12 +75,14 @@ class ServingMemory(Scenario):
                 torch.cuda.synchronize(device)
             serve_end = time.monotonic()
             after = process_memory()
+            model_files = mapped_file_bytes([payload["model"]["location"], payload["workdir"]])
         figures: dict[str, Any] = {
             "held_rss": held.get("rss"),
             "held": held,
             "after": after,
             "peak_rss": after.get("peak_rss") if peak_reset else None,
             "peak_reset": peak_reset,
+            "model_file_rss": model_files,
             "serve_window": [serve_start, serve_end],
             "forward_passes": passes,
             "fp32_module_resident": model.module_loaded,
@@ -178,8 +183,13 @@ def _arm(case: CaseContext, name: str, memoize: bool) -> dict[str, Any] | None:
             return None
         if memoize:
             case.memo[key] = data
-    overhead = case.runtime_overhead(tuple(payload["imports"]))
-    data = {**data, "technique": name, "overhead_rss": overhead.get("peak_rss") if overhead else None}
-    if data["peak_rss"] is not None and data["overhead_rss"] is not None:
-        data["attributable"] = data["peak_rss"] - data["overhead_rss"]
+    overhead = case.runtime_overhead(tuple(payload["imports"])) or {}
+    data = {**data, "technique": name, "overhead_rss": overhead.get("peak_rss")}
+    anonymous = (data.get("sampled") or {}).get("at_peak", {}).get("anon") or data.get("after", {}).get("anon")
+    overhead_anonymous = overhead.get("after", {}).get("anon")
+    if anonymous is not None and overhead_anonymous is not None:
+        # Anonymous memory beyond the runtime's, plus the model's own mapped files. Library code pages
+        # (file-backed too) are left out: their count moved by ~90 MB between runs with the page cache.
+        data["overhead_anon"] = overhead_anonymous
+        data["attributable"] = max(0, anonymous - overhead_anonymous) + data.get("model_file_rss", 0)
     return data
