@@ -70,7 +70,32 @@ def test_known_classes_are_the_families_the_detected_ones_declared_ones_and_any_
     from perfgate.hardware import DETECTED_CLASSES, FAMILIES, known_class
 
     known = [*FAMILIES, *DETECTED_CLASSES, "cpu-epyc-pool"]
-    for name in ("cpu", "default", "cpu-avx512-bf16", "cpu-amx", "gpu-sm90", "gpu-sm120", "cpu-epyc-pool"):
+    for name in (
+        "cpu",
+        "default",
+        "cpu-avx512-bf16",
+        "cpu-amx",
+        "gpu-sm90",
+        "gpu-sm120",
+        "cpu-epyc-pool",
+        "cpu-bf16-native",
+        "gpu-fp16-emulated",
+    ):
         assert known_class(name, known), name
-    for typo in ("cpu-avx512bf16", "gpu-sm9", "GPU-SM90", "cpu-avx-512"):
+    for typo in ("cpu-avx512bf16", "gpu-sm9", "GPU-SM90", "cpu-avx-512", "cpu-bf16-fast"):
         assert not known_class(typo, known), typo
+
+
+def test_native_math_follows_the_flags_on_cpu_and_the_compute_capability_on_gpu():
+    from perfgate.hardware import CpuInfo, GpuInfo, Hardware
+
+    zen4 = CpuInfo("zen4", frozenset({"avx512f", "avx512_bf16"}), 2)
+    spr = CpuInfo("spr", frozenset({"avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16"}), 2)
+    gpus = (GpuInfo("T4", (7, 5), 16 * 2**30), GpuInfo("H200", (9, 0), 141 * 2**30))
+    assert Hardware(zen4).capability("bf16") == "cpu-bf16-native"
+    assert Hardware(zen4).capability("fp16") == "cpu-fp16-emulated"
+    assert Hardware(spr).capability("fp16") == "cpu-fp16-native"
+    assert Hardware(CpuInfo("zen3", frozenset({"avx2"}), 2)).capability("bf16") == "cpu-bf16-emulated"
+    assert Hardware(zen4, gpus).capability("bf16", "cuda:0") == "gpu-bf16-emulated"  # Turing: fp16 tensor cores only
+    assert Hardware(zen4, gpus).capability("fp16", "cuda:0") == "gpu-fp16-native"
+    assert Hardware(zen4, gpus).capability("bf16", "cuda:1") == "gpu-bf16-native"

@@ -116,3 +116,21 @@ def test_the_shipped_file_parses_and_every_value_has_a_comment_saying_how_it_was
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if "=" in line and not line.lstrip().startswith("#") and not line.startswith("schema"):
             assert "#" in line, f"{path}:{number}: a threshold without its derivation: {line!r}"
+
+
+def test_a_capability_section_sits_between_the_family_and_the_exact_class(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(
+        '[techniques."bf16-cast".cpu]\nmin_cosine = 0.99\n'
+        '[techniques."bf16-cast".cpu-bf16-native]\nmin_speedup = 1.2\nmin_cosine = 0.995\n'
+        '[techniques."bf16-cast".cpu-bf16-emulated]\nmax_slowdown = 3.0\n'
+        '[techniques."bf16-cast".cpu-amx]\nmin_speedup = 1.5\n'
+    )
+    thresholds = load_thresholds([path], ["bf16-cast"])
+    zen4 = thresholds.lookup("bf16-cast", "cpu-avx512-bf16", capability="cpu-bf16-native")
+    assert dict(zen4.values) == {"min_cosine": 0.995, "min_speedup": 1.2}
+    amx = thresholds.lookup("bf16-cast", "cpu-amx", capability="cpu-bf16-native")
+    assert amx.values["min_speedup"] == 1.5
+    zen3 = thresholds.lookup("bf16-cast", "cpu-avx2", capability="cpu-bf16-emulated")
+    assert dict(zen3.values) == {"min_cosine": 0.99, "max_slowdown": 3.0}
+    assert not thresholds.lookup("bf16-cast", "gpu-sm90", capability="gpu-bf16-native").gated
