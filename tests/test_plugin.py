@@ -96,7 +96,7 @@ def test_an_unknown_technique_name_lists_the_known_ones(project, micro_model_dir
     project.makepyfile("def test_it(perfgate):\n    perfgate.measure('micro', 'int9-magic')\n")
     result = project.runpytest(f"--perfgate-model=micro={micro_model_dir}:text-classification")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*unknown technique name='int9-magic'; known techniques: fp32-eager, *"])
+    result.stdout.fnmatch_lines(["*unknown technique name='int9-magic'; known techniques: *fp32-eager*"])
 
 
 def test_verdicts_and_outcomes_are_reported_and_every_result_is_kept(project, micro_model_dir):
