@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ if TYPE_CHECKING:
 
     from perfgate.model import LoadedModel
 
-__all__ = ["BUILT_IN", "Requirement", "Technique", "Variant", "get_technique", "register_technique", "technique_names"]
+__all__ = [
+    "BUILT_IN",
+    "Requirement",
+    "Technique",
+    "Variant",
+    "get_technique",
+    "module_variant",
+    "register_technique",
+    "technique_names",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,37 @@ class Variant:
     independent_of_source: bool = True  # False when ``run`` still uses the fp32 module it was built from
     module: Any = None  # the torch module behind ``run``, where there is one (enables generation metrics)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def module_variant(
+    technique: str,
+    model: LoadedModel,
+    module: Any,
+    started: float,
+    details: dict[str, Any],
+    input_dtype: torch.dtype | None = None,
+) -> Variant:
+    """A variant serving from a torch module derived from the fp32 one (a quantized or cast copy);
+    ``started`` is the ``time.perf_counter()`` at which building it began. Floating-point inputs are cast
+    to ``input_dtype`` where given (token ids stay integers)."""
+    import torch
+
+    from perfgate.model import module_bytes
+
+    def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if input_dtype is not None:
+            inputs = {k: v.to(input_dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        with torch.inference_mode():
+            return model.primary_output(module(**inputs), inputs)
+
+    return Variant(
+        technique,
+        run,
+        memory_bytes=module_bytes(module),
+        prepare_seconds=time.perf_counter() - started,
+        module=module,
+        details=details,
+    )
 
 
 class Technique(ABC):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from perfgate.model import LoadedModel, module_bytes
-from perfgate.technique import Technique, Variant
+from perfgate.technique import Technique, Variant, module_variant
 
 if TYPE_CHECKING:
     import torch
@@ -34,26 +34,12 @@ class _Cast(Technique):
     devices = frozenset({"cpu", "cuda"})
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
-        import torch
 
         assert self.native_math is not None
         dtype = _dtype(self.native_math)
         start = time.perf_counter()
         module = copy.deepcopy(model.module).to(dtype)
-
-        def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            matched = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
-            with torch.inference_mode():
-                return model.primary_output(module(**matched), matched)
-
-        return Variant(
-            self.name,
-            run,
-            memory_bytes=module_bytes(module),
-            prepare_seconds=time.perf_counter() - start,
-            module=module,
-            details={"dtype": str(dtype), "mode": "cast"},
-        )
+        return module_variant(self.name, model, module, start, {"dtype": str(dtype), "mode": "cast"}, dtype)
 
 
 class _Autocast(Technique):

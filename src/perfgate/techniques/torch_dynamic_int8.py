@@ -6,11 +6,10 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
-from perfgate.model import LoadedModel, module_bytes
-from perfgate.technique import Technique, Variant
+from perfgate.model import LoadedModel
+from perfgate.technique import Technique, Variant, module_variant
 
 
 class _DynamicInt8(Technique):
@@ -31,21 +30,11 @@ class _DynamicInt8(Technique):
                 copy.deepcopy(model.module), {torch.nn.Linear: qconfig}, dtype=torch.qint8
             )
 
-        def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            with torch.inference_mode():
-                return model.primary_output(module(**inputs), inputs)
-
-        return Variant(
-            self.name,
-            run,
-            memory_bytes=module_bytes(module),
-            prepare_seconds=time.perf_counter() - start,
-            module=module,
-            details={
-                "qconfig": "per-channel" if self.per_channel else "per-tensor",
-                "engine": torch.backends.quantized.engine,
-            },
-        )
+        details = {
+            "qconfig": "per-channel" if self.per_channel else "per-tensor",
+            "engine": torch.backends.quantized.engine,
+        }
+        return module_variant(self.name, model, module, start, details)
 
 
 class PerTensor(_DynamicInt8):
