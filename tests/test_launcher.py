@@ -105,3 +105,16 @@ def test_a_technique_that_needs_a_fresh_worker_gets_one(project, micro_model_dir
 )  # fmt: skip
 def test_an_exit_status_is_described_by_its_signal_name(code, text):
     assert describe_exit(code) == text
+
+
+def test_a_worker_that_does_not_start_in_time_is_killed_and_leaves_nothing_behind():
+    import sys
+
+    import psutil
+
+    from perfgate.launcher import WorkerLate, WorkerProcess
+
+    with pytest.raises(WorkerLate, match="no reply within"):
+        WorkerProcess(sys.path, start_timeout=0.001, grace=1)
+    alive = [p for p in psutil.Process().children() if "perfgate.worker" in " ".join(p.cmdline())]
+    assert alive == []

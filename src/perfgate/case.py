@@ -3,7 +3,6 @@ it through (``CaseContext``), and the judge that turns its metrics into one verd
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +107,8 @@ class CaseContext:
     launcher: Launcher
     base_payload: dict[str, Any]
     timeout: float
+    memory_timeout: float = 600.0  # for serving-memory and runtime-overhead jobs
     memory: bool = True
-    runtime_overhead: Callable[[tuple[str, ...]], dict[str, Any] | None] = lambda modules: None
     fresh_worker: bool = False  # the technique leaves process-wide state behind
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # the session's, shared across cases
 

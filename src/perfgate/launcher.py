@@ -68,8 +68,8 @@ class JobReply:
 class WorkerProcess:
     """``python -m perfgate.worker`` with JSON over two pipes; its stdout and stderr go to a log file."""
 
-    def __init__(self, device: str, sys_path: list[str], start_timeout: float, grace: float) -> None:
-        self.device, self.grace = device, grace
+    def __init__(self, sys_path: list[str], start_timeout: float, grace: float) -> None:
+        self.grace = grace
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         handle, log = tempfile.mkstemp(prefix="perfgate-worker-", suffix=".log")
@@ -92,8 +92,13 @@ class WorkerProcess:
         self._outgoing = Connection(request_write, readable=False)
         self._incoming = Connection(reply_read, writable=False)
         self.pid = self.process.pid
-        self.jobs = 0
-        self.receive(start_timeout)  # "ready"
+        try:
+            self.receive(start_timeout)  # "ready"
+        except (WorkerGone, WorkerLate) as error:
+            tail = self.log_tail()  # before close() removes the log: why it did not start
+            self.kill()
+            self.close()
+            raise type(error)(f"{error}; {tail}" if tail else str(error)) from None
         self.start_seconds = time.monotonic() - started
 
     def send(self, message: dict[str, Any]) -> None:
@@ -163,7 +168,7 @@ class Launcher:
     ) -> JobReply:
         reused = not fresh and device in self._shared
         try:
-            worker = self._shared[device] if reused else self._start(device)
+            worker = self._shared[device] if reused else WorkerProcess(self.sys_path, self.start_timeout, self.grace)
         except (WorkerGone, WorkerLate) as error:
             return JobReply(Outcome.CRASHED, detail=f"worker did not start: {error}", log=str(error))
         if not fresh:
@@ -172,11 +177,10 @@ class Launcher:
         reply: JobReply | None = None
         sent = time.monotonic()
         try:
-            sampler = MemorySampler(worker.pid) if getattr(scenario, "samples_memory", False) else None
+            sampler = MemorySampler(worker.pid) if scenario.samples_memory else None
             with sampler or contextlib.nullcontext():
                 worker.send({"kind": "job", "scenario": scenario.name, "payload": payload})
                 message = worker.receive(timeout)
-            worker.jobs += 1
             data = message.get("data", {})
             if sampler is not None and "serve_window" in data:
                 data["sampled"] = sampler.peak_in(*data["serve_window"])
@@ -207,9 +211,6 @@ class Launcher:
                 # Interrupted (pytest-timeout, Ctrl-C), done with, or not to be trusted: replace it.
                 self._retire(device, worker, force=reply is None)
         return reply
-
-    def _start(self, device: str) -> WorkerProcess:
-        return WorkerProcess(device, self.sys_path, self.start_timeout, self.grace)
 
     def _retire(self, device: str, worker: WorkerProcess, force: bool = False) -> None:
         if self._shared.get(device) is worker:

@@ -131,7 +131,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
         section = metric.section(record.cases)
         if section:
             out += ["", *section]
-    faults = [case for case in record.cases if case.outcome not in (Outcome.MEASURED,)]
+    faults = [case for case in record.cases if case.outcome != Outcome.MEASURED]
     if faults:
         out += ["", "## Outcomes that are not results", ""]
         for case in faults:

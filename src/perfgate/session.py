@@ -24,7 +24,6 @@ from perfgate.outcome import Outcome
 from perfgate.report import markdown_summary
 from perfgate.results import RunRecord, write_atomically
 from perfgate.scenarios import get_scenario
-from perfgate.scenarios.serving_memory import RuntimeOverhead
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import get_technique, import_path, technique_names
 from perfgate.thresholds import Thresholds, ThresholdsFile, load_thresholds
@@ -53,7 +52,6 @@ class PerfgateSession:
         self.models = models
         self.skipped: list[tuple[str, str]] = []
         self.record: RunRecord | None = None
-        self._overhead: dict[tuple[Any, ...], dict[str, Any] | None] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
         workerinput: dict[str, Any] = getattr(config, "workerinput", {})
         self.xdist_worker: str | None = workerinput.get("workerid")
@@ -221,24 +219,12 @@ class PerfgateSession:
             launcher=self.launcher,
             base_payload=payload,
             timeout=s.case_timeout,
+            memory_timeout=s.memory_timeout,
             memory=s.memory,
             fresh_worker=get_technique(spec.technique).fresh_worker,
             memo=self._memo,
         )
-        context.runtime_overhead = functools.partial(self._runtime_overhead, context)
         return context
-
-    def _runtime_overhead(self, context: CaseContext, imports: tuple[str, ...]) -> dict[str, Any] | None:
-        spec = context.spec
-        key = (imports, spec.model, spec.device, spec.threads)
-        if key not in self._overhead:
-            payload = {"imports": list(imports), "model": context.base_payload["model"], "threads": spec.threads}
-            reply = self.launcher.submit(
-                spec.device, RuntimeOverhead(), payload, fresh=True, timeout=self.settings.memory_timeout
-            )
-            context.result.worker.setdefault("jobs", []).append({"scenario": RuntimeOverhead.name, **reply.worker})
-            self._overhead[key] = reply.data if reply.outcome == Outcome.MEASURED else None
-        return self._overhead[key]
 
     def _timed_texts(self, batch_size: int) -> list[str]:
         sentences = self.sentences

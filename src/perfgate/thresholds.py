@@ -38,7 +38,7 @@ __all__ = ["FIELDS", "Check", "CheckResult", "Thresholds", "ThresholdsFile", "lo
 FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_speedup": (0.0, math.inf, "lower CI bound of baseline/candidate time must reach it"),
     "max_slowdown": (0.0, math.inf, "candidate may be this fraction slower (0.1 = 10%), judged on the CI"),
-    "max_memory_ratio": (0.0, math.inf, "candidate/baseline memory growth of the forward pass"),
+    "max_memory_ratio": (0.0, math.inf, "candidate/baseline serving memory attributable to the model"),
     "max_size_ratio": (0.0, math.inf, "candidate/baseline bytes of weights"),
     "min_cosine": (-1.0, 1.0, "lowest row cosine to fp32 outputs"),
     "min_top1": (0.0, 1.0, "share of rows whose argmax agrees with fp32"),

@@ -32,6 +32,7 @@ class Isolation(enum.StrEnum):
 class Scenario(ABC):
     name: ClassVar[str]
     isolation: ClassVar[Isolation] = Isolation.SHARED
+    samples_memory: ClassVar[bool] = False  # the parent samples the worker's /proc status during the job
 
     def conduct(self, case: CaseContext) -> None:
         """In the pytest process: submit this scenario's jobs and record metrics on ``case.result``.

@@ -144,6 +144,19 @@ class BuildArtifacts(Scenario):
         return {"load_seconds": time.perf_counter() - start}
 
 
+def _runtime_overhead(case: CaseContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The overhead of ``payload``'s imports for this model, device and threads: once per session."""
+    spec = case.spec
+    key = (RuntimeOverhead.name, tuple(payload["imports"]), spec.model, spec.device, spec.threads)
+    if key not in case.memo:
+        data = case.submit(RuntimeOverhead(), payload, timeout=case.memory_timeout)
+        if data is None:
+            return None
+        case.memo[key] = data
+    overhead: dict[str, Any] = case.memo[key]
+    return overhead
+
+
 def _workdir(payload: dict[str, Any]) -> Any:
     from pathlib import Path
 
@@ -178,12 +191,14 @@ def _arm(case: CaseContext, name: str, memoize: bool) -> dict[str, Any] | None:
     if data is None:
         if technique.builds_artifacts and case.submit(BuildArtifacts(), payload) is None:
             return None
-        data = case.submit(ServingMemory(), payload)
+        data = case.submit(ServingMemory(), payload, timeout=case.memory_timeout)
         if data is None:
             return None
         if memoize:
             case.memo[key] = data
-    overhead = case.runtime_overhead(tuple(payload["imports"])) or {}
+    overhead = _runtime_overhead(case, payload)
+    if overhead is None:
+        return None
     data = {**data, "technique": name, "overhead_rss": overhead.get("peak_rss")}
     anonymous = (data.get("sampled") or {}).get("at_peak", {}).get("anon") or data.get("after", {}).get("anon")
     overhead_anonymous = overhead.get("after", {}).get("anon")
