@@ -1,4 +1,5 @@
-"""ONNX Runtime: O2-optimized export and its dynamic int8 (per-channel weights) against fp32 eager."""
+"""ONNX Runtime against fp32 eager: levels O1-O3 (O4 and the CUDA provider on GPUs), dynamic int8
+per channel and per tensor, static int8 calibrated on the evaluation sentences."""
 
 from __future__ import annotations
 
@@ -6,15 +7,37 @@ import pytest
 
 from perfgate.plugin import Bench
 
-pytestmark = [pytest.mark.cpu, pytest.mark.requires("onnxruntime", "onnx")]
+pytestmark = pytest.mark.requires("onnxruntime", "onnx")
 
 
+@pytest.mark.cpu
 @pytest.mark.parametrize("technique", ["onnxruntime-o2", "onnxruntime-o2-int8-dynamic"])
 @pytest.mark.parametrize("model", ["minilm", "tiny-bert"])
 def test_onnxruntime_pays_off_for_single_sequences(perfgate: Bench, model: str, technique: str) -> None:
     perfgate.gate(model, technique, batch_size=1)
 
 
+@pytest.mark.cpu
 @pytest.mark.parametrize("technique", ["onnxruntime-o2", "onnxruntime-o2-int8-dynamic"])
 def test_onnxruntime_on_a_padded_batch(perfgate: Bench, technique: str) -> None:
     perfgate.gate("minilm", technique, batch_size=8)
+
+
+@pytest.mark.cpu
+@pytest.mark.parametrize(
+    "technique",
+    [
+        pytest.param("onnxruntime-o1", marks=pytest.mark.slow),
+        "onnxruntime-o3",  # the GELU approximation: fidelity shows its cost
+        "onnxruntime-o2-int8-dynamic-per-tensor",
+        "onnxruntime-o1-int8-static",
+    ],
+)
+def test_onnxruntime_levels_and_int8_schemes(perfgate: Bench, technique: str) -> None:
+    perfgate.gate("minilm", technique, batch_size=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("technique", ["onnxruntime-cuda-o2", "onnxruntime-o4"])
+def test_onnxruntime_on_a_gpu(perfgate: Bench, technique: str) -> None:
+    perfgate.gate("bert-base-random", technique, device="cuda", batch_size=8, memory=False)

@@ -63,3 +63,37 @@ def test_the_summary_names_figures_measured_without_a_threshold_on_a_gated_class
     judge(result, Thresholds("t", "cpu-avx2", True, {"min_cosine": 0.9}, {"min_cosine": "f"}))
     summary = markdown_summary(RunRecord(fingerprint={}, config={}, cases=[result]))
     assert "- max_memory_ratio is measured but not gated on cpu-avx2 (1 cases)" in summary
+
+
+def test_compile_checks_catch_an_extra_graph_and_a_graph_break():
+    from perfgate.metrics.compile import CompileCost
+
+    figures = {"graphs": 3, "graph_breaks": 1, "cold_seconds": 9.5, "warm_seconds": 1.2, "sweep_lengths": [8, 16]}
+    limits = {"max_compile_graphs": 2, "max_graph_breaks": 0}
+    thresholds = Thresholds("t", "c", True, limits, dict.fromkeys(limits, "f"))
+    verdicts = {c.name: c.verdict for c in CompileCost().checks(figures, thresholds, "t on m")}
+    assert verdicts == {"max_compile_graphs": "fail", "max_graph_breaks": "fail"}
+    within = {**figures, "graphs": 2, "graph_breaks": 0}
+    assert {c.verdict for c in CompileCost().checks(within, thresholds, "t on m")} == {"pass"}
+    assert CompileCost().cells(figures) == {"compile s": "9.5 cold / 1.2 warm"}
+
+
+def stack_case(technique: str, speedup: float, low: float, high: float) -> CaseResult:
+    case = CaseResult(spec=CaseSpec("m", technique), hardware_class="c", outcome=Outcome.MEASURED)
+    case.metrics["speed"] = {"estimate": {"speedup": speedup, "ci_low": low, "ci_high": high}}
+    return case
+
+
+def test_a_stack_is_reported_against_its_best_part():
+    from perfgate.report import stack_lines
+
+    parts = [stack_case("a", 1.6, 1.5, 1.7), stack_case("b", 1.2, 1.1, 1.3)]
+    (beats,) = stack_lines([*parts, stack_case("a+b", 2.0, 1.9, 2.1)])
+    assert "beats its best part, a" in beats
+    assert "a 1.60x, b 1.20x" in beats
+    (noise,) = stack_lines([*parts, stack_case("a+b", 1.65, 1.55, 1.75)])
+    assert "within noise of its best part, a" in noise
+    (slower,) = stack_lines([*parts, stack_case("a+b", 1.3, 1.25, 1.35)])
+    assert "slower than its best part, a" in slower
+    (alone,) = stack_lines([parts[0], stack_case("a+b", 2.0, 1.9, 2.1)])
+    assert "not every part was measured" in alone

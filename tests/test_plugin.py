@@ -198,3 +198,21 @@ def test_an_unknown_hardware_class_is_measured_and_recorded_but_not_gated(projec
     assert case["verdict"] == "ungated"
     assert case["metrics"]["speed"]["samples"]["baseline"]
     assert "not gated" in (project.path / "out" / "summary.md").read_text()
+
+
+def test_slow_tests_skip_with_the_reason_unless_the_marker_expression_names_them(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.slow
+        def test_nightly(): pass
+
+        def test_default(): pass
+        """
+    )
+    default = project.runpytest("-rs")
+    default.assert_outcomes(passed=1, skipped=1)
+    default.stdout.fnmatch_lines(["*slow: part of the nightly selection; run it with -m slow*"])
+    project.runpytest("-m", "slow or not slow").assert_outcomes(passed=2)
+    project.runpytest("-m", "slow").assert_outcomes(passed=1, deselected=1)

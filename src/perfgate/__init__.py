@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from perfgate.case import CaseResult
 from perfgate.comparison import ComparePolicy, Comparison, SpeedEstimate, compare, estimate_speedup
 from perfgate.errors import (
@@ -21,6 +23,11 @@ from perfgate.spec import CaseSpec
 from perfgate.technique import Requirement, Technique, Variant, register_technique
 from perfgate.thresholds import Thresholds, load_thresholds
 from perfgate.timing import Timer, TimerSettings
+
+# transformers imports torchao where it is installed; torchao then warns about each CUDA kernel library
+# a CPU build cannot load, and torch about enum registrations: noise in every run that says nothing of it.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 __all__ = [
     "CaseResult",

@@ -36,6 +36,7 @@ def measure_generation(generate: Generate, timer: Timer, new_tokens: int = 16, s
     if new_tokens < 2:
         raise ValueError(f"new_tokens={new_tokens!r}: at least 2, so decoding is measured apart from prefill")
     timer.warm_up(lambda: generate(new_tokens))
+    timer.warm_up(lambda: generate(1))  # a static cache sized by the token count compiles per count
     first, full = [], []
     for _ in range(samples):  # alternate, so drift hits both figures alike
         first.append(timer.time_block(lambda: generate(1)))

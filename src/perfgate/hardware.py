@@ -36,9 +36,10 @@ DETECTED_CLASSES = (
 )  # fmt: skip
 GPU_CLASS = re.compile(r"gpu-sm\d{2,3}")
 # Threshold sections by capability, between the family and the exact class: "cpu-bf16-native", ...
-CAPABILITY = re.compile(r"(cpu|gpu)-(bf16|fp16)-(native|emulated)")
-# The first compute capability whose tensor cores do the dtype's matmuls (Volta fp16, Ampere bf16).
-GPU_NATIVE_FROM = {"fp16": (7, 0), "bf16": (8, 0)}
+CAPABILITY = re.compile(r"(cpu|gpu)-(bf16|fp16|int8|fp8)-(native|emulated)")
+# The first compute capability whose tensor cores do the dtype's matmuls (Volta fp16, Turing int8,
+# Ampere bf16, Ada fp8).
+GPU_NATIVE_FROM = {"fp16": (7, 0), "bf16": (8, 0), "int8": (7, 5), "fp8": (8, 9)}
 
 
 def known_class(name: str, known: Iterable[str]) -> bool:
@@ -48,7 +49,7 @@ def known_class(name: str, known: Iterable[str]) -> bool:
 
 TRACKED_LIBRARIES = (
     "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu",
-    "bitsandbytes", "accelerate", "numpy", "perfgate",
+    "bitsandbytes", "accelerate", "torchao", "numpy", "perfgate",
 )  # fmt: skip
 
 # Flags that change which kernels the libraries can use; the fingerprint records these.
@@ -146,13 +147,17 @@ class Hardware:
         return cpu_class(self.cpu)
 
     def native_math(self, dtype: str, device: str = "cpu") -> bool:
-        """Whether ``device`` has native arithmetic for ``dtype`` ("bf16" or "fp16")."""
+        """Whether ``device`` has native arithmetic for ``dtype`` ("bf16", "fp16", "int8"; "fp8" on GPUs)."""
         if device.startswith("cuda"):
             if not self.gpus:
                 return False
             gpu = self.gpus[int(device.partition(":")[2] or 0)]
             return gpu.compute_capability >= GPU_NATIVE_FROM[dtype]
-        return self.cpu.bf16_native if dtype == "bf16" else self.cpu.fp16_native
+        return {
+            "bf16": self.cpu.bf16_native,
+            "fp16": self.cpu.fp16_native,
+            "int8": self.cpu.int8_dot_product,  # VNNI or AMX int8 dot products
+        }.get(dtype, False)
 
     def capability(self, dtype: str, device: str = "cpu") -> str:
         """The thresholds section for ``dtype`` math on ``device``: ``cpu-bf16-native``, ``gpu-fp16-emulated``..."""

@@ -113,6 +113,16 @@ class LoadedModel:
         self.name, self.task, self.location, self.device = name, task, location, device
         self.tokenizer, self.config = tokenizer, config
         self._module, self._loader = module, loader
+        self.input_dtype: Any = None  # set on a view whose module wants floating inputs in another dtype
+        self.calibration_texts: list[str] = []  # sentences a calibrating technique may use (the run's own)
+
+    def with_module(self, module: Any, input_dtype: Any = None) -> LoadedModel:
+        """The same model (tokenizer, config, location) serving from ``module``: what the next part of a
+        stack is applied to."""
+        view = LoadedModel(self.name, self.task, self.location, self.tokenizer, self.config, self.device, module)
+        view.input_dtype = input_dtype or self.input_dtype
+        view.calibration_texts = self.calibration_texts
+        return view
 
     @property
     def module(self) -> Any:
@@ -206,22 +216,40 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
 
 
-def load_model(name: str, task: str, location: Path | str, device: str = "cpu") -> LoadedModel:
-    """Tokenizer and config now; fp32 weights on first use, with safetensors only (a pickle from an
-    untrusted path is never executed)."""
+def model_class(task: str, location: Path | str) -> type:
+    """The transformers class ``task``'s auto class loads for the model at ``location`` (config only)."""
     import transformers
 
-    def load_module() -> Any:
-        auto = getattr(transformers, TASKS[task])
-        module = auto.from_pretrained(location, use_safetensors=True, dtype="float32")
-        return module.eval().to(device)
+    config = transformers.AutoConfig.from_pretrained(location)
+    found: type = getattr(transformers, TASKS[task])._model_mapping[type(config)]
+    return found
+
+
+def load_module(task: str, location: Path | str, device: str = "cpu", **options: Any) -> Any:
+    """The task's module in eval mode on ``device``, from safetensors only (a pickle from an untrusted path
+    is never executed); ``options`` go to ``from_pretrained`` (fp32 unless they say otherwise)."""
+    import transformers
+
+    auto = getattr(transformers, TASKS[task])
+    module = auto.from_pretrained(location, use_safetensors=True, **{"dtype": "float32", **options})
+    if "device_map" not in options and "quantization_config" not in options:
+        module = module.to(device)
+    return module.eval()
+
+
+def load_model(name: str, task: str, location: Path | str, device: str = "cpu") -> LoadedModel:
+    """Tokenizer and config now; fp32 weights on first use."""
+    import transformers
+
+    def load_module_now() -> Any:
+        return load_module(task, location, device)
 
     config = transformers.AutoConfig.from_pretrained(location)
     tokenizer = transformers.AutoTokenizer.from_pretrained(location)
     if tokenizer.pad_token is None:  # decoder tokenizers often ship without one
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
-    return LoadedModel(name, task, location, tokenizer, config, device, loader=load_module)
+    return LoadedModel(name, task, location, tokenizer, config, device, loader=load_module_now)
 
 
 def content_digest(path: Path) -> str:

@@ -30,7 +30,7 @@ session_key = pytest.StashKey[PerfgateSession]()
 MARKERS = {
     "gpu": "gpu: needs a CUDA device; skipped elsewhere with the reason",
     "cpu": "cpu: measures on the CPU; select with -m cpu",
-    "slow": "slow: takes minutes (large models, sweeps); deselect with -m 'not slow'",
+    "slow": "slow: the nightly selection (minutes each); skipped unless -m names it: -m slow, -m 'slow or not slow'",
     "requires": "requires(*modules): needs these optional libraries; skipped with the install hint when missing",
 }
 NO_CUDA_REASON = "no CUDA device: torch.cuda.is_available() is False on this machine"
@@ -83,7 +83,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+SLOW_REASON = "slow: part of the nightly selection; run it with -m slow (or -m 'slow or not slow' for everything)"
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # The default run must stay short; a -m expression that names "slow" decides for itself.
+    if item.get_closest_marker("slow") is not None and "slow" not in (item.config.getoption("markexpr") or ""):
+        pytest.skip(SLOW_REASON)
     if item.get_closest_marker("gpu") is not None and not item.config.stash[session_key].hardware.has_cuda:
         pytest.skip(NO_CUDA_REASON)
     for marker in item.iter_markers("requires"):
@@ -135,12 +141,14 @@ class Bench:
     def measure(self, model: str, technique: str, **spec: Any) -> CaseResult:
         """Measure and record one case in worker processes; skips the test when it cannot run here.
 
-        ``spec`` holds the other ``CaseSpec`` fields: batch_size, seq_len, device, threads, scenario."""
+        ``spec`` holds the other ``CaseSpec`` fields: batch_size, seq_len, device, threads, scenario; and
+        ``memory=False`` leaves serving memory out of this case (where another case measures it)."""
+        memory = spec.pop("memory", None)
         case = CaseSpec(
             model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec
         )
         try:
-            return self.session.run(case, self.nodeid)
+            return self.session.run(case, self.nodeid, memory=memory)
         except Unavailable as reason:
             pytest.skip(str(reason))
 

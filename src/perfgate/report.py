@@ -17,6 +17,7 @@ __all__ = [
     "columns",
     "isolation_line",
     "markdown_summary",
+    "stack_lines",
     "summary_rows",
     "text_table",
     "ungated_fields",
@@ -69,6 +70,44 @@ def isolation_line(cases: Sequence[CaseResult]) -> str:
         f"isolation: {len(jobs)} worker jobs in {processes} processes; {starts:.1f} s starting workers and "
         f"{loads:.1f} s loading models and building variants, outside the timed blocks"
     )
+
+
+def stack_lines(cases: Sequence[CaseResult]) -> list[str]:
+    """Each stack against its parts measured in the same run (same model, batch and device): whether it
+    beats its best part, judged on the two confidence intervals (overlap is 'within noise')."""
+
+    def estimate(case: CaseResult) -> dict[str, float] | None:
+        found = case.metrics.get("speed", {}).get("estimate")
+        return found if case.outcome == Outcome.MEASURED and found else None
+
+    lines = []
+    for stack in cases:
+        mine = estimate(stack)
+        if "+" not in stack.spec.technique or mine is None:
+            continue
+        parts = []
+        for name in stack.spec.technique.split("+"):
+            same = [
+                (c, e) for c in cases
+                if c.spec.technique == name and (c.spec.model, c.spec.batch_size, c.spec.device)
+                == (stack.spec.model, stack.spec.batch_size, stack.spec.device) and (e := estimate(c)) is not None
+            ]  # fmt: skip
+            if same:
+                parts.append((name, same[-1][1]))
+        described = ", ".join(f"{name} {e['speedup']:.2f}x" for name, e in parts)
+        head = f"{stack.spec.technique} on {stack.spec.model} b{stack.spec.batch_size}: {mine['speedup']:.2f}x"
+        if len(parts) < len(stack.spec.technique.split("+")):
+            lines.append(f"{head}; not every part was measured in this run ({described or 'none'})")
+            continue
+        name, best = max(parts, key=lambda part: part[1]["speedup"])
+        if mine["ci_low"] > best["ci_high"]:
+            verdict = f"beats its best part, {name}"
+        elif mine["ci_high"] < best["ci_low"]:
+            verdict = f"is slower than its best part, {name}"
+        else:
+            verdict = f"is within noise of its best part, {name}"
+        lines.append(f"{head} {verdict} (parts: {described}; 95% CIs compared)")
+    return lines
 
 
 def columns() -> tuple[str, ...]:
@@ -127,6 +166,9 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     ungated = ungated_lines(record.cases)
     if ungated:
         out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]
+    stacks = stack_lines(record.cases)
+    if stacks:
+        out += ["", "## Stacks against their parts", "", *[f"- {line}" for line in stacks]]
     for metric in all_metrics():
         section = metric.section(record.cases)
         if section:

@@ -20,12 +20,13 @@ from perfgate.case import CaseContext, CaseResult, judge
 from perfgate.errors import ConfigError, ResultsFileError, ThresholdsError
 from perfgate.hardware import Hardware, detect, known_class
 from perfgate.launcher import Launcher
+from perfgate.model import model_class
 from perfgate.outcome import Outcome
 from perfgate.report import markdown_summary
 from perfgate.results import RunRecord, write_atomically
 from perfgate.scenarios import get_scenario
 from perfgate.spec import BASELINE, CaseSpec
-from perfgate.technique import get_technique, import_path, technique_names
+from perfgate.technique import Technique, get_technique, import_path, technique_names
 from perfgate.thresholds import Thresholds, ThresholdsFile, load_thresholds
 
 if TYPE_CHECKING:
@@ -149,11 +150,17 @@ class PerfgateSession:
         get_scenario(spec.scenario)
         if spec.device.startswith("cuda") and not self.hardware.has_cuda:
             raise Unavailable(f"{spec.case_id}: no CUDA device here (torch.cuda.is_available() is False)")
-        reason = technique.unavailable_reason(self.models.get(spec.model).task, spec.device)
+        source = self.models.get(spec.model)
+        reason = technique.unavailable_reason(source.task, spec.device)
+        if not reason and type(technique).model_reason is not Technique.model_reason:
+            location = source.resolve(self.settings.cache_dir / "models")
+            reason = technique.model_reason(model_class(source.task, location))
+            reason = reason and f"{spec.technique} on {spec.model}: {reason}"
         if reason:
             raise Unavailable(reason)
 
-    def run(self, spec: CaseSpec, nodeid: str) -> CaseResult:
+    def run(self, spec: CaseSpec, nodeid: str, memory: bool | None = None) -> CaseResult:
+        """Measure and record one case; ``memory`` False skips serving memory for it (None: the setting)."""
         self.check_available(spec)
         thresholds = self.thresholds_for(spec)
         result = CaseResult(spec=spec, hardware_class=self.hardware_class(spec.device), nodeid=nodeid)
@@ -167,6 +174,8 @@ class PerfgateSession:
         self.save()  # recorded as started before it runs
         try:
             context = self._context(spec, result, thresholds)
+            if memory is False:
+                context.memory = False
             get_scenario(spec.scenario).conduct(context)
             if result.outcome == Outcome.STARTED:
                 result.outcome = Outcome.MEASURED
@@ -198,7 +207,13 @@ class PerfgateSession:
         location = source.resolve(self.settings.cache_dir / "models")
         s = self.settings
         payload = {
-            "model": {"name": spec.model, "task": source.task, "location": str(location), "device": spec.device},
+            "model": {
+                "name": spec.model,
+                "task": source.task,
+                "location": str(location),
+                "device": spec.device,
+                "calibration_texts": self.sentences,  # for techniques that calibrate (static int8)
+            },
             "technique": import_path(spec.technique),
             "baseline": import_path(BASELINE),
             "batch_size": spec.batch_size,

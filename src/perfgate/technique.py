@@ -2,14 +2,19 @@
 
 A technique turns the fp32 eager ``LoadedModel`` into a ``Variant``: a callable that maps the same
 tokenized inputs to the same primary output, plus what it costs in memory and on disk. Adding a
-technique is one module under ``perfgate/techniques/`` with a ``Technique`` subclass, one line in
-``BUILT_IN`` below, and one test module under ``perf/``.
+technique is one module under ``perfgate/techniques/`` with a ``Technique`` subclass (found there by its
+``name``: no list to edit) and one test module under ``perf/``. Techniques combine into *stacks* named by
+their parts joined with ``+`` (``bf16-cast+torch-compile``): each part is applied to the module the one
+before it produced (``techniques/stack.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import inspect
+import pkgutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -25,11 +30,13 @@ if TYPE_CHECKING:
     from perfgate.model import LoadedModel
 
 __all__ = [
-    "BUILT_IN",
+    "STACK_SEPARATOR",
     "Requirement",
     "Technique",
     "Variant",
+    "built_in",
     "get_technique",
+    "is_known",
     "module_variant",
     "register_technique",
     "technique_names",
@@ -58,6 +65,9 @@ class Variant:
     independent_of_source: bool = True  # False when ``run`` still uses the fp32 module it was built from
     module: Any = None  # the torch module behind ``run``, where there is one (enables generation metrics)
     details: dict[str, Any] = field(default_factory=dict)
+    # Figures only this technique has (compile time, graph counts), by metric name: merged into the case's.
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_dtype: Any = None  # floating-point inputs are cast to this dtype before ``module`` sees them
 
 
 def module_variant(
@@ -75,6 +85,8 @@ def module_variant(
 
     from perfgate.model import module_bytes
 
+    input_dtype = input_dtype or model.input_dtype
+
     def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if input_dtype is not None:
             inputs = {k: v.to(input_dtype) if v.is_floating_point() else v for k, v in inputs.items()}
@@ -88,6 +100,7 @@ def module_variant(
         prepare_seconds=time.perf_counter() - started,
         module=module,
         details=details,
+        input_dtype=input_dtype,
     )
 
 
@@ -123,6 +136,11 @@ class Technique(ABC):
             return f"{self.name} supports tasks {', '.join(sorted(self.tasks))}, not {task}"
         return None
 
+    def model_reason(self, model_class: type) -> str | None:
+        """Why this technique cannot run on models of ``model_class`` (the transformers class the task
+        loads), or None. Asked only of techniques that override it, before any worker starts."""
+        return None
+
     def prepare(self, model: LoadedModel, workdir: Path) -> None:  # noqa: B027  # optional: most build nothing
         """Build and cache on-disk artifacts ahead of ``apply`` (only when ``builds_artifacts``)."""
 
@@ -131,34 +149,55 @@ class Technique(ABC):
         """Build the variant; ``workdir`` is a cache directory for artifacts, kept between runs."""
 
 
-BUILT_IN: dict[str, str] = {
-    "fp32-eager": "perfgate.techniques.eager:Fp32Eager",
-    "torch-dynamic-int8-per-tensor": "perfgate.techniques.torch_dynamic_int8:PerTensor",
-    "torch-dynamic-int8-per-channel": "perfgate.techniques.torch_dynamic_int8:PerChannel",
-    "onnxruntime-o2": "perfgate.techniques.onnxruntime:OptimizedO2",
-    "onnxruntime-o2-int8-dynamic": "perfgate.techniques.onnxruntime:DynamicInt8",
-    "bf16-cast": "perfgate.techniques.precision:Bf16Cast",
-    "fp16-cast": "perfgate.techniques.precision:Fp16Cast",
-    "bf16-autocast": "perfgate.techniques.precision:Bf16Autocast",
-    "fp16-autocast": "perfgate.techniques.precision:Fp16Autocast",
-}
-_registry: dict[str, str] = dict(BUILT_IN)
+STACK_SEPARATOR = "+"
+_registered: dict[str, str] = {}
+
+
+@functools.cache
+def built_in() -> dict[str, str]:
+    """Every ``Technique`` subclass with a ``name`` in the modules of ``perfgate.techniques``, by name."""
+    import perfgate.techniques
+
+    found: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(perfgate.techniques.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"perfgate.techniques.{info.name}")
+        for cls in vars(module).values():
+            if not (isinstance(cls, type) and issubclass(cls, Technique)) or inspect.isabstract(cls):
+                continue
+            if cls.__module__ != module.__name__ or "name" not in vars(cls):
+                continue
+            path = f"{module.__name__}:{cls.__qualname__}"
+            if found.setdefault(cls.name, path) != path:
+                raise TypeError(f"technique name {cls.name!r} is declared twice: {found[cls.name]} and {path}")
+    return found
 
 
 def register_technique(name: str, import_path: str) -> None:
     """Make ``name`` resolve to ``"package.module:Class"`` (imported lazily, also in subprocesses)."""
-    _registry[name] = import_path
+    if STACK_SEPARATOR in name:
+        raise ValueError(f"technique name {name!r}: {STACK_SEPARATOR!r} joins the parts of a stack")
+    _registered[name] = import_path
 
 
 def technique_names() -> list[str]:
-    return sorted(_registry)
+    """Registered techniques (stacks of them are known too, see ``is_known``)."""
+    return sorted({**built_in(), **_registered})
+
+
+def is_known(name: str) -> bool:
+    registry = {**built_in(), **_registered}
+    return all(part in registry for part in name.split(STACK_SEPARATOR))
 
 
 def import_path(name: str) -> str:
-    try:
-        return _registry[name]
-    except KeyError:
-        raise UnknownTechniqueError(name, list(_registry)) from None
+    """``"package.module:Class"``, or for a stack its parts' paths joined with ``+``."""
+    registry = {**built_in(), **_registered}
+    paths = []
+    for part in name.split(STACK_SEPARATOR):
+        if part not in registry:
+            raise UnknownTechniqueError(part, list(registry))
+        paths.append(registry[part])
+    return STACK_SEPARATOR.join(paths)
 
 
 def get_technique(name: str) -> Technique:
@@ -166,6 +205,10 @@ def get_technique(name: str) -> Technique:
 
 
 def load_technique(path: str) -> Technique:
+    if STACK_SEPARATOR in path:
+        from perfgate.techniques.stack import Stack
+
+        return Stack([load_technique(part) for part in path.split(STACK_SEPARATOR)])
     module_name, _, class_name = path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Technique)):

@@ -43,6 +43,8 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_cosine": (-1.0, 1.0, "lowest row cosine to fp32 outputs"),
     "min_top1": (0.0, 1.0, "share of rows whose argmax agrees with fp32"),
     "min_task_ratio": (0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)"),
+    "max_compile_graphs": (1.0, math.inf, "graphs torch.compile builds over the fixed length sweep"),
+    "max_graph_breaks": (0.0, math.inf, "graph breaks while tracing"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 
@@ -135,12 +137,12 @@ def _parse(path: Path, known_techniques: list[str]) -> dict[str, dict[str, dict[
     techniques = document.get("techniques", {})
     parsed: dict[str, dict[str, dict[str, float]]] = {}
     for technique, classes in techniques.items():
-        if technique not in known_techniques:
+        if not all(part in known_techniques for part in technique.split("+")):  # a stack names its parts
             raise ThresholdsError(
                 path,
                 f"techniques.{technique}",
                 technique,
-                f"not a known technique; use one of {', '.join(known_techniques)}",
+                f"not a known technique or stack of them (parts joined with '+'); use {', '.join(known_techniques)}",
             )
         if not isinstance(classes, dict):
             raise ThresholdsError(path, f"techniques.{technique}", classes, "must be a table of hardware classes")

@@ -52,6 +52,7 @@ class WorkerState:
             location = Path(ref["location"]) if Path(ref["location"]).exists() else ref["location"]
             self._model = load_model(ref["name"], ref["task"], location, ref["device"])
             self._key = key
+        self._model.calibration_texts = list(ref.get("calibration_texts", []))
         return self._model
 
     def variant(self, model: LoadedModel, technique: str, workdir: str, threads: int | None) -> Variant:

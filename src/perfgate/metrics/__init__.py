@@ -52,6 +52,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.memory:ServingMemory",
     "perfgate.metrics.size:WeightSize",
     "perfgate.metrics.generation:GenerationLatency",
+    "perfgate.metrics.compile:CompileCost",
 )
 
 

@@ -70,13 +70,15 @@ class ABForward(Scenario):
             comparison = compare(
                 lambda: baseline.run(inputs), lambda: candidate.run(inputs), timer, payload["bound"], policy
             )
-            if model.task == "text-generation" and baseline.module is not None and candidate.module is not None:
+            generative = model.task in ("text-generation", "text2text-generation")
+            if generative and baseline.module is not None and candidate.module is not None:
                 metrics["generation"] = _generation(model, baseline, candidate, inputs, timer)
         speed = comparison.to_dict()
         speed["throughput_items_per_second"] = {
             arm: batch_size / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
         }
         metrics["speed"] = speed
+        metrics.update(candidate.metrics)  # figures only this technique has (compile time, graph counts)
         metrics["size"] = {
             "baseline_bytes": baseline.memory_bytes,
             "candidate_bytes": candidate.memory_bytes,

@@ -1,4 +1,10 @@
-"""ONNX Runtime: export, O2 graph optimization, and dynamic int8 with per-channel weights.
+"""ONNX Runtime: export, graph optimization levels O1-O4, and int8 (dynamic per channel or per tensor,
+static calibrated on the fixture sentences).
+
+Levels as optimum defines them: O1 basic graph optimizations; O2 adds the transformer fusions
+(attention, LayerNorm, GELU); O3 adds the GELU approximation (fidelity shows its cost); O4 is O3 in fp16
+for GPUs, so it needs onnxruntime-gpu's CUDA execution provider. Every session asserts that the
+provider asked for is the one it runs on: no silent CPU fallback.
 
 Two back-ends build the same artifacts:
 - ``optimum``: optimum-onnx's exporter, ORTOptimizer (O2) and ORTQuantizer, where it installs
@@ -19,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from perfgate.model import LoadedModel, content_digest
 from perfgate.technique import Requirement, Technique, Variant
@@ -45,8 +51,22 @@ class _OnnxRuntime(Technique):
     )
     devices = frozenset({"cpu"})
     tasks = ENCODER_TASKS
-    quantize: bool
+    level: ClassVar[int] = 2
+    quantize: ClassVar[str | None] = None  # "per-channel", "per-tensor" (dynamic) or "static"
+    provider: ClassVar[str] = "CPUExecutionProvider"
     builds_artifacts = True
+
+    def unavailable_reason(self, task: str, device: str) -> str | None:
+        reason = super().unavailable_reason(task, device)
+        if reason is None and self.provider != "CPUExecutionProvider":
+            import onnxruntime
+
+            if self.provider not in onnxruntime.get_available_providers():
+                return (
+                    f"{self.name} needs ONNX Runtime's {self.provider}, and this onnxruntime build has only "
+                    f"{', '.join(onnxruntime.get_available_providers())}: pip install onnxruntime-gpu"
+                )
+        return reason
 
     def prepare(self, model: LoadedModel, workdir: Path) -> None:
         self._artifact(model, *self._artifact_dir(model, workdir))
@@ -71,7 +91,9 @@ class _OnnxRuntime(Technique):
         # ORT's pool spin-waits after each run; interleaved with the torch baseline it would steal the
         # baseline's cores and bias the A/B. Off, both arms get the machine to themselves.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(onnx_file), options, providers=[self.provider])
+        if session.get_providers()[0] != self.provider:
+            raise RuntimeError(f"{self.name}: asked for {self.provider}, the session runs on {session.get_providers()}")
         wanted = [i.name for i in session.get_inputs()]
 
         def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -90,13 +112,24 @@ class _OnnxRuntime(Technique):
             memory_bytes=disk,  # ORT holds the initializers in memory; the file size is their size
             disk_bytes=disk,
             prepare_seconds=prepare_seconds,
-            details={"backend": chosen, "artifact": str(onnx_file), "cached": cached, "nodes": _node_count(onnx_file)},
+            details={
+                "backend": chosen,
+                "level": f"O{self.level}",
+                "quantization": self.quantize,
+                "provider": session.get_providers()[0],
+                "artifact": str(onnx_file),
+                "cached": cached,
+                "nodes": _node_count(onnx_file),
+            },
         )
 
     def _artifact(self, model: LoadedModel, artifact_dir: Path, chosen: str) -> tuple[Path, bool]:
-        """The O2 graph (exported once per model content and back-end) and, for int8, its quantized copy."""
-        optimized, quantized = artifact_dir / "model_o2.onnx", artifact_dir / "model_int8.onnx"
-        target = quantized if self.quantize else optimized
+        """The graph at this level (exported once per model content and back-end) and, for int8, its
+        quantized copy."""
+        optimized = artifact_dir / f"model_o{self.level}.onnx"
+        suffix = "" if self.quantize != "static" else "_" + _texts_digest(model.calibration_texts)
+        quantized = artifact_dir / f"model_o{self.level}_{self.quantize}{suffix}.onnx"
+        target = optimized if self.quantize is None else quantized
         if target.is_file():
             return target, True
         artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -104,9 +137,11 @@ class _OnnxRuntime(Technique):
         with tempfile.TemporaryDirectory(dir=artifact_dir) as scratch, _working_directory(Path(scratch)):
             if not optimized.is_file():
                 build = _build_with_optimum if chosen == "optimum" else _build_with_torch
-                _publish(build(model, Path(scratch)), optimized)
-            if self.quantize:
-                _publish(_quantize(optimized, Path(scratch)), quantized)
+                _publish(build(model, Path(scratch), self.level), optimized)
+            if self.quantize == "static":
+                _publish(_quantize_static(model, optimized, Path(scratch)), target)
+            elif self.quantize is not None:
+                _publish(_quantize(optimized, Path(scratch), per_channel=self.quantize == "per-channel"), target)
         return target, False
 
 
@@ -117,29 +152,70 @@ def _publish(built: Path, target: Path) -> None:
     os.replace(built, target)
 
 
+class OptimizedO1(_OnnxRuntime):
+    name = "onnxruntime-o1"
+    summary = "ONNX export with O1 (basic) graph optimizations, fp32"
+    level = 1
+
+
 class OptimizedO2(_OnnxRuntime):
     name = "onnxruntime-o2"
     summary = "ONNX export with O2 graph optimization (attention/LayerNorm/GELU fusion), fp32"
-    quantize = False
+    level = 2
+
+
+class OptimizedO3(_OnnxRuntime):
+    name = "onnxruntime-o3"
+    summary = "ONNX export with O3: O2 fusions plus the GELU approximation, fp32"
+    level = 3
+
+
+class OptimizedO4(_OnnxRuntime):
+    name = "onnxruntime-o4"
+    summary = "ONNX export with O4: O3 in fp16, on the CUDA execution provider"
+    level = 4
+    devices = frozenset({"cuda"})
+    provider = "CUDAExecutionProvider"
+
+
+class CudaO2(_OnnxRuntime):
+    name = "onnxruntime-cuda-o2"
+    summary = "ONNX export with O2 fusions, fp32, on the CUDA execution provider"
+    devices = frozenset({"cuda"})
+    provider = "CUDAExecutionProvider"
 
 
 class DynamicInt8(_OnnxRuntime):
     name = "onnxruntime-o2-int8-dynamic"
     summary = "ONNX export, O2 fusion, dynamic int8 with per-channel weights"
-    quantize = True
+    quantize = "per-channel"
 
 
-def _build_with_optimum(model: LoadedModel, scratch: Path) -> Path:
+class DynamicInt8PerTensor(_OnnxRuntime):
+    name = "onnxruntime-o2-int8-dynamic-per-tensor"
+    summary = "ONNX export, O2 fusion, dynamic int8 with one weight scale per tensor"
+    quantize = "per-tensor"
+
+
+class StaticInt8(_OnnxRuntime):
+    name = "onnxruntime-o1-int8-static"
+    summary = "ONNX export, O1, static int8 (QDQ) calibrated on the evaluation sentences (min-max)"
+    level = 1  # the quantizer's calibration and shape inference need the unfused graph
+    quantize = "static"
+
+
+def _build_with_optimum(model: LoadedModel, scratch: Path, level: int) -> Path:
     import optimum.onnxruntime as ort
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
 
     exported = getattr(ort, OPTIMUM_TASKS[model.task]).from_pretrained(model.location, export=True)
     optimizer = ort.ORTOptimizer.from_pretrained(exported)
-    optimizer.optimize(save_dir=scratch / "o2", optimization_config=AutoOptimizationConfig.O2())
-    return scratch / "o2" / "model_optimized.onnx"
+    config = getattr(AutoOptimizationConfig, f"O{level}")()
+    optimizer.optimize(save_dir=scratch / "optimized", optimization_config=config)
+    return scratch / "optimized" / "model_optimized.onnx"
 
 
-def _build_with_torch(model: LoadedModel, scratch: Path) -> Path:
+def _build_with_torch(model: LoadedModel, scratch: Path, level: int) -> Path:
     import torch
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -168,18 +244,25 @@ def _build_with_torch(model: LoadedModel, scratch: Path) -> Path:
         dynamo=False,
         opset_version=17,
     )
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
     config = model.config
+    fusion = FusionOptions("bert")
+    fusion.enable_gelu_approximation = level >= 3
     optimized_model = optimize_model(
-        str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=2
-    )
-    optimized = scratch / "model_o2.onnx"
+        str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+        opt_level=min(level, 2), only_onnxruntime=level == 1, optimization_options=fusion, use_gpu=level == 4,
+    )  # fmt: skip
+    if level == 4:
+        optimized_model.convert_float_to_float16(keep_io_types=True)
+    optimized = scratch / "model_optimized.onnx"
     optimized_model.save_model_to_file(str(optimized))
     return optimized
 
 
-def _quantize(optimized: Path, scratch: Path) -> Path:
-    """Dynamic int8, per-channel weights, on the O2 graph. Fused contrib ops defeat the quantizer's shape
-    inference, so it is told that untyped tensors are float (they are: this is an fp32 graph)."""
+def _quantize(optimized: Path, scratch: Path, per_channel: bool) -> Path:
+    """Dynamic int8 on the optimized graph. Fused contrib ops defeat the quantizer's shape inference, so
+    it is told that untyped tensors are float (they are: this is an fp32 graph)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -187,11 +270,51 @@ def _quantize(optimized: Path, scratch: Path) -> Path:
     quantize_dynamic(
         str(optimized),
         str(quantized),
-        per_channel=True,
+        per_channel=per_channel,
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     return quantized
+
+
+def _quantize_static(model: LoadedModel, graph: Path, scratch: Path) -> Path:
+    """Static int8 (QDQ, min-max calibration) of the MatMul/Gemm layers, on the sentences the worker was
+    given (quantizing LayerNorm and the residual adds as well costs MiniLM most of its fidelity). Every
+    calibration batch has the same length (the calibrator stacks them): one fixed, padded length."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if not model.calibration_texts:
+        raise ValueError(f"static int8 of {model.name!r} needs calibration sentences; none were given")
+    names = {i.name for i in onnx.load(str(graph), load_external_data=False).graph.input}
+    batches = [
+        {k: v.cpu().numpy() for k, v in model.inputs([text], CALIBRATION_LENGTH).items() if k in names}
+        for text in model.calibration_texts
+    ]
+
+    class Sentences(CalibrationDataReader):  # type: ignore[misc]  # untyped in onnxruntime
+        def __init__(self) -> None:
+            self.pending = iter(batches)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.pending, None)
+
+    quantized = scratch / "model_int8_static.onnx"
+    quantize_static(
+        str(graph), str(quantized), Sentences(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )  # fmt: skip
+    return quantized
+
+
+CALIBRATION_LENGTH = 64
+
+
+def _texts_digest(texts: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
 
 
 def _node_count(path: Path) -> int:

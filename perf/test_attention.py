@@ -1,0 +1,51 @@
+"""Attention implementations against the fp32 baseline, which loads with transformers' default (SDPA
+where the model class supports it; the variant's details record both). Flex attention, FlashAttention
+and hub kernels skip with the reason where the model class, the device or a package rules them out;
+BetterTransformer skips with the reason that SDPA superseded it."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.plugin import Bench
+
+
+@pytest.mark.cpu
+@pytest.mark.parametrize(
+    ("technique", "batch_size"),
+    [
+        ("attention-eager", 1),
+        pytest.param("attention-eager", 8, marks=pytest.mark.slow),
+        pytest.param("attention-sdpa-math", 8, marks=pytest.mark.slow),
+        ("attention-flex", 1),  # BERT on transformers 4.57: a skip with the class's reason
+        ("bettertransformer", 8),  # skips where optimum >= 2: SDPA superseded it
+    ],
+)
+def test_attention_on_an_encoder(perfgate: Bench, technique: str, batch_size: int) -> None:
+    perfgate.gate("minilm", technique, batch_size=batch_size)
+
+
+@pytest.mark.cpu
+def test_the_padding_caveat(perfgate: Bench) -> None:
+    """One sentence padded to 128 tokens against the same sentence unpadded: what fixed shapes cost."""
+    result = perfgate.gate("minilm", "pad-to-128", batch_size=1)
+    assert result.variant["padded_to"] == 128
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "technique",
+    [
+        "attention-eager", "attention-sdpa", "attention-sdpa-math", "attention-sdpa-efficient",
+        "attention-sdpa-flash", "attention-sdpa-cudnn", "attention-flash-attention-2",
+        "attention-flash-attention-3", "attention-hub-flash-attn2", "bettertransformer", "pad-to-128",
+    ],
+)  # fmt: skip
+def test_attention_on_a_gpu(perfgate: Bench, technique: str) -> None:
+    perfgate.gate("bert-base-random", technique, device="cuda", batch_size=8, memory=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("technique", ["attention-sdpa-flash", "attention-flash-attention-2"])
+def test_attention_on_a_gpu_decoder(perfgate: Bench, technique: str) -> None:
+    perfgate.gate("gpt2-medium-random", technique, device="cuda", batch_size=8, memory=False)

@@ -1,0 +1,32 @@
+"""Generation on the causal LM and the seq2seq model: time to first token, per-token latency and
+tokens/s with a fixed number of new tokens, for techniques that serve from a torch module; and the
+static KV cache with a compiled forward as a technique of its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.plugin import Bench
+
+ON_BOTH = ["torch-dynamic-int8-per-channel", pytest.param("bf16-cast", marks=pytest.mark.slow)]
+
+
+@pytest.mark.cpu
+@pytest.mark.parametrize("technique", ON_BOTH)
+@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
+def test_generation_latency(perfgate: Bench, model: str, technique: str) -> None:
+    result = perfgate.gate(model, technique, batch_size=1)
+    for arm in ("baseline", "candidate"):
+        assert result.metrics["generation"][arm]["new_tokens"] == 16
+
+
+@pytest.mark.cpu
+def test_static_cache_with_compile(perfgate: Bench) -> None:
+    result = perfgate.gate("tiny-gpt2", "static-cache-compile", batch_size=1, memory=False)
+    assert result.metrics["generation"]["candidate"]["tokens_per_second"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("technique", ["static-cache-compile", "bf16-cast", "torchao-int8-weight-only"])
+def test_generation_on_a_gpu(perfgate: Bench, technique: str) -> None:
+    perfgate.gate("gpt2-medium-random", technique, device="cuda", batch_size=1, memory=False)

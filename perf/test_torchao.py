@@ -1,0 +1,33 @@
+"""torchao against fp32 eager. On CPU int8 dynamic is a compile-time technique: eager it is slower,
+compiled (the stack in test_stacks.py) it is the fast path where the CPU has VNNI or AMX int8 dot
+products; its thresholds follow that capability (cpu-int8-native / cpu-int8-emulated)."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.plugin import Bench
+
+pytestmark = pytest.mark.requires("torchao", fix="pip install torchao==0.18.0")
+
+
+@pytest.mark.cpu
+@pytest.mark.parametrize(
+    ("technique", "batch_size"),
+    [
+        ("torchao-int8-dynamic", 1),
+        pytest.param("torchao-int8-dynamic", 8, marks=pytest.mark.slow),
+        pytest.param("torchao-int8-weight-only", 1, marks=pytest.mark.slow),
+    ],
+)
+def test_torchao_on_an_encoder(perfgate: Bench, technique: str, batch_size: int) -> None:
+    perfgate.gate("minilm", technique, batch_size=batch_size)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "technique",
+    ["torchao-int8-dynamic", "torchao-int8-weight-only", "torchao-int4-weight-only", "torchao-float8-dynamic"],
+)
+def test_torchao_on_a_gpu_decoder(perfgate: Bench, technique: str) -> None:
+    perfgate.gate("gpt2-medium-random", technique, device="cuda", batch_size=8, memory=False)

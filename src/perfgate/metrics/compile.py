@@ -1,0 +1,48 @@
+"""torch.compile: cold and warm compile time, graphs compiled over a fixed sweep of lengths, breaks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from perfgate.metrics import Metric
+from perfgate.thresholds import Check
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseResult
+
+
+class CompileCost(Metric):
+    name = "compile"
+    columns = ("compile s",)
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        return [
+            Check("max_compile_graphs", figures["graphs"], higher_is_better=False),
+            Check("max_graph_breaks", figures["graph_breaks"], higher_is_better=False),
+        ]
+
+    def cells(self, figures: dict[str, Any]) -> dict[str, str]:
+        return {"compile s": f"{figures['cold_seconds']:.1f} cold / {figures['warm_seconds']:.1f} warm"}
+
+    def section(self, cases: Sequence[CaseResult]) -> list[str]:
+        rows = [case for case in cases if self.name in case.metrics]
+        if not rows:
+            return []
+        out = [
+            "## torch.compile",
+            "",
+            "Cold: first call into an empty inductor cache. Warm: first call after a reset, cache filled. "
+            "Graphs: distinct graphs compiled at batch 1 over the sequence lengths listed.",
+            "",
+            "| model | technique | batch | cold s | warm s | graphs (lengths) | graph breaks |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for case in rows:
+            f = case.metrics[self.name]
+            lengths = ", ".join(str(n) for n in f["sweep_lengths"])
+            out.append(
+                f"| {case.spec.model} | {case.spec.technique} | {case.spec.batch_size} | {f['cold_seconds']:.1f} | "
+                f"{f['warm_seconds']:.1f} | {f['graphs']} ({lengths}) | {f['graph_breaks']} |"
+            )
+        return out

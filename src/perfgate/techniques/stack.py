@@ -1,0 +1,64 @@
+"""A stack: registered techniques applied one after another (``bf16-cast+torch-compile``).
+
+Each part after the first is applied to a view of the model whose fp32 module is replaced by the torch
+module the part before it produced, so a stack reuses its parts' code and measures like any technique.
+A part that serves from its own artifact (an ONNX graph) has no module to hand on: it can only come last.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from perfgate.model import LoadedModel
+from perfgate.technique import STACK_SEPARATOR, Technique, Variant
+
+
+class Stack(Technique):
+    """Not registered by itself: ``load_technique`` builds one for a name that joins parts with ``+``."""
+
+    name: ClassVar[str]  # set per instance below; mypy sees the class attribute
+
+    def __init__(self, parts: list[Technique]) -> None:
+        if len(parts) < 2:
+            raise ValueError(f"a stack needs at least two parts, got {[p.name for p in parts]}")
+        self.parts = parts
+        self.name = STACK_SEPARATOR.join(p.name for p in parts)  # type: ignore[misc]  # per stack
+        self.summary = " then ".join(p.summary for p in parts)  # type: ignore[misc]
+        self.requires = tuple(r for p in parts for r in p.requires)  # type: ignore[misc]
+        self.devices = frozenset.intersection(*(p.devices for p in parts))  # type: ignore[misc]
+        tasks = [p.tasks for p in parts if p.tasks is not None]
+        self.tasks = frozenset.intersection(*tasks) if tasks else None  # type: ignore[misc]
+        self.fresh_worker = any(p.fresh_worker for p in parts)  # type: ignore[misc]
+        self.native_math = next((p.native_math for p in parts if p.native_math), None)  # type: ignore[misc]
+
+    def runtime_modules(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for p in self.parts for m in p.runtime_modules()))
+
+    def unavailable_reason(self, task: str, device: str) -> str | None:
+        for part in self.parts:
+            reason = part.unavailable_reason(task, device)
+            if reason:
+                return f"{self.name}: {reason}"
+        for part in self.parts[:-1]:
+            if part.builds_artifacts:
+                return f"{self.name}: {part.name} serves from its own artifact, so no part can follow it"
+        return super().unavailable_reason(task, device)
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        start = time.perf_counter()
+        current, variant = model, None
+        steps = []
+        for part in self.parts:
+            variant = part.apply(current, workdir, threads)
+            steps.append({"technique": part.name, "prepare_seconds": variant.prepare_seconds, **variant.details})
+            if part is not self.parts[-1]:
+                if variant.module is None:
+                    raise TypeError(f"{self.name}: {part.name} produced no torch module for the next part")
+                current = model.with_module(variant.module, variant.input_dtype)
+        assert variant is not None
+        variant.technique = self.name
+        variant.prepare_seconds = time.perf_counter() - start
+        variant.details = {"parts": steps}
+        return variant

@@ -1,0 +1,96 @@
+"""torchao quantization: the successor that ``torch.ao.quantization.quantize_dynamic`` names in its
+deprecation. ``quantize_`` swaps Linear weights for quantized tensor subclasses on a copy of the module.
+
+- int8 dynamic activation, int8 weight: on CPU its fast path is a compiled one (VNNI/AMX int8 GEMMs
+  under ``torch.compile``); in eager mode it is slower than fp32. Measure it alone and as the stack
+  ``torchao-int8-dynamic+torch-compile``. Its thresholds follow the detected int8 capability
+  (``cpu-int8-native`` where the CPU has VNNI or AMX, ``cpu-int8-emulated`` where there is no fast int8
+  kernel at all, which the report then gives as the reason for the slowdown);
+- int8 weight-only: smaller weights, fp32 math (a memory technique on CPU);
+- int4 weight-only (CUDA, tinygemm) and float8 dynamic (CUDA sm89+): GPU only.
+Quantized tensors report their unpacked dtype through ``element_size``, so sizes are taken from the
+tensors each subclass holds (``__tensor_flatten__``), not from ``parameters()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from perfgate.model import LoadedModel
+from perfgate.technique import Requirement, Technique, Variant, module_variant
+
+
+class _TorchAo(Technique):
+    requires = (Requirement("torchao", "pip install torchao==0.18.0"),)
+    devices = frozenset({"cpu", "cuda"})
+    config_name: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {}
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        from torchao import quantization
+
+        start = time.perf_counter()
+        module = copy.deepcopy(model.module)
+        quantization.quantize_(module, getattr(quantization, self.config_name)(**self.options))
+        variant = module_variant(self.name, model, module, start, {"config": self.config_name, **self.options})
+        variant.memory_bytes = quantized_module_bytes(module)
+        return variant
+
+
+def quantized_module_bytes(module: Any) -> int:
+    """Bytes of parameters and buffers, reading the inner tensors of torchao's tensor subclasses."""
+    import torch
+
+    def size(tensor: torch.Tensor | None) -> int:
+        if tensor is None:  # an optional inner tensor (a symmetric scheme's zero point)
+            return 0
+        flatten = getattr(tensor, "__tensor_flatten__", None)
+        if flatten is None or type(tensor) in (torch.Tensor, torch.nn.Parameter):
+            return tensor.numel() * tensor.element_size()
+        names, _ = flatten()
+        return sum(size(getattr(tensor, name)) for name in names)
+
+    tensors = [*module.parameters(), *module.buffers()]
+    return int(sum(size(t.data if isinstance(t, torch.nn.Parameter) else t) for t in tensors))
+
+
+class Int8Dynamic(_TorchAo):
+    name = "torchao-int8-dynamic"
+    summary = "torchao int8 dynamic activations, int8 weights (per channel), eager"
+    config_name = "Int8DynamicActivationInt8WeightConfig"
+    native_math: ClassVar[str | None] = "int8"
+
+
+class Int8WeightOnly(_TorchAo):
+    name = "torchao-int8-weight-only"
+    summary = "torchao int8 weights, activations in the model's dtype"
+    config_name = "Int8WeightOnlyConfig"
+
+
+class Int4WeightOnly(_TorchAo):
+    name = "torchao-int4-weight-only"
+    summary = "torchao int4 weights (groups of 128), bf16 activations, CUDA tinygemm kernels"
+    config_name = "Int4WeightOnlyConfig"
+    options: ClassVar[dict[str, Any]] = {"group_size": 128}
+    devices = frozenset({"cuda"})
+
+
+class Float8Dynamic(_TorchAo):
+    name = "torchao-float8-dynamic"
+    summary = "torchao float8 dynamic activations and weights (CUDA, compute capability 8.9+)"
+    config_name = "Float8DynamicActivationFloat8WeightConfig"
+    devices = frozenset({"cuda"})
+    native_math: ClassVar[str | None] = "fp8"
+
+    def unavailable_reason(self, task: str, device: str) -> str | None:
+        reason = super().unavailable_reason(task, device)
+        if reason is None and device.startswith("cuda"):
+            import torch
+
+            capability = torch.cuda.get_device_capability(device)
+            if capability < (8, 9):
+                return f"{self.name} needs compute capability 8.9+ (Ada, Hopper); this GPU has {capability}"
+        return reason

@@ -1,0 +1,119 @@
+"""Technique modules' own logic on the micro model (their speed and fidelity are the perf suite's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from perfgate.model import load_model, model_class
+from perfgate.technique import get_technique
+from perfgate.techniques.padding import _pad
+
+
+@pytest.fixture(scope="module")
+def micro(micro_model_dir: Path):
+    return load_model("micro", "text-classification", micro_model_dir)
+
+
+def test_padding_appends_the_pad_value_on_the_right():
+    padded = _pad(torch.tensor([[5, 6, 7]]), 6, 0)
+    assert padded.tolist() == [[5, 6, 7, 0, 0, 0]]
+    assert _pad(torch.tensor([[5, 6]]), 1, 0).tolist() == [[5, 6]]  # never truncates
+
+
+def test_padding_keeps_the_primary_output(micro, tmp_path):
+    variant = get_technique("pad-to-128").apply(micro, tmp_path, 1)
+    inputs = micro.inputs(["a short sentence", "and a somewhat longer second one"])
+    torch.testing.assert_close(variant.run(inputs), micro.run(inputs), atol=1e-5, rtol=1e-4)
+
+
+def test_a_stack_applies_each_part_to_the_module_before_it(micro, tmp_path):
+    variant = get_technique("bf16-cast+torch-dynamic-int8-per-channel").apply(micro, tmp_path, 1)
+    assert [step["technique"] for step in variant.details["parts"]] == ["bf16-cast", "torch-dynamic-int8-per-channel"]
+    assert variant.technique == "bf16-cast+torch-dynamic-int8-per-channel"
+    assert variant.module is not micro.module
+
+
+def test_a_stack_refuses_a_part_that_reloads_the_weights(micro, tmp_path):
+    with pytest.raises(TypeError, match="must come first in a stack"):
+        get_technique("bf16-cast+attention-eager").apply(micro, tmp_path, 1)
+
+
+def test_attention_support_is_read_from_the_model_class(micro_model_dir):
+    bert = model_class("text-classification", micro_model_dir)
+    assert get_technique("attention-eager").model_reason(bert) is None
+    flex = get_technique("attention-flex").model_reason(bert)
+    if getattr(bert, "_supports_flex_attn", False):
+        assert flex is None
+    else:
+        assert flex is not None
+        assert "_supports_flex_attn is False" in flex
+
+
+def test_an_attention_implementation_is_the_one_loaded(micro, tmp_path):
+    variant = get_technique("attention-eager").apply(micro, tmp_path, 1)
+    assert variant.details["attn_implementation"] == "eager"
+    inputs = micro.inputs(["one sentence", "another sentence here"])
+    torch.testing.assert_close(variant.run(inputs), micro.run(inputs), atol=1e-5, rtol=1e-4)
+
+
+def test_bettertransformer_says_sdpa_superseded_it_where_it_cannot_install():
+    technique = get_technique("bettertransformer")
+    reason = technique.unavailable_reason("feature-extraction", "cpu")
+    if reason is not None:
+        assert "SDPA" in reason
+        assert "optimum < 2" in reason
+
+
+def test_the_hub_kernel_skips_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reason = get_technique("attention-hub-flash-attn2").unavailable_reason("feature-extraction", "cuda")
+    assert reason is not None
+    assert "HF_HUB_OFFLINE" in reason or "kernels" in reason
+
+
+def test_an_onnxruntime_provider_this_build_lacks_is_a_skip_with_the_fix():
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    reason = get_technique("onnxruntime-cuda-o2").unavailable_reason("feature-extraction", "cuda")
+    assert reason is not None
+    assert "onnxruntime-gpu" in reason
+
+
+def test_torchao_sizes_count_the_int8_data_and_scales(micro, tmp_path):
+    pytest.importorskip("torchao")
+    from perfgate.model import module_bytes
+
+    variant = get_technique("torchao-int8-weight-only").apply(micro, tmp_path, 1)
+    linears = [m for m in micro.module.modules() if isinstance(m, torch.nn.Linear)]
+    fp32_linear = sum(m.weight.numel() * 4 for m in linears)
+    int8_linear = sum(m.weight.numel() + m.weight.shape[0] * 4 for m in linears)  # one fp32 scale a row
+    expected = module_bytes(micro.module) - fp32_linear + int8_linear
+    assert abs(variant.memory_bytes - expected) <= 0.02 * expected, (variant.memory_bytes, expected)
+
+
+def test_bitsandbytes_layout_matches_bytes_per_parameter(micro, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    variant = get_technique("bitsandbytes-nf4").apply(micro, tmp_path, 1)
+    assert variant.details["quantized_layers"] > 0
+    assert variant.details["held_bytes"] == variant.details["predicted_bytes"]
+
+
+def test_the_bitsandbytes_prediction_fails_on_a_layout_it_does_not_describe(micro, tmp_path):
+    """Double quantization stores the block scales as 8-bit codes, not fp32: held < predicted."""
+    pytest.importorskip("bitsandbytes")
+    from perfgate.techniques.bitsandbytes import Nf4
+
+    class DoubleQuantNf4(Nf4):
+        def config(self):
+            config = super().config()
+            config.bnb_4bit_use_double_quant = True
+            return config
+
+    details = DoubleQuantNf4().apply(micro, tmp_path, 1).details
+    assert details["held_bytes"] != details["predicted_bytes"]
