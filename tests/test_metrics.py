@@ -97,3 +97,14 @@ def test_a_stack_is_reported_against_its_best_part():
     assert "slower than its best part, a" in slower
     (alone,) = stack_lines([parts[0], stack_case("a+b", 2.0, 1.9, 2.1)])
     assert "not every part was measured" in alone
+
+
+def test_the_energy_check_fails_a_technique_that_costs_more_joules():
+    from perfgate.metrics.energy import EnergyPerInference
+
+    figures = {"baseline": 0.002, "candidate": 0.0032, "ratio": 1.6, "rounds": 2}
+    thresholds = Thresholds("t", "gpu-sm90", True, {"max_energy_ratio": 1.2}, {"max_energy_ratio": "f"})
+    (check,) = EnergyPerInference().checks(figures, thresholds, "t on m")
+    assert check.verdict == "fail"
+    assert EnergyPerInference().cells(figures) == {"energy": "1.60x (3.20/2.00 mJ)"}
+    assert EnergyPerInference().checks({"unavailable": "no NVML", "ratio": None}, thresholds, "t on m") == []

@@ -45,6 +45,7 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_task_ratio": (0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)"),
     "max_compile_graphs": (1.0, math.inf, "graphs torch.compile builds over the fixed length sweep"),
     "max_graph_breaks": (0.0, math.inf, "graph breaks while tracing"),
+    "max_energy_ratio": (0.0, math.inf, "candidate/baseline GPU energy per inference (NVML)"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 

@@ -53,6 +53,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.size:WeightSize",
     "perfgate.metrics.generation:GenerationLatency",
     "perfgate.metrics.compile:CompileCost",
+    "perfgate.metrics.energy:EnergyPerInference",
 )
 
 

@@ -70,6 +70,8 @@ class ABForward(Scenario):
             comparison = compare(
                 lambda: baseline.run(inputs), lambda: candidate.run(inputs), timer, payload["bound"], policy
             )
+            if device.startswith("cuda"):
+                metrics["energy"] = _energy(device, baseline, candidate, inputs, timer)
             generative = model.task in ("text-generation", "text2text-generation")
             if generative and baseline.module is not None and candidate.module is not None:
                 metrics["generation"] = _generation(model, baseline, candidate, inputs, timer)
@@ -116,6 +118,17 @@ def _task(labelled: Any, baseline: Variant, candidate: Variant, outputs: Any) ->
     }
     ratio = scores["candidate"] / scores["baseline"] if scores["baseline"] > 0 else None
     return {"metric": f"{labelled.kind} accuracy", "source": labelled.source, **scores, "ratio": ratio}
+
+
+def _energy(device: str, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Any) -> dict[str, Any]:
+    from perfgate.energy import interleaved_energy, nvml_energy_counter
+
+    counter, reason = nvml_energy_counter(int(device.partition(":")[2] or 0))
+    if counter is None:
+        return {"unavailable": reason, "ratio": None}
+    return interleaved_energy(
+        lambda: baseline.run(inputs), lambda: candidate.run(inputs), counter, synchronize=timer.synchronize
+    )
 
 
 def _generation(
