@@ -1,6 +1,7 @@
 """Generation on the causal LM and the seq2seq model: time to first token, per-token latency and
-tokens/s with a fixed number of new tokens, for techniques that serve from a torch module; and the
-static KV cache with a compiled forward as a technique of its own."""
+tokens/s with a fixed number of new tokens, for techniques that serve from a torch module (int8 on both
+decoders runs in the default selection from test_torch_dynamic_int8.py); and the static KV cache with
+a compiled forward as a technique of its own."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import pytest
 
 from perfgate.plugin import Bench
 
-ON_BOTH = ["torch-dynamic-int8-per-channel", pytest.param("bf16-cast", marks=pytest.mark.slow)]
-
 
 @pytest.mark.cpu
-@pytest.mark.parametrize("technique", ON_BOTH)
+@pytest.mark.slow
+@pytest.mark.parametrize("technique", ["bf16-cast", "torchao-int8-weight-only", "bitsandbytes-nf4"])
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
 def test_generation_latency(perfgate: Bench, model: str, technique: str) -> None:
     result = perfgate.gate(model, technique, batch_size=1)

@@ -19,4 +19,7 @@ def test_dynamic_int8_pays_off_on_encoders(perfgate: Bench, model: str, techniqu
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
 def test_per_channel_int8_holds_on_decoders(perfgate: Bench, model: str) -> None:
-    perfgate.gate(model, "torch-dynamic-int8-per-channel", batch_size=1)
+    """The causal LM and the seq2seq model: forward A/B, and generation latency for both arms."""
+    result = perfgate.gate(model, "torch-dynamic-int8-per-channel", batch_size=1)
+    for arm in ("baseline", "candidate"):
+        assert result.metrics["generation"][arm]["new_tokens"] == 16

@@ -199,9 +199,9 @@ def primary_output(task: str, output: Any, inputs: Mapping[str, Any]) -> torch.T
 
 
 def module_bytes(module: Any) -> int:
-    """Bytes of parameters and buffers, packed int8 weights included."""
-    total = sum(t.numel() * t.element_size() for t in module.parameters())
-    total += sum(t.numel() * t.element_size() for t in module.buffers())
+    """Bytes of parameters and buffers, packed int8 weights and quantized tensor subclasses included."""
+    total = sum(tensor_bytes(t) for t in module.parameters())
+    total += sum(tensor_bytes(t) for t in module.buffers())
     for sub in module.modules():  # quantized Linear keeps its weight in packed params, not parameters()
         packed = getattr(sub, "_packed_params", None)
         if packed is not None and hasattr(packed, "_weight_bias"):
@@ -209,6 +209,21 @@ def module_bytes(module: Any) -> int:
             total += weight.numel() * weight.element_size()
             total += 0 if bias is None else bias.numel() * bias.element_size()
     return int(total)
+
+
+def tensor_bytes(tensor: Any) -> int:
+    """Bytes a tensor holds. A tensor subclass that wraps others (torchao's quantized weights report
+    their unpacked dtype through ``element_size``) is measured by the tensors it flattens to."""
+    import torch
+
+    if tensor is None:  # an optional inner tensor (a symmetric scheme's zero point)
+        return 0
+    data = tensor.data if isinstance(tensor, torch.nn.Parameter) else tensor
+    flatten = getattr(data, "__tensor_flatten__", None)
+    if flatten is None or type(data) is torch.Tensor:
+        return int(data.numel() * data.element_size())
+    names, _ = flatten()
+    return sum(tensor_bytes(getattr(data, name)) for name in names)
 
 
 def directory_bytes(path: Path) -> int:

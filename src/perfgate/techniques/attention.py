@@ -97,6 +97,7 @@ class FlexAttention(_Implementation):
     name = "attention-flex"
     summary = "attn_implementation='flex_attention': torch's FlexAttention (compiled attention kernels)"
     implementation = "flex_attention"
+    fresh_worker = True  # it compiles its kernels: process-wide graph caches
 
 
 class SdpaMath(_Implementation):

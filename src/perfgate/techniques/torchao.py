@@ -8,8 +8,8 @@ deprecation. ``quantize_`` swaps Linear weights for quantized tensor subclasses 
   kernel at all, which the report then gives as the reason for the slowdown);
 - int8 weight-only: smaller weights, fp32 math (a memory technique on CPU);
 - int4 weight-only (CUDA, tinygemm) and float8 dynamic (CUDA sm89+): GPU only.
-Quantized tensors report their unpacked dtype through ``element_size``, so sizes are taken from the
-tensors each subclass holds (``__tensor_flatten__``), not from ``parameters()``.
+Quantized tensors report their unpacked dtype through ``element_size``: ``model.tensor_bytes`` sizes
+them by the tensors each subclass holds (``__tensor_flatten__``).
 """
 
 from __future__ import annotations
@@ -35,26 +35,7 @@ class _TorchAo(Technique):
         start = time.perf_counter()
         module = copy.deepcopy(model.module)
         quantization.quantize_(module, getattr(quantization, self.config_name)(**self.options))
-        variant = module_variant(self.name, model, module, start, {"config": self.config_name, **self.options})
-        variant.memory_bytes = quantized_module_bytes(module)
-        return variant
-
-
-def quantized_module_bytes(module: Any) -> int:
-    """Bytes of parameters and buffers, reading the inner tensors of torchao's tensor subclasses."""
-    import torch
-
-    def size(tensor: torch.Tensor | None) -> int:
-        if tensor is None:  # an optional inner tensor (a symmetric scheme's zero point)
-            return 0
-        flatten = getattr(tensor, "__tensor_flatten__", None)
-        if flatten is None or type(tensor) in (torch.Tensor, torch.nn.Parameter):
-            return tensor.numel() * tensor.element_size()
-        names, _ = flatten()
-        return sum(size(getattr(tensor, name)) for name in names)
-
-    tensors = [*module.parameters(), *module.buffers()]
-    return int(sum(size(t.data if isinstance(t, torch.nn.Parameter) else t) for t in tensors))
+        return module_variant(self.name, model, module, start, {"config": self.config_name, **self.options})
 
 
 class Int8Dynamic(_TorchAo):
