@@ -18,6 +18,11 @@ from typing import Any, ClassVar
 from perfgate.model import LoadedModel, load_module
 from perfgate.technique import Requirement, Technique, Variant, module_variant
 
+# Output heads stay in full precision, named explicitly: transformers 4.57 infers that on its own and 5.x
+# does not, and bitsandbytes' CPU 4-bit kernel fails on a head of 4 outputs ("N must be divisible by
+# block_n"). Named here, both pin sets quantize the same layers.
+OUTPUT_MODULES = ["classifier", "lm_head", "pooler"]
+
 
 class _BitsAndBytes(Technique):
     requires = (
@@ -34,10 +39,11 @@ class _BitsAndBytes(Technique):
         from transformers import BitsAndBytesConfig
 
         if self.bits == 8:
-            return BitsAndBytesConfig(load_in_8bit=True)
+            return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=OUTPUT_MODULES)
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=self.quant_type, bnb_4bit_compute_dtype=torch.bfloat16
-        )
+            load_in_4bit=True, bnb_4bit_quant_type=self.quant_type, bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=OUTPUT_MODULES,
+        )  # fmt: skip
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         if model.input_dtype is not None:
