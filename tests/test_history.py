@@ -155,3 +155,41 @@ def test_the_console_script_exit_codes(history, tmp_path, capsys):
     assert main(["compare", str(other_schema), "--history", str(history)]) == 2
     assert "schema_version=1" in capsys.readouterr().err
     assert main(["compare", str(clean), "--history", str(tmp_path / "absent")]) == 2
+
+
+def rerun_with(speedup: float):
+    """A stand-in for re-running the suspects' tests: their record at this speedup, and the calls made."""
+    calls: list[list[str]] = []
+
+    def rerun(nodeids: list[str]) -> RunRecord:
+        calls.append(nodeids)
+        return run(10, speedup)
+
+    return rerun, calls
+
+
+def test_a_one_night_blip_is_not_confirmed(history):
+    comparison = compare_run(run(9, 2.9), load_history(history))
+    rerun, calls = rerun_with(3.6)  # re-measured: back in its band
+    comparison.confirm(rerun, load_history(history))
+    assert calls == [["perf/test_x.py::test_x[ort-int8]"]]  # the suspect alone
+    (case,) = [c for c in comparison.cases if c.status == Status.REGRESSION]
+    assert case.confirmed is False
+    assert "blip" in case.detail
+    assert comparison.exit_code() == 0
+
+
+def test_a_regression_that_repeats_is_confirmed(history):
+    comparison = compare_run(run(9, 2.9), load_history(history))
+    rerun, _ = rerun_with(2.95)
+    comparison.confirm(rerun, load_history(history))
+    assert [c.confirmed for c in comparison.regressions] == [True]
+    assert comparison.exit_code() == 1
+    assert "(confirmed)" in comparison.markdown()
+
+
+def test_nothing_is_re_measured_without_a_suspect(history):
+    comparison = compare_run(run(9, 3.55), load_history(history))
+    rerun, calls = rerun_with(1.0)
+    comparison.confirm(rerun, load_history(history))
+    assert calls == []

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from perfgate.errors import PerfgateError
+from perfgate.results import RunRecord
 
 __all__ = ["main"]
 
@@ -25,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--history", type=Path, required=True, help="directory of past results files")
     compare.add_argument("--last", type=int, default=5, help="compare with up to this many latest runs (5)")
     compare.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
+    compare.add_argument(
+        "--confirm", action="store_true",
+        help="re-run each suspected regression's test alone (pytest, in this directory) and count only those "
+        "that regress again",
+    )  # fmt: skip
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
@@ -33,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from perfgate.history import compare_run, load_history, store_run
-    from perfgate.results import RunRecord, write_atomically
+    from perfgate.results import write_atomically
 
     args = _parser().parse_args(argv)
     try:
@@ -43,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.last < 1:
             raise PerfgateError(f"--last={args.last}: compare with at least 1 run")
-        comparison = compare_run(
-            RunRecord.load(args.current), load_history(args.history), last=args.last, current_path=args.current
-        )
+        history = load_history(args.history)
+        comparison = compare_run(RunRecord.load(args.current), history, last=args.last, current_path=args.current)
+        if args.confirm:
+            comparison.confirm(rerun_tests, history)
     except PerfgateError as error:
         print(f"perfgate {args.command}: {error}", file=sys.stderr)
         return BAD_INPUT
@@ -54,6 +61,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         write_atomically(args.markdown, report)
     return comparison.exit_code()
+
+
+def rerun_tests(nodeids: list[str]) -> RunRecord:
+    """Run these tests alone in a fresh pytest process (this interpreter, this directory) and return
+    their record: the re-measurement a suspected regression needs before it is believed."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="perfgate-confirm-") as scratch:
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *nodeids,
+            f"--perfgate-report-dir={scratch}",
+            "-q",
+            "-p",
+            "no:randomly",
+        ]
+        print("re-measuring:", " ".join(command), file=sys.stderr)
+        subprocess.run(command, check=False)  # a failing gate is expected here: the record is what counts
+        return RunRecord.load(Path(scratch) / "results.json")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,8 @@ class CaseComparison:
     figures: list[FigureComparison] = field(default_factory=list)
     detail: str = ""
     reproduce: str = ""
+    nodeid: str = ""
+    confirmed: bool | None = None  # None: not re-measured; False: the re-measurement was back in its band
 
 
 @dataclass
@@ -114,11 +116,31 @@ class Comparison:
 
     @property
     def regressions(self) -> list[CaseComparison]:
-        return [c for c in self.cases if c.status == Status.REGRESSION]
+        """Regressions that count: confirmed ones, or every one where nothing was re-measured."""
+        return [c for c in self.cases if c.status == Status.REGRESSION and c.confirmed is not False]
 
     def exit_code(self) -> int:
         """0: nothing regressed; 1: at least one regression (new, missing, incomparable never count)."""
         return 1 if self.regressions else 0
+
+    def confirm(self, rerun: Callable[[list[str]], RunRecord], history: Sequence[tuple[Path, RunRecord]]) -> None:
+        """Re-measure the suspected regressions (``rerun`` runs those tests alone and returns their
+        record) and keep a regression only if the re-measurement regresses too: one noisy night never
+        raises an alert."""
+        suspects = [c for c in self.cases if c.status == Status.REGRESSION and c.nodeid]
+        if not suspects:
+            return
+        again = {
+            c.case_id: c for c in compare_run(rerun(sorted({c.nodeid for c in suspects})), history, self.last).cases
+        }
+        for case in suspects:
+            repeat = again.get(case.case_id)
+            case.confirmed = repeat is not None and repeat.status == Status.REGRESSION
+            case.detail = (
+                "confirmed: the re-measurement regressed too"
+                if case.confirmed
+                else f"not confirmed: re-measured as {repeat.status if repeat else 'not measured'} (a one-run blip)"
+            )
 
     def markdown(self) -> str:
         counts = {s: sum(c.status == s for c in self.cases) for s in Status}
@@ -149,7 +171,8 @@ class Comparison:
                         str(figure.runs),
                     ]
                 )
-                out.append(f"| `{case.case_id}` | {case.status} | " + " | ".join(cells) + f" | {case.detail} |")
+                status = f"{case.status}" + {None: "", True: " (confirmed)", False: " (not confirmed)"}[case.confirmed]
+                out.append(f"| `{case.case_id}` | {status} | " + " | ".join(cells) + f" | {case.detail} |")
         flagged = [c for c in self.cases if c.reproduce and c.status in (Status.REGRESSION, Status.IMPROVEMENT)]
         if flagged:
             out += ["", "Reproduce locally:", ""]
@@ -230,6 +253,12 @@ def compare_run(
 
 def _compare_case(case: CaseResult, past: list[CaseResult]) -> CaseComparison:
     reproduce = f"pytest '{case.nodeid}'" if case.nodeid else ""
+    found = _compare_measured(case, past, reproduce)
+    found.nodeid = case.nodeid
+    return found
+
+
+def _compare_measured(case: CaseResult, past: list[CaseResult], reproduce: str) -> CaseComparison:
     measured = [p for p in past if p.outcome == Outcome.MEASURED]
     if not past:
         return CaseComparison(case.spec.case_id, Status.NEW, detail="not in the history", reproduce=reproduce)
