@@ -193,3 +193,9 @@ def test_nothing_is_re_measured_without_a_suspect(history):
     rerun, calls = rerun_with(1.0)
     comparison.confirm(rerun, load_history(history))
     assert calls == []
+
+
+def test_an_empty_history_makes_every_case_new(tmp_path):
+    comparison = compare_run(run(9, 3.5), [])
+    assert {c.status for c in comparison.cases} == {Status.NEW}
+    assert comparison.exit_code() == 0

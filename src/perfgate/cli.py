@@ -22,8 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="compare a results.json with the history's comparable runs")
-    compare.add_argument("current", type=Path, help="the run's results.json")
-    compare.add_argument("--history", type=Path, required=True, help="directory of past results files")
+    compare.add_argument("current", type=Path, help="the run's results.json, or a pytest-benchmark saved run")
+    compare.add_argument(
+        "--history", type=Path, required=True, help="directory of past results files (or a .benchmarks directory)"
+    )
     compare.add_argument("--last", type=int, default=5, help="compare with up to this many latest runs (5)")
     compare.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
     compare.add_argument(
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from perfgate.history import compare_run, load_history, store_run
+    from perfgate.history import compare_run, load_history, load_run, store_run
     from perfgate.results import write_atomically
 
     args = _parser().parse_args(argv)
@@ -49,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.last < 1:
             raise PerfgateError(f"--last={args.last}: compare with at least 1 run")
-        history = load_history(args.history)
-        comparison = compare_run(RunRecord.load(args.current), history, last=args.last, current_path=args.current)
+        # The run itself may already sit in the history (a .benchmarks directory): never its own baseline.
+        history = [(path, run) for path, run in load_history(args.history) if path.resolve() != args.current.resolve()]
+        comparison = compare_run(load_run(args.current), history, last=args.last, current_path=args.current)
         if args.confirm:
             comparison.confirm(rerun_tests, history)
     except PerfgateError as error:

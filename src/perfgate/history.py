@@ -38,6 +38,7 @@ __all__ = [
     "compare_run",
     "incompatibility",
     "load_history",
+    "load_run",
     "store_run",
 ]
 
@@ -81,6 +82,9 @@ TRACKED = (
     Tracked("speedup", _path("speed", "estimate", "speedup"), higher_is_better=True, floor=0.10),
     Tracked("cosine_min", _path("fidelity", "cosine_min"), higher_is_better=True, floor=0.005, absolute=True),
     Tracked("memory_ratio", _path("memory", "ratio"), higher_is_better=False, floor=0.10),
+    # Absolute times cross processes: ±15-20% measured between back-to-back runs on one machine.
+    Tracked("latency_p50", _path("speed", "latency", "candidate", "p50"), higher_is_better=False, floor=0.20),
+    Tracked("benchmark_p50", _path("latency", "p50"), higher_is_better=False, floor=0.20),  # pytest-benchmark
 )
 
 
@@ -196,15 +200,30 @@ def _major_minor(version: str | None) -> tuple[str, ...] | None:
     return None if version is None else tuple(re.split(r"[.+]", version)[:2])
 
 
+def load_run(path: Path) -> RunRecord:
+    """A perfgate results file, or a pytest-benchmark saved run (recognised by its keys)."""
+    import json
+
+    from perfgate.pytest_benchmark import is_benchmark_run, load_benchmark_run
+
+    try:
+        if is_benchmark_run(json.loads(path.read_text())):
+            return load_benchmark_run(path)
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass  # RunRecord.load names the problem
+    return RunRecord.load(path)
+
+
 def load_history(directory: Path) -> list[tuple[Path, RunRecord]]:
-    """Every results file in ``directory``, oldest first (by start time). A corrupt file is an error
-    naming it: the history is not silently thinned."""
+    """Every results file in ``directory`` (perfgate's or pytest-benchmark's, in subdirectories too, as
+    ``.benchmarks/<machine>/`` keeps them), oldest first. A corrupt file is an error naming it: the
+    history is not silently thinned."""
     if not directory.is_dir():
         raise ConfigError(f"history directory {str(directory)!r} does not exist; create it or store a run first")
     runs = []
-    for path in sorted(directory.glob("*.json")):
+    for path in sorted(directory.rglob("*.json")):
         try:
-            runs.append((path, RunRecord.load(path)))
+            runs.append((path, load_run(path)))
         except ResultsFileError as error:
             raise ResultsFileError(path, f"{error}; move it out of the history directory {str(directory)!r}") from None
     return sorted(runs, key=lambda run: run[1].started)
@@ -234,8 +253,9 @@ def compare_run(
             usable.append(run)
     usable = usable[-last:]
     if not usable:
-        reason = "no comparable run in the history" + (f" ({excluded[-1]})" if excluded else "")
-        cases = [CaseComparison(c.spec.case_id, Status.INCOMPARABLE, detail=reason) for c in current.cases]
+        status = Status.INCOMPARABLE if excluded else Status.NEW
+        reason = f"no comparable run in the history ({excluded[-1]})" if excluded else "the history is empty"
+        cases = [CaseComparison(c.spec.case_id, status, detail=reason) for c in current.cases]
         return Comparison(current_path, 0, excluded, cases, last)
     past: dict[str, list[CaseResult]] = {}
     for run in usable:
