@@ -216,3 +216,34 @@ def test_slow_tests_skip_with_the_reason_unless_the_marker_expression_names_them
     default.stdout.fnmatch_lines(["*slow: part of the nightly selection; run it with -m slow*"])
     project.runpytest("-m", "slow or not slow").assert_outcomes(passed=2)
     project.runpytest("-m", "slow").assert_outcomes(passed=1, deselected=1)
+
+
+def test_a_run_is_compared_with_its_history_and_a_regression_fails_the_session(project, micro_model_dir):
+    """Run once, plant a history in which the same case was 3x faster, run again: exit status 1."""
+    project.makepyfile(
+        """
+        def test_int8(perfgate):
+            perfgate.measure("micro", "torch-dynamic-int8-per-channel", batch_size=1)
+        """
+    )
+    options = [*micro_run(micro_model_dir), "--perfgate-memory=off"]
+    history = project.path / "history"
+    history.mkdir()
+    first = project.runpytest(*options, "--perfgate-history=history")
+    assert first.ret == 0
+    first.stdout.fnmatch_lines(["*against the history (0 comparable runs): 1 new*"])
+    past = json.loads((project.path / "out" / "results.json").read_text())
+    estimate = past["cases"][0]["metrics"]["speed"]["estimate"]
+    estimate["speedup"] *= 3  # a night when this case was much faster
+    (history / "past.json").write_text(json.dumps(past))
+    second = project.runpytest(*options, "--perfgate-history=history")
+    assert second.ret == 1
+    second.stdout.fnmatch_lines(["*1 regression*", "REGRESSION micro/torch-dynamic-int8-per-channel/b1/cpu*"])
+    assert "regression" in (project.path / "out" / "compare.md").read_text()
+
+
+def test_a_missing_history_directory_is_a_usage_error_before_any_case(project, micro_model_dir):
+    project.makepyfile("def test_nothing(perfgate): pass\n")
+    result = project.runpytest(*micro_run(micro_model_dir), "--perfgate-history=no-such-dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*history directory*no-such-dir*does not exist*"])

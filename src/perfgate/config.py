@@ -76,6 +76,12 @@ OPTIONS = (
     ),
     Option("kill_grace", "seconds between SIGTERM and SIGKILL when a worker is killed", _positive_float, 5.0),
     Option(
+        "history",
+        "directory of past results files: compare this run with it at the end (exit status 1 on a regression)",
+        str,
+        None,
+    ),
+    Option(
         "memory",
         "measure serving memory per arm in fresh workers: on or off",
         lambda t: {"on": True, "off": False}[t],
@@ -99,6 +105,7 @@ class Settings:
     case_timeout: float
     kill_grace: float
     memory: bool
+    history: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 
     def describe(self) -> str:
@@ -147,6 +154,8 @@ def read_settings(config: pytest.Config) -> Settings:
     values["thresholds"] = thresholds
     values["report_dir"] = root / Path(values["report_dir"]).expanduser()
     values["cache_dir"] = root / Path(values["cache_dir"]).expanduser()  # absolute: exporters chdir
+    if values["history"] is not None:
+        values["history"] = root / Path(values["history"]).expanduser()
     if values["sentences"] is not None:
         values["sentences"] = root / values["sentences"]
     return Settings(**values, sources=sources)

@@ -16,9 +16,11 @@ from perfgate import hookspecs
 from perfgate.case import CaseResult
 from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
+from perfgate.history import Comparison, Status, compare_run, load_history
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
 from perfgate.report import isolation_line, text_table, ungated_lines
+from perfgate.results import write_atomically
 from perfgate.session import PerfgateSession, Unavailable
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import Requirement
@@ -104,6 +106,24 @@ class SessionReporter:
 
     def __init__(self, session: PerfgateSession) -> None:
         self.session = session
+        self.comparison: Comparison | None = None
+        self.history_error = ""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """With --perfgate-history: compare the run with its history; a regression makes the exit status 1."""
+        directory, record = self.session.settings.history, self.session.record
+        if directory is None or record is None or self.session.xdist_worker or self.session.xdist_controller:
+            return  # under xdist the record is merged later: run `perfgate compare` on results.json
+        try:
+            self.comparison = compare_run(record, load_history(directory), current_path=self.session.results_path)
+        except PerfgateError as error:
+            self.history_error = str(error)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        write_atomically(self.session.settings.report_dir / "compare.md", self.comparison.markdown())
+        if self.comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped and isinstance(report.longrepr, tuple):
@@ -129,6 +149,15 @@ class SessionReporter:
         for line in ungated_lines(session.record.cases):
             write(line)
         write(f"results: {session.results_path}  summary: {summary}")
+        if self.history_error:
+            write(f"perfgate history: {self.history_error}", red=True)
+        if self.comparison is not None:
+            counts = {s: sum(c.status == s for c in self.comparison.cases) for s in Status}
+            write(f"against the history ({self.comparison.history_runs} comparable runs): "
+                  + ", ".join(f"{n} {s}" for s, n in counts.items() if n))  # fmt: skip
+            for case in self.comparison.regressions:
+                write(f"REGRESSION {case.case_id}: reproduce with {case.reproduce}", red=True)
+            write(f"comparison: {session.settings.report_dir / 'compare.md'}")
 
 
 class Bench:

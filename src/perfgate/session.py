@@ -82,6 +82,10 @@ class PerfgateSession:
                 f"sentences file path={str(self.settings.sentences)!r} does not exist; fix perfgate_sentences "
                 "(ini) or --perfgate-sentences"
             )
+        if self.settings.history is not None:
+            from perfgate.history import load_history
+
+            load_history(self.settings.history)  # a missing directory or a corrupt file fails here, before any case
 
     def known_hardware_classes(self) -> list[str]:
         declared = [c for found in self.config.hook.pytest_perfgate_hardware_classes() for c in found]
