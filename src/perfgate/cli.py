@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
         help="re-run each suspected regression's test alone (pytest, in this directory) and count only those "
         "that regress again",
     )  # fmt: skip
+    export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
+    export.add_argument("results", type=Path)
+    export.add_argument("--output", type=Path, required=True, help="the pytest-benchmark style JSON to write")
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
@@ -45,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
+        if args.command == "export":
+            import json
+
+            from perfgate.export import to_pytest_benchmark
+
+            write_atomically(args.output, json.dumps(to_pytest_benchmark(RunRecord.load(args.results)), indent=1))
+            print(f"wrote {args.output}")
+            return 0
         if args.command == "store":
             args.history.mkdir(parents=True, exist_ok=True)
             print(f"stored {store_run(args.results, args.history)}")

@@ -16,6 +16,7 @@ from perfgate import hookspecs
 from perfgate.case import CaseResult
 from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
+from perfgate.export import junit_properties
 from perfgate.history import Comparison, Status, compare_run, load_history
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
@@ -166,6 +167,7 @@ class Bench:
     def __init__(self, session: PerfgateSession, request: pytest.FixtureRequest) -> None:
         self.session = session
         self.nodeid = request.node.nodeid
+        self.node = request.node
 
     def measure(self, model: str, technique: str, **spec: Any) -> CaseResult:
         """Measure and record one case in worker processes; skips the test when it cannot run here.
@@ -177,7 +179,9 @@ class Bench:
             model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec
         )
         try:
-            return self.session.run(case, self.nodeid, memory=memory)
+            result = self.session.run(case, self.nodeid, memory=memory)
+            self.node.user_properties.extend(junit_properties(result))  # --junitxml writes them per test
+            return result
         except Unavailable as reason:
             pytest.skip(str(reason))
 
