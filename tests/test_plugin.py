@@ -240,6 +240,7 @@ def test_a_run_is_compared_with_its_history_and_a_regression_fails_the_session(p
     assert second.ret == 1
     second.stdout.fnmatch_lines(["*1 regression*", "REGRESSION micro/torch-dynamic-int8-per-channel/b1/cpu*"])
     assert "regression" in (project.path / "out" / "compare.md").read_text()
+    assert "Against the history" in (project.path / "out" / "report.html").read_text()  # with its figure
 
 
 def test_a_missing_history_directory_is_a_usage_error_before_any_case(project, micro_model_dir):

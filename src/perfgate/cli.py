@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
     export.add_argument("results", type=Path)
     export.add_argument("--output", type=Path, required=True, help="the pytest-benchmark style JSON to write")
+    report = commands.add_parser("report", help="write the HTML report of a results.json (matplotlib)")
+    report.add_argument("results", type=Path)
+    report.add_argument("--html", type=Path, required=True, help="the self-contained HTML file to write")
+    report.add_argument("--history", type=Path, help="also draw each case against this history")
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
@@ -55,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
             write_atomically(args.output, json.dumps(to_pytest_benchmark(RunRecord.load(args.results)), indent=1))
             print(f"wrote {args.output}")
+            return 0
+        if args.command == "report":
+            from perfgate.html_report import html_report
+
+            record = RunRecord.load(args.results)
+            past = load_history(args.history) if args.history else []
+            compared = compare_run(record, past) if args.history else None
+            write_atomically(args.html, html_report(record, compared, past))
+            print(f"wrote {args.html}")
             return 0
         if args.command == "store":
             args.history.mkdir(parents=True, exist_ok=True)

@@ -159,17 +159,18 @@ class Comparison:
             out += ["", "Not comparable (left out):", *[f"- {line}" for line in self.excluded]]
         out += [
             "",
-            "| case | status | figure | now | reference [band] | runs | detail |",
-            "|---|---|---|---|---|---|---|",
+            "| case | status | figure | figure status | now | reference [band] | runs | detail |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for case in sorted(self.cases, key=lambda c: (list(Status).index(c.status), c.case_id)):
             rows: list[FigureComparison | None] = [*case.figures] or [None]
             for figure in rows:
                 cells = (
-                    ["-", "-", "-", "-"]
+                    ["-", "-", "-", "-", "-"]
                     if figure is None
                     else [
                         figure.name,
+                        str(figure.status),
                         f"{figure.current:.4g}",
                         f"{figure.reference:.4g} [{figure.low:.4g}, {figure.high:.4g}]",
                         str(figure.runs),

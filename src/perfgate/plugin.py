@@ -108,6 +108,7 @@ class SessionReporter:
     def __init__(self, session: PerfgateSession) -> None:
         self.session = session
         self.comparison: Comparison | None = None
+        self.history: list[Any] = []
         self.history_error = ""
 
     @pytest.hookimpl(tryfirst=True)
@@ -117,7 +118,8 @@ class SessionReporter:
         if directory is None or record is None or self.session.xdist_worker or self.session.xdist_controller:
             return  # under xdist the record is merged later: run `perfgate compare` on results.json
         try:
-            self.comparison = compare_run(record, load_history(directory), current_path=self.session.results_path)
+            self.history = load_history(directory)
+            self.comparison = compare_run(record, self.history, current_path=self.session.results_path)
         except PerfgateError as error:
             self.history_error = str(error)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
@@ -135,7 +137,7 @@ class SessionReporter:
         session.close()  # workers exit before the report is written
         if session.xdist_controller:
             session.merge_parts()
-        summary = session.write_summary()
+        summary = session.write_summary(self.comparison, self.history)
         if session.record is None:
             return
         write = terminalreporter.write_line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import importlib.util
 import shutil
 import sys
 from dataclasses import asdict
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import pytest
 
     from perfgate.config import Settings
+    from perfgate.history import Comparison
     from perfgate.model import ModelRegistry
 
 __all__ = ["PerfgateSession", "Unavailable"]
@@ -306,11 +308,17 @@ class PerfgateSession:
         merged.save(self.results_path)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
-    def write_summary(self) -> Path | None:
+    def write_summary(self, comparison: Comparison | None = None, history: Sequence[Any] = ()) -> Path | None:
+        """summary.md, and report.html where matplotlib is installed (with the history's figure when the
+        run was compared)."""
         if self.record is None or self.xdist_worker:
             return None
         path = self.settings.report_dir / "summary.md"
         write_atomically(path, markdown_summary(self.record, self.skipped))
+        if importlib.util.find_spec("matplotlib") is not None:
+            from perfgate.html_report import html_report
+
+            write_atomically(self.settings.report_dir / "report.html", html_report(self.record, comparison, history))
         return path
 
 

@@ -1,0 +1,235 @@
+"""A self-contained HTML report of a run (figures embedded as PNG), drawn with matplotlib.
+
+Figures: speedup with its 95% CI per case (coloured by verdict); accuracy against speed per model with
+the Pareto front (no technique both faster and closer to fp32); serving memory against fp32; and, with
+a history, each compared case's speedup over past runs with its band and this run marked. The summary
+table is the same one ``summary.md`` shows. Written beside ``summary.md`` when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from perfgate.case import CaseResult
+from perfgate.outcome import Outcome, Verdict
+from perfgate.report import columns, stack_lines, summary_rows, ungated_lines
+
+if TYPE_CHECKING:
+    from perfgate.history import Comparison
+    from perfgate.results import RunRecord
+
+__all__ = ["html_report", "pareto_front"]
+
+VERDICT_COLOURS = {
+    Verdict.PASS: "#2e7d32", Verdict.FAIL: "#c62828", Verdict.INCONCLUSIVE: "#ef6c00", Verdict.UNGATED: "#757575",
+}  # fmt: skip
+
+
+def _label(case: CaseResult) -> str:
+    return f"{case.spec.model} · {case.spec.technique} · b{case.spec.batch_size}"
+
+
+def _estimate(case: CaseResult) -> dict[str, float] | None:
+    found = case.metrics.get("speed", {}).get("estimate")
+    return found if case.outcome == Outcome.MEASURED and found else None
+
+
+def _ratio_axis(axis: Any) -> None:
+    """A log axis of ratios labelled 0.5x, 1x, 2x rather than in powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}x" if f"{value:g}"[0] in "2357" else ""))
+
+
+def _png(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _speedup_figure(cases: Sequence[CaseResult]) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = [(c, e) for c in cases if (e := _estimate(c)) is not None]
+    if not rows:
+        return None
+    figure, axes = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    for index, (case, estimate) in enumerate(rows):
+        colour = VERDICT_COLOURS.get(case.verdict, "#757575")
+        low, high = estimate["ci_low"], estimate["ci_high"]
+        axes.errorbar(
+            estimate["speedup"], index, xerr=[[estimate["speedup"] - low], [high - estimate["speedup"]]],
+            fmt="o", color=colour, capsize=3,
+        )  # fmt: skip
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xscale("log")
+    _ratio_axis(axes.xaxis)
+    axes.set_yticks(range(len(rows)), [_label(c) for c, _ in rows], fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("speedup against fp32 eager (log scale; bar: 95% CI; colour: verdict)")
+    axes.grid(axis="x", which="both", alpha=0.3)
+    return _png(figure)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both speedup and fidelity (higher is better)."""
+    front = []
+    for i, (speed, fidelity) in enumerate(points):
+        dominated = any(
+            s >= speed and f >= fidelity and (s, f) != (speed, fidelity) for j, (s, f) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _loss(cosine: float) -> float:
+    return max(1.0 - cosine, 1e-7)  # an exact match is drawn at 1e-7 on the log axis
+
+
+def _pareto_figure(cases: Sequence[CaseResult]) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = [
+        (c, e["speedup"], c.metrics["fidelity"]["cosine_min"])
+        for c in cases
+        if (e := _estimate(c)) is not None and c.metrics.get("fidelity", {}).get("cosine_min") is not None
+    ]
+    groups = sorted({(c.spec.model, c.spec.batch_size) for c, _, _ in rows})
+    if not groups:
+        return None
+    figure, all_axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+    for axes, (model, batch) in zip(all_axes[0], groups, strict=True):
+        mine = [(c, s, f) for c, s, f in rows if (c.spec.model, c.spec.batch_size) == (model, batch)]
+        front = set(pareto_front([(s, f) for _, s, f in mine]))
+        for index, (case, speed, fidelity) in enumerate(mine):
+            on_front = index in front
+            axes.scatter(speed, _loss(fidelity), color="#1565c0" if on_front else "#9e9e9e", zorder=3)
+            axes.annotate(
+                case.spec.technique, (speed, _loss(fidelity)), fontsize=7, xytext=(4, -3 if index % 2 else 4),
+                textcoords="offset points",
+            )  # fmt: skip
+        ordered = sorted((mine[i][1], _loss(mine[i][2])) for i in front)
+        axes.plot([p[0] for p in ordered], [p[1] for p in ordered], color="#1565c0", linewidth=1, alpha=0.6)
+        axes.axvline(1.0, color="black", linewidth=0.8)
+        axes.set_xscale("log")
+        _ratio_axis(axes.xaxis)
+        axes.set_yscale("log")
+        axes.invert_yaxis()  # closer to fp32 is up
+        axes.margins(x=0.3, y=0.1)  # room for the technique names
+        axes.set_title(f"{model}, batch {batch}", fontsize=10)
+        axes.set_xlabel("speedup (log)")
+        axes.set_ylabel("1 - lowest cosine to fp32 (log; up is closer)")
+        axes.grid(alpha=0.3)
+    figure.suptitle("Accuracy against speed: blue points are on the Pareto front", fontsize=10)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _memory_figure(cases: Sequence[CaseResult]) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = [(c, c.metrics["memory"]["ratio"]) for c in cases if c.metrics.get("memory", {}).get("ratio") is not None]
+    if not rows:
+        return None
+    figure, axes = plt.subplots(figsize=(9, 0.3 * len(rows) + 1.2))
+    axes.barh(
+        range(len(rows)), [r for _, r in rows], color=[VERDICT_COLOURS.get(c.verdict, "#757575") for c, _ in rows]
+    )
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_yticks(range(len(rows)), [_label(c) for c, _ in rows], fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("serving memory attributable to the model, candidate / fp32")
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def _history_figure(comparison: Comparison, history: Sequence[tuple[Any, RunRecord]], current: RunRecord) -> str | None:
+    import matplotlib.pyplot as plt
+
+    compared = [c for c in comparison.cases if any(f.name == "speedup" for f in c.figures)]
+    compared.sort(key=lambda c: (c.status != "regression", c.case_id))
+    compared = compared[:6]
+    if not compared:
+        return None
+    figure, all_axes = plt.subplots(len(compared), 1, figsize=(9, 2.1 * len(compared)), squeeze=False)
+    for axes, case in zip(all_axes[:, 0], compared, strict=True):
+        points = [
+            (run.started[:10], e["speedup"])
+            for _, run in history
+            for past in run.cases
+            if past.spec.case_id == case.case_id and (e := _estimate(past)) is not None
+        ]
+        speed = next(f for f in case.figures if f.name == "speedup")
+        xs = list(range(len(points)))
+        axes.plot(xs, [p[1] for p in points], "o-", color="#616161", label="past runs")
+        axes.axhspan(speed.low, speed.high, color="#90caf9", alpha=0.35, label="band")
+        axes.axhline(speed.reference, color="#1565c0", linewidth=0.8)
+        colour = "#c62828" if speed.status == "regression" else "#2e7d32"
+        moved = [f"{f.name} {f.status}" for f in case.figures if f.status != "unchanged"]
+        axes.plot(len(points), speed.current, "D", color=colour, label=f"this run: speedup {speed.status}")
+        if moved:
+            axes.text(0.01, 0.04, "case: " + ", ".join(moved), transform=axes.transAxes, fontsize=7, color="#c62828")
+        axes.set_xticks([*xs, len(points)], [*[p[0] for p in points], current.started[:10]], fontsize=7)
+        axes.set_title(case.case_id, fontsize=9)
+        axes.set_ylabel("speedup")
+        axes.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def html_report(
+    record: RunRecord, comparison: Comparison | None = None, history: Sequence[tuple[Any, RunRecord]] = ()
+) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    cases = record.cases
+    classes = record.fingerprint.get("hardware_class", {})
+    figures = [
+        ("Speedup against fp32 eager", _speedup_figure(cases)),
+        ("Accuracy against speed", _pareto_figure(cases)),
+        ("Serving memory", _memory_figure(cases)),
+    ]
+    if comparison is not None:
+        figures.append(("Against the history", _history_figure(comparison, history, record)))
+    header = columns()
+    table = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for case, row in zip(cases, summary_rows(cases), strict=True):
+        colour = VERDICT_COLOURS.get(case.verdict, "#757575")
+        cells = "".join(
+            f'<td style="color:{colour};font-weight:bold">{html.escape(v)}</td>'
+            if h == "verdict"
+            else f"<td>{html.escape(v)}</td>"
+            for h, v in zip(header, row, strict=True)
+        )
+        table.append(f"<tr>{cells}</tr>")
+    table.append("</table>")
+    notes = [*stack_lines(cases), *ungated_lines(cases)]
+    body = [
+        "<h1>perfgate report</h1>",
+        f"<p>started {html.escape(record.started)} · cpu <code>{html.escape(str(classes.get('cpu')))}</code> · "
+        f"cuda <code>{html.escape(str(classes.get('cuda')))}</code> · {len(cases)} cases</p>",
+        *table,
+        *(["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"] if notes else []),
+    ]
+    for title, png in figures:
+        if png:
+            body += [
+                f"<h2>{html.escape(title)}</h2>",
+                f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">',
+            ]
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ddd;padding:3px 6px;text-align:left} th{background:#f5f5f5} img{max-width:100%}"
+    )
+    head = f"<head><meta charset='utf-8'><title>perfgate report</title><style>{style}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"

@@ -1,0 +1,65 @@
+"""The HTML report: self-contained, with its figures, the summary table and the history when given."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from perfgate.case import CaseResult
+from perfgate.history import compare_run
+from perfgate.outcome import Outcome, Verdict
+from perfgate.results import RunRecord
+from perfgate.spec import CaseSpec
+
+pytest.importorskip("matplotlib")
+
+from perfgate.html_report import html_report, pareto_front  # needs matplotlib
+
+
+def case(technique: str, speedup: float, cosine: float, memory: float = 1.0) -> CaseResult:
+    result = CaseResult(spec=CaseSpec("minilm", technique), hardware_class="cpu-amx", outcome=Outcome.MEASURED,
+                        verdict=Verdict.PASS, nodeid=f"perf/t.py::t[{technique}]")  # fmt: skip
+    result.metrics = {
+        "speed": {
+            "estimate": {"speedup": speedup, "ci_low": speedup * 0.95, "ci_high": speedup * 1.05, "noisy": False},
+            "verdict": "pass",
+        },
+        "fidelity": {"cosine_min": cosine},
+        "memory": {"ratio": memory},
+    }
+    return result
+
+
+def run(day: int, factor: float = 1.0) -> RunRecord:
+    cases = [case("ort-int8", 3.6 * factor, 0.985, 0.5), case("bf16", 1.6, 0.9999, 0.9), case("slow", 0.5, 0.99)]
+    fingerprint = {"hardware_class": {"cpu": "cpu-amx", "cuda": "gpu-none"}, "libraries": {}}
+    return RunRecord(fingerprint=fingerprint, config={}, cases=cases, started=f"2026-11-{day:02d}T02:00:00+00:00")
+
+
+def images(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
+
+
+def test_the_pareto_front_keeps_only_points_nothing_beats_on_both():
+    points = [(3.6, 0.985), (1.6, 0.9999), (0.5, 0.99), (3.0, 0.98)]
+    assert pareto_front(points) == [0, 1]  # 0.5x and the slower, less faithful 3.0x are dominated
+
+
+def test_the_report_is_self_contained_with_figures_and_the_table():
+    page = html_report(run(20))
+    found = images(page)
+    assert len(found) == 3  # speedup, accuracy against speed, memory
+    assert all(png.startswith(b"\x89PNG") for png in found)
+    assert "<table>" in page
+    assert "ort-int8" in page
+    assert "PASS" in page
+    assert "http" not in page.replace("charset", "")  # nothing fetched from elsewhere
+
+
+def test_with_a_history_the_report_draws_each_case_against_its_band():
+    history = [(None, run(day)) for day in range(10, 15)]
+    current = run(20, factor=0.7)  # ort-int8 regressed
+    page = html_report(current, compare_run(current, history), history)
+    assert len(images(page)) == 4
