@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("results", type=Path)
     report.add_argument("--html", type=Path, required=True, help="the self-contained HTML file to write")
     report.add_argument("--history", type=Path, help="also draw each case against this history")
+    merge = commands.add_parser("merge", help="one report from several runners' results.json files")
+    merge.add_argument("results", type=Path, nargs="+")
+    merge.add_argument("--output", type=Path, required=True, help="the merged Markdown report to write")
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
@@ -68,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
             compared = compare_run(record, past) if args.history else None
             write_atomically(args.html, html_report(record, compared, past))
             print(f"wrote {args.html}")
+            return 0
+        if args.command == "merge":
+            from perfgate.merge import merged_markdown
+
+            write_atomically(args.output, merged_markdown([(path, RunRecord.load(path)) for path in args.results]))
+            print(f"wrote {args.output}")
             return 0
         if args.command == "store":
             args.history.mkdir(parents=True, exist_ok=True)

@@ -46,4 +46,4 @@ class Speed(Metric):
         if not estimate:
             return {}
         cell = f"{estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, {estimate['ci_high']:.2f}]"
-        return {self.columns[0]: cell + (" noisy" if estimate["noisy"] else "")}
+        return {self.columns[0]: cell + (" noisy" if estimate.get("noisy") else "")}

@@ -1,0 +1,58 @@
+"""``perfgate merge``: results of several runners (hardware classes) in one report.
+
+One table puts each case's speedup, CI and verdict side by side per hardware class, so "does this pay
+off on our GPUs and on our CPUs" reads in one place; each runner's own summary follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from perfgate.outcome import Outcome
+from perfgate.report import markdown_summary
+from perfgate.results import RunRecord
+
+__all__ = ["merged_markdown"]
+
+
+def _runners(runs: Sequence[tuple[Path, RunRecord]]) -> list[str]:
+    """A column name per run: its hardware classes and file, numbered where two would read alike."""
+    names: list[str] = []
+    for path, record in runs:
+        classes = record.fingerprint.get("hardware_class", {})
+        name = f"{classes.get('cpu')} / {classes.get('cuda')} ({path.parent.name}/{path.name})"
+        names.append(name if name not in names else f"{name} #{len(names) + 1}")
+    return names
+
+
+def merged_markdown(runs: Sequence[tuple[Path, RunRecord]]) -> str:
+    runners = _runners(runs)
+    cells: dict[tuple[str, str, int, str], dict[str, str]] = {}
+    for runner, (_, record) in zip(runners, runs, strict=True):
+        for case in record.cases:
+            key = (case.spec.model, case.spec.technique, case.spec.batch_size, case.spec.device)
+            estimate = case.metrics.get("speed", {}).get("estimate")
+            if case.outcome != Outcome.MEASURED:
+                cell = f"{case.outcome}"
+            elif estimate:
+                interval = f"[{estimate['ci_low']:.2f}, {estimate['ci_high']:.2f}]"
+                cell = f"{estimate['speedup']:.2f}x {interval} {case.verdict.upper()}"
+            else:
+                cell = case.verdict.upper()
+            cells.setdefault(key, {})[runner] = cell
+    out = [
+        "# perfgate: results of several runners",
+        "",
+        "Speedup against fp32 eager [95% CI] and verdict, per runner (hardware class cpu / cuda).",
+        "",
+        "| model | technique | batch | device | " + " | ".join(runners) + " |",
+        "|---|---|---|---|" + "---|" * len(runners),
+    ]
+    for (model, technique, batch, device), found in sorted(cells.items()):
+        row = " | ".join(found.get(runner, "-") for runner in runners)
+        out.append(f"| {model} | {technique} | {batch} | {device} | {row} |")
+    for runner, (_, record) in zip(runners, runs, strict=True):
+        body = markdown_summary(record).split("\n", 1)[1]  # without its own title
+        out += ["", f"## {runner}", body]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,49 @@
+"""perfgate merge: one table across runners, every runner's cases in its own column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from perfgate.case import CaseResult
+from perfgate.cli import main
+from perfgate.merge import merged_markdown
+from perfgate.outcome import Outcome, Verdict
+from perfgate.results import RunRecord
+from perfgate.spec import CaseSpec
+
+
+def runner(cpu: str, speedup: float | None) -> RunRecord:
+    case = CaseResult(spec=CaseSpec("minilm", "bf16-cast"), hardware_class=cpu, verdict=Verdict.PASS,
+                      outcome=Outcome.MEASURED if speedup else Outcome.CRASHED)  # fmt: skip
+    if speedup:
+        case.metrics["speed"] = {"estimate": {"speedup": speedup, "ci_low": speedup - 0.1, "ci_high": speedup + 0.1}}
+    return RunRecord(fingerprint={"hardware_class": {"cpu": cpu, "cuda": "gpu-none"}}, config={}, cases=[case])
+
+
+def test_each_runner_is_a_column_and_a_section(tmp_path):
+    runs = [(Path("amx/results.json"), runner("cpu-amx", 1.6)), (Path("avx2/results.json"), runner("cpu-avx2", None))]
+    text = merged_markdown(runs)
+    columns = "cpu-amx / gpu-none (amx/results.json) | cpu-avx2 / gpu-none (avx2/results.json)"
+    assert f"| model | technique | batch | device | {columns} |" in text
+    assert "| minilm | bf16-cast | 1 | cpu | 1.60x [1.50, 1.70] PASS | crashed |" in text
+    assert "## cpu-amx / gpu-none (amx/results.json)" in text
+
+
+def test_two_runs_that_read_alike_keep_their_own_columns(tmp_path):
+    text = merged_markdown(
+        [(Path("a/results.json"), runner("cpu-amx", 1.6)), (Path("a/results.json"), runner("cpu-amx", 1.2))]
+    )
+    assert "1.60x" in text
+    assert "1.20x" in text
+
+
+def test_the_merge_command(tmp_path):
+    paths = []
+    for name, record in (("one", runner("cpu-amx", 1.6)), ("two", runner("cpu-avx2", 0.7))):
+        path = tmp_path / name / "results.json"
+        record.save(path)
+        paths.append(str(path))
+    output = tmp_path / "merged.md"
+    assert main(["merge", *paths, "--output", str(output)]) == 0
+    assert "0.70x" in output.read_text()
+    assert main(["merge", str(tmp_path / "absent.json"), "--output", str(output)]) == 2
