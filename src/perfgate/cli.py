@@ -1,4 +1,5 @@
-"""The ``perfgate`` console script: ``compare`` a run against the history, ``store`` a run in it.
+"""The ``perfgate`` console script: ``compare`` a run against the history, ``store`` a run in it,
+``report`` (HTML), ``merge`` (several runners), ``export`` (pytest-benchmark JSON).
 
 Exit codes: 0 nothing regressed; 1 at least one regression; 2 bad input (a missing or corrupt file,
 an unknown option), with one message naming the file and the fix.
