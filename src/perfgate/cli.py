@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--last", type=int, default=5, help="compare with up to this many latest runs (5)")
     compare.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
+    compare.add_argument("--json", type=Path, help="also write the comparison as JSON (for alerting scripts)")
     compare.add_argument(
         "--confirm", action="store_true",
         help="re-run each suspected regression's test alone (pytest, in this directory) and count only those "
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if args.markdown:
         write_atomically(args.markdown, report)
+    if args.json:
+        import json
+
+        write_atomically(args.json, json.dumps(comparison.to_dict(), indent=1))
     return comparison.exit_code()
 
 

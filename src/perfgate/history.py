@@ -146,6 +146,20 @@ class Comparison:
                 else f"not confirmed: re-measured as {repeat.status if repeat else 'not measured'} (a one-run blip)"
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The comparison as data, for scripts that act on it (alerting)."""
+        return {
+            "history_runs": self.history_runs,
+            "excluded": self.excluded,
+            "cases": [
+                {
+                    "case_id": c.case_id, "status": str(c.status), "confirmed": c.confirmed, "detail": c.detail,
+                    "reproduce": c.reproduce, "figures": [{**vars(f), "status": str(f.status)} for f in c.figures],
+                }
+                for c in self.cases
+            ],
+        }  # fmt: skip
+
     def markdown(self) -> str:
         counts = {s: sum(c.status == s for c in self.cases) for s in Status}
         out = [

@@ -1,0 +1,112 @@
+"""The CI workflows pass their linters offline (the workflow JSON schema, zizmor) and keep the
+project's rules: least privilege, actions pinned by commit, GPU jobs only on GPU runners and never two
+at once, and every job writing a summary."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.user_project import ROOT
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict:
+    from ruamel.yaml import YAML
+
+    return dict(YAML(typ="safe").load(path.read_text()))
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        pytest.skip(f"{name} is not installed (pip install -r requirements/cpu.txt)")
+    return found
+
+
+def test_the_workflows_match_github_s_schema():
+    command = [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing_offline():
+    result = subprocess.run([tool("zizmor"), "--offline", str(ROOT / ".github" / "workflows")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_catches_an_unpinned_action_and_a_credential_left_behind(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\npermissions: write-all\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+    )
+    result = subprocess.run([tool("zizmor"), "--offline", str(bad)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "unpinned" in result.stdout or "artipacked" in result.stdout
+
+
+def rule_breaks(workflow: dict) -> list[str]:
+    """What a workflow breaks of the project's own rules, as readable lines."""
+    broken = []
+    if workflow.get("permissions") != {}:
+        broken.append("top-level permissions must be {} (each job asks for what it needs)")
+    for name, job in workflow["jobs"].items():
+        runs_on = job.get("runs-on", [])
+        on_gpu = isinstance(runs_on, list) and "gpu" in runs_on
+        if on_gpu and "self-hosted" not in runs_on:
+            broken.append(f"{name}: gpu jobs run on self-hosted runners")
+        if on_gpu and workflow.get("concurrency", {}).get("group") != "perfgate-gpu":
+            broken.append(f"{name}: gpu jobs share the concurrency group perfgate-gpu")
+        steps = job.get("steps", [])
+        for step in steps:
+            if "uses" in step and not PINNED.match(step["uses"]):
+                broken.append(f"{name}: {step['uses']} is not pinned by commit")
+        if steps and not any("GITHUB_STEP_SUMMARY" in str(step.get("run", "")) for step in steps):
+            broken.append(f"{name}: writes no job summary")
+    return broken
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_each_workflow_keeps_the_project_s_rules(path):
+    workflow = load(path)
+    exempt = {"lint-workflows"}  # a linter job has nothing to summarise beyond its exit status
+    assert [line for line in rule_breaks(workflow) if line.split(":")[0] not in exempt] == []
+
+
+def test_the_rules_catch_a_workflow_that_breaks_them():
+    workflow = {"permissions": "write-all", "jobs": {"night": {
+        "runs-on": ["linux", "gpu"], "steps": [{"uses": "actions/checkout@v4"}, {"run": "pytest"}]}}}  # fmt: skip
+    assert rule_breaks(workflow) == [
+        "top-level permissions must be {} (each job asks for what it needs)",
+        "night: gpu jobs run on self-hosted runners",
+        "night: gpu jobs share the concurrency group perfgate-gpu",
+        "night: actions/checkout@v4 is not pinned by commit",
+        "night: writes no job summary",
+    ]
+
+
+def test_gpu_workflows_run_only_on_demand_by_label_or_schedule():
+    gpu, nightly = load(ROOT / ".github/workflows/gpu.yml"), load(ROOT / ".github/workflows/nightly.yml")
+    triggers = gpu.get("on", gpu.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert set(triggers) == {"workflow_dispatch", "pull_request"}
+    assert triggers["pull_request"] == {"types": ["labeled"]}
+    assert "github.event.label.name == 'gpu'" in gpu["jobs"]["gpu"]["if"]
+    assert set(nightly.get("on", nightly.get(True))) == {"schedule", "workflow_dispatch"}
+
+
+def test_a_gpu_job_without_a_visible_gpu_fails_loudly():
+    if Path("/dev/nvidia0").exists():
+        pytest.skip("this machine has an NVIDIA device: the check would pass")
+    result = subprocess.run([str(ROOT / "scripts" / "require_gpu.sh"), sys.executable],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "torch.cuda.is_available() is False" in result.stderr
