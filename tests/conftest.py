@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
+
+# pytester's in-process runs restore sys.modules afterwards: a library first imported inside one (the
+# plugin draws report.html with matplotlib) would be dropped half-way, and the next import would mix two
+# copies of its classes. Imported here first, it stays.
+with contextlib.suppress(ImportError):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
 
 from tests.micro_model import micro_bert
 from tests.user_project import SENTENCES
