@@ -21,12 +21,13 @@ def test_generation_latency(perfgate: Bench, model: str, technique: str) -> None
 
 
 @pytest.mark.cpu
-def test_static_cache_with_compile(perfgate: Bench) -> None:
-    result = perfgate.gate("tiny-gpt2", "static-cache-compile", batch_size=1, memory=False)
+@pytest.mark.parametrize("technique", ["static-cache", "static-cache-compile"])
+def test_the_static_cache_alone_and_compiled(perfgate: Bench, technique: str) -> None:
+    result = perfgate.gate("tiny-gpt2", technique, batch_size=1, memory=False)
     assert result.metrics["generation"]["candidate"]["tokens_per_second"] > 0
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("technique", ["static-cache-compile", "bf16-cast", "torchao-int8-weight-only"])
+@pytest.mark.parametrize("technique", ["static-cache", "static-cache-compile", "bf16-cast", "torchao-int8-weight-only"])
 def test_generation_on_a_gpu(perfgate: Bench, technique: str) -> None:
     perfgate.gate("gpt2-medium-random", technique, device="cuda", batch_size=1, memory=False)
