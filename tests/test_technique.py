@@ -11,7 +11,6 @@ from perfgate.technique import (
     built_in,
     get_technique,
     import_path,
-    is_known,
     load_technique,
     register_technique,
     technique_names,
@@ -36,8 +35,6 @@ def test_a_stack_resolves_to_its_parts_in_order():
     assert import_path("bf16-cast+torch-compile") == f"{built_in()['bf16-cast']}+{built_in()['torch-compile']}"
     assert stack.native_math == "bf16"
     assert stack.fresh_worker
-    assert is_known("bf16-cast+torch-compile")
-    assert not is_known("bf16-cast+no-such-part")
 
 
 def test_an_unknown_part_of_a_stack_is_named_in_the_error():

@@ -62,9 +62,10 @@ def test_an_attention_implementation_is_the_one_loaded(micro, tmp_path):
 def test_bettertransformer_says_sdpa_superseded_it_where_it_cannot_install():
     technique = get_technique("bettertransformer")
     reason = technique.unavailable_reason("feature-extraction", "cpu")
-    if reason is not None:
-        assert "SDPA" in reason
-        assert "optimum < 2" in reason
+    if reason is None:
+        pytest.skip("optimum.bettertransformer is installed here: nothing to explain")
+    assert "SDPA" in reason
+    assert "optimum < 2" in reason
 
 
 def test_the_hub_kernel_skips_offline(monkeypatch):
@@ -92,9 +93,9 @@ def test_torchao_sizes_count_the_int8_data_and_scales(micro, tmp_path):
     variant = get_technique("torchao-int8-weight-only").apply(micro, tmp_path, 1)
     linears = [m for m in micro.module.modules() if isinstance(m, torch.nn.Linear)]
     fp32_linear = sum(m.weight.numel() * 4 for m in linears)
-    int8_linear = sum(m.weight.numel() + m.weight.shape[0] * 4 for m in linears)  # one fp32 scale a row
-    expected = module_bytes(micro.module) - fp32_linear + int8_linear
-    assert abs(variant.memory_bytes - expected) <= 0.02 * expected, (variant.memory_bytes, expected)
+    # int8 weights, and per output row one fp32 scale and one int8 zero point
+    int8_linear = sum(m.weight.numel() + m.weight.shape[0] * (4 + 1) for m in linears)
+    assert variant.memory_bytes == module_bytes(micro.module) - fp32_linear + int8_linear
 
 
 def test_bitsandbytes_layout_matches_bytes_per_parameter(micro, tmp_path):

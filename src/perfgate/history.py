@@ -105,9 +105,13 @@ class CaseComparison:
     status: Status
     figures: list[FigureComparison] = field(default_factory=list)
     detail: str = ""
-    reproduce: str = ""
     nodeid: str = ""
     confirmed: bool | None = None  # None: not re-measured; False: the re-measurement was back in its band
+
+    @property
+    def reproduce(self) -> str:
+        """The command that re-runs this case locally."""
+        return f"pytest '{self.nodeid}'" if self.nodeid else ""
 
 
 @dataclass
@@ -146,6 +150,11 @@ class Comparison:
                 else f"not confirmed: re-measured as {repeat.status if repeat else 'not measured'} (a one-run blip)"
             )
 
+    def counts(self) -> str:
+        """How many cases have each status, e.g. "1 regression, 11 unchanged, 2 missing"."""
+        found = {s: sum(c.status == s for c in self.cases) for s in Status}
+        return ", ".join(f"{n} {s}" for s, n in found.items() if n)
+
     def to_dict(self) -> dict[str, Any]:
         """The comparison as data, for scripts that act on it (alerting)."""
         return {
@@ -161,13 +170,12 @@ class Comparison:
         }  # fmt: skip
 
     def markdown(self) -> str:
-        counts = {s: sum(c.status == s for c in self.cases) for s in Status}
         out = [
             "# perfgate compare",
             "",
             f"Each case against the median of up to the last {self.last} comparable runs in the history "
             f"({self.history_runs} used); bands from their spread, at least 10% for speed and memory ratios.",
-            ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+            self.counts(),
         ]
         if self.excluded:
             out += ["", "Not comparable (left out):", *[f"- {line}" for line in self.excluded]]
@@ -287,20 +295,13 @@ def compare_run(
 
 
 def _compare_case(case: CaseResult, past: list[CaseResult]) -> CaseComparison:
-    reproduce = f"pytest '{case.nodeid}'" if case.nodeid else ""
-    found = _compare_measured(case, past, reproduce)
-    found.nodeid = case.nodeid
-    return found
-
-
-def _compare_measured(case: CaseResult, past: list[CaseResult], reproduce: str) -> CaseComparison:
     measured = [p for p in past if p.outcome == Outcome.MEASURED]
     if not past:
-        return CaseComparison(case.spec.case_id, Status.NEW, detail="not in the history", reproduce=reproduce)
+        return CaseComparison(case.spec.case_id, Status.NEW, detail="not in the history", nodeid=case.nodeid)
     if case.outcome != Outcome.MEASURED:
         status = Status.REGRESSION if measured else Status.UNCHANGED
         detail = f"outcome {case.outcome}: {case.detail[:120]}"
-        return CaseComparison(case.spec.case_id, status, detail=detail, reproduce=reproduce)
+        return CaseComparison(case.spec.case_id, status, detail=detail, nodeid=case.nodeid)
     figures = []
     for tracked in TRACKED:
         value = tracked.read(case)
@@ -313,7 +314,7 @@ def _compare_measured(case: CaseResult, past: list[CaseResult], reproduce: str) 
     detail = ""
     if status == Status.IMPROVEMENT:
         detail = "improved beyond its band: the baseline is stale; store this run once the gain is confirmed"
-    return CaseComparison(case.spec.case_id, status, figures, detail, reproduce)
+    return CaseComparison(case.spec.case_id, status, figures, detail, case.nodeid)
 
 
 def _compare_figure(tracked: Tracked, value: float, values: list[float]) -> FigureComparison:

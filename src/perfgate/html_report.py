@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
-from perfgate.outcome import Outcome, Verdict
-from perfgate.report import columns, stack_lines, summary_rows, ungated_lines
+from perfgate.outcome import Verdict
+from perfgate.report import columns, speed_estimate, stack_lines, summary_rows, ungated_lines
 
 if TYPE_CHECKING:
     from perfgate.history import Comparison
@@ -31,11 +31,6 @@ VERDICT_COLOURS = {
 
 def _label(case: CaseResult) -> str:
     return f"{case.spec.model} · {case.spec.technique} · b{case.spec.batch_size}"
-
-
-def _estimate(case: CaseResult) -> dict[str, float] | None:
-    found = case.metrics.get("speed", {}).get("estimate")
-    return found if case.outcome == Outcome.MEASURED and found else None
 
 
 def _ratio_axis(axis: Any) -> None:
@@ -58,7 +53,7 @@ def _png(figure: Any) -> str:
 def _speedup_figure(cases: Sequence[CaseResult]) -> str | None:
     import matplotlib.pyplot as plt
 
-    rows = [(c, e) for c in cases if (e := _estimate(c)) is not None]
+    rows = [(c, e) for c in cases if (e := speed_estimate(c)) is not None]
     if not rows:
         return None
     figure, axes = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
@@ -101,7 +96,7 @@ def _pareto_figure(cases: Sequence[CaseResult]) -> str | None:
     rows = [
         (c, e["speedup"], c.metrics["fidelity"]["cosine_min"])
         for c in cases
-        if (e := _estimate(c)) is not None and c.metrics.get("fidelity", {}).get("cosine_min") is not None
+        if (e := speed_estimate(c)) is not None and c.metrics.get("fidelity", {}).get("cosine_min") is not None
     ]
     groups = sorted({(c.spec.model, c.spec.batch_size) for c, _, _ in rows})
     if not groups:
@@ -166,7 +161,7 @@ def _history_figure(comparison: Comparison, history: Sequence[tuple[Any, RunReco
             (run.started[:10], e["speedup"])
             for _, run in history
             for past in run.cases
-            if past.spec.case_id == case.case_id and (e := _estimate(past)) is not None
+            if past.spec.case_id == case.case_id and (e := speed_estimate(past)) is not None
         ]
         speed = next(f for f in case.figures if f.name == "speedup")
         xs = list(range(len(points)))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from perfgate.outcome import Outcome
-from perfgate.report import markdown_summary
+from perfgate.report import markdown_summary, speed_estimate
 from perfgate.results import RunRecord
 
 __all__ = ["merged_markdown"]
@@ -32,7 +32,7 @@ def merged_markdown(runs: Sequence[tuple[Path, RunRecord]]) -> str:
     for runner, (_, record) in zip(runners, runs, strict=True):
         for case in record.cases:
             key = (case.spec.model, case.spec.technique, case.spec.batch_size, case.spec.device)
-            estimate = case.metrics.get("speed", {}).get("estimate")
+            estimate = speed_estimate(case)
             if case.outcome != Outcome.MEASURED:
                 cell = f"{case.outcome}"
             elif estimate:

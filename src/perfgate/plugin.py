@@ -17,7 +17,7 @@ from perfgate.case import CaseResult
 from perfgate.config import add_options, read_settings, user_models
 from perfgate.errors import PerfgateError
 from perfgate.export import junit_properties
-from perfgate.history import Comparison, Status, compare_run, load_history
+from perfgate.history import Comparison, compare_run
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
 from perfgate.report import isolation_line, text_table, ungated_lines
@@ -108,22 +108,14 @@ class SessionReporter:
     def __init__(self, session: PerfgateSession) -> None:
         self.session = session
         self.comparison: Comparison | None = None
-        self.history: list[Any] = []
-        self.history_error = ""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """With --perfgate-history: compare the run with its history; a regression makes the exit status 1."""
-        directory, record = self.session.settings.history, self.session.record
-        if directory is None or record is None or self.session.xdist_worker or self.session.xdist_controller:
+        history, record = self.session.history, self.session.record
+        if history is None or record is None or self.session.xdist_worker or self.session.xdist_controller:
             return  # under xdist the record is merged later: run `perfgate compare` on results.json
-        try:
-            self.history = load_history(directory)
-            self.comparison = compare_run(record, self.history, current_path=self.session.results_path)
-        except PerfgateError as error:
-            self.history_error = str(error)
-            session.exitstatus = pytest.ExitCode.USAGE_ERROR
-            return
+        self.comparison = compare_run(record, history, current_path=self.session.results_path)
         write_atomically(self.session.settings.report_dir / "compare.md", self.comparison.markdown())
         if self.comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -137,7 +129,7 @@ class SessionReporter:
         session.close()  # workers exit before the report is written
         if session.xdist_controller:
             session.merge_parts()
-        summary = session.write_summary(self.comparison, self.history)
+        summary = session.write_summary(self.comparison, session.history or [])
         if session.record is None:
             return
         write = terminalreporter.write_line
@@ -152,12 +144,8 @@ class SessionReporter:
         for line in ungated_lines(session.record.cases):
             write(line)
         write(f"results: {session.results_path}  summary: {summary}")
-        if self.history_error:
-            write(f"perfgate history: {self.history_error}", red=True)
         if self.comparison is not None:
-            counts = {s: sum(c.status == s for c in self.comparison.cases) for s in Status}
-            write(f"against the history ({self.comparison.history_runs} comparable runs): "
-                  + ", ".join(f"{n} {s}" for s, n in counts.items() if n))  # fmt: skip
+            write(f"against the history ({self.comparison.history_runs} comparable runs): {self.comparison.counts()}")
             for case in self.comparison.regressions:
                 write(f"REGRESSION {case.case_id}: reproduce with {case.reproduce}", red=True)
             write(f"comparison: {session.settings.report_dir / 'compare.md'}")

@@ -17,6 +17,7 @@ __all__ = [
     "columns",
     "isolation_line",
     "markdown_summary",
+    "speed_estimate",
     "stack_lines",
     "summary_rows",
     "text_table",
@@ -72,17 +73,18 @@ def isolation_line(cases: Sequence[CaseResult]) -> str:
     )
 
 
+def speed_estimate(case: CaseResult) -> dict[str, float] | None:
+    """The case's speedup estimate (speedup, ci_low, ci_high...), or None where it has no result."""
+    found: dict[str, float] | None = case.metrics.get("speed", {}).get("estimate")
+    return found if case.outcome == Outcome.MEASURED and found else None
+
+
 def stack_lines(cases: Sequence[CaseResult]) -> list[str]:
     """Each stack against its parts measured in the same run (same model, batch and device): whether it
     beats its best part, judged on the two confidence intervals (overlap is 'within noise')."""
-
-    def estimate(case: CaseResult) -> dict[str, float] | None:
-        found = case.metrics.get("speed", {}).get("estimate")
-        return found if case.outcome == Outcome.MEASURED and found else None
-
     lines = []
     for stack in cases:
-        mine = estimate(stack)
+        mine = speed_estimate(stack)
         if "+" not in stack.spec.technique or mine is None:
             continue
         parts = []
@@ -90,7 +92,7 @@ def stack_lines(cases: Sequence[CaseResult]) -> list[str]:
             same = [
                 (c, e) for c in cases
                 if c.spec.technique == name and (c.spec.model, c.spec.batch_size, c.spec.device)
-                == (stack.spec.model, stack.spec.batch_size, stack.spec.device) and (e := estimate(c)) is not None
+                == (stack.spec.model, stack.spec.batch_size, stack.spec.device) and (e := speed_estimate(c)) is not None
             ]  # fmt: skip
             if same:
                 parts.append((name, same[-1][1]))

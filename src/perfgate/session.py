@@ -55,6 +55,7 @@ class PerfgateSession:
         self.models = models
         self.skipped: list[tuple[str, str]] = []
         self.record: RunRecord | None = None
+        self.history: list[tuple[Path, RunRecord]] | None = None  # past runs, with --perfgate-history
         self._memo: dict[tuple[Any, ...], Any] = {}
         workerinput: dict[str, Any] = getattr(config, "workerinput", {})
         self.xdist_worker: str | None = workerinput.get("workerid")
@@ -87,7 +88,8 @@ class PerfgateSession:
         if self.settings.history is not None:
             from perfgate.history import load_history
 
-            load_history(self.settings.history)  # a missing directory or a corrupt file fails here, before any case
+            # Read once, before any case: a missing directory or a corrupt file ends the run here.
+            self.history = load_history(self.settings.history)
 
     def known_hardware_classes(self) -> list[str]:
         declared = [c for found in self.config.hook.pytest_perfgate_hardware_classes() for c in found]

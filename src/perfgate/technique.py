@@ -35,8 +35,8 @@ __all__ = [
     "Technique",
     "Variant",
     "built_in",
+    "cast_inputs",
     "get_technique",
-    "is_known",
     "module_variant",
     "register_technique",
     "technique_names",
@@ -70,6 +70,11 @@ class Variant:
     input_dtype: Any = None  # floating-point inputs are cast to this dtype before ``module`` sees them
 
 
+def cast_inputs(inputs: Mapping[str, torch.Tensor], dtype: Any) -> dict[str, torch.Tensor]:
+    """Floating-point inputs cast to ``dtype`` (None: unchanged); token ids and masks stay integers."""
+    return {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in inputs.items()}
+
+
 def module_variant(
     technique: str,
     model: LoadedModel,
@@ -88,8 +93,7 @@ def module_variant(
     input_dtype = input_dtype or model.input_dtype
 
     def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if input_dtype is not None:
-            inputs = {k: v.to(input_dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        inputs = cast_inputs(inputs, input_dtype)
         with torch.inference_mode():
             return model.primary_output(module(**inputs), inputs)
 
@@ -116,8 +120,8 @@ class Technique(ABC):
     # True when apply() serves from files it builds once (an ONNX graph): prepare() builds them in
     # another worker first, so a memory measurement holds only what the variant serves from.
     builds_artifacts: ClassVar[bool] = False
-    # The reduced-precision math the variant relies on ("bf16", "fp16"), or None: its thresholds are
-    # then looked up under the detected capability (cpu-bf16-native, gpu-fp16-native, cpu-fp16-emulated).
+    # The reduced-precision math the variant relies on ("bf16", "fp16", "int8", "fp8"), or None: its
+    # thresholds are then looked up under the detected capability (cpu-bf16-native, cpu-int8-emulated...).
     native_math: ClassVar[str | None] = None
 
     def runtime_modules(self) -> tuple[str, ...]:
@@ -179,19 +183,18 @@ def register_technique(name: str, import_path: str) -> None:
     _registered[name] = import_path
 
 
+def _registry() -> dict[str, str]:
+    return {**built_in(), **_registered}
+
+
 def technique_names() -> list[str]:
-    """Registered techniques (stacks of them are known too, see ``is_known``)."""
-    return sorted({**built_in(), **_registered})
-
-
-def is_known(name: str) -> bool:
-    registry = {**built_in(), **_registered}
-    return all(part in registry for part in name.split(STACK_SEPARATOR))
+    """Registered techniques; any of them joined with ``+`` names a stack."""
+    return sorted(_registry())
 
 
 def import_path(name: str) -> str:
     """``"package.module:Class"``, or for a stack its parts' paths joined with ``+``."""
-    registry = {**built_in(), **_registered}
+    registry = _registry()
     paths = []
     for part in name.split(STACK_SEPARATOR):
         if part not in registry:

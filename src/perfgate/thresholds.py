@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from perfgate.errors import ThresholdsError
+from perfgate.technique import STACK_SEPARATOR
 
 __all__ = ["FIELDS", "Check", "CheckResult", "Thresholds", "ThresholdsFile", "load_thresholds"]
 
@@ -138,7 +139,7 @@ def _parse(path: Path, known_techniques: list[str]) -> dict[str, dict[str, dict[
     techniques = document.get("techniques", {})
     parsed: dict[str, dict[str, dict[str, float]]] = {}
     for technique, classes in techniques.items():
-        if not all(part in known_techniques for part in technique.split("+")):  # a stack names its parts
+        if not all(part in known_techniques for part in technique.split(STACK_SEPARATOR)):  # a stack's parts
             raise ThresholdsError(
                 path,
                 f"techniques.{technique}",

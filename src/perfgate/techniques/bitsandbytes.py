@@ -32,7 +32,6 @@ class _BitsAndBytes(Technique):
     devices = frozenset({"cpu", "cuda"})
     bits: ClassVar[int]
     quant_type: ClassVar[str | None] = None
-    native_math: ClassVar[str | None] = None
 
     def config(self) -> Any:
         import torch

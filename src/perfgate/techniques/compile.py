@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from perfgate.model import LoadedModel, module_bytes
-from perfgate.technique import Technique, Variant
+from perfgate.technique import Technique, Variant, cast_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +54,7 @@ class _TorchCompile(Technique):
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # honest cold and warm times, per case
         module = model.module
         input_dtype = model.input_dtype
-        sweep = [_cast(model.inputs([SWEEP_TEXT], length), input_dtype) for length in SWEEP_LENGTHS]
+        sweep = [cast_inputs(model.inputs([SWEEP_TEXT], length), input_dtype) for length in SWEEP_LENGTHS]
 
         def call(compiled: Any, inputs: Mapping[str, torch.Tensor]) -> float:
             began = time.perf_counter()
@@ -86,7 +86,7 @@ class _TorchCompile(Technique):
 
         def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
             with torch.inference_mode():
-                return model.primary_output(compiled(**_cast(inputs, input_dtype)), inputs)
+                return model.primary_output(compiled(**cast_inputs(inputs, input_dtype)), inputs)
 
         return Variant(
             self.name,
@@ -103,10 +103,6 @@ class _TorchCompile(Technique):
         import torch
 
         return torch.compile(module, mode=self.mode, dynamic=self.dynamic)
-
-
-def _cast(inputs: Mapping[str, torch.Tensor], dtype: Any) -> dict[str, torch.Tensor]:
-    return {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in inputs.items()}
 
 
 class TorchCompile(_TorchCompile):
