@@ -2,13 +2,15 @@
 # Create (or reuse) a virtual environment with a pin set and perfgate installed in editable mode. Idempotent.
 #   scripts/bootstrap.sh                        pin set A (optimum, transformers 4.57) in .venv
 #   PINS=transformers5 scripts/bootstrap.sh     pin set B (transformers 5, no optimum-onnx) in .venv-transformers5
+#   PINS=gpu PYTHON=python3.12 scripts/bootstrap.sh   GPU runners: the lent GPU image's pins (CUDA torch) in .venv-gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 pins=${PINS:-cpu}
 requirements=requirements/$pins.txt
 if [ ! -f "$requirements" ]; then
-  echo "bootstrap: PINS=$pins names no pin set: $requirements does not exist (use cpu or transformers5)" >&2
+  choices=$(cd requirements && ls -- *.txt | sed 's/\.txt$//' | paste -sd ' ' -)
+  echo "bootstrap: PINS=$pins names no pin set: $requirements does not exist (use one of: $choices)" >&2
   exit 2
 fi
 venv=.venv

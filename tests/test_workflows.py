@@ -1,5 +1,5 @@
 """The CI workflows pass their linters offline (the workflow JSON schema, zizmor) and keep the
-project's rules: least privilege, actions pinned by commit, GPU jobs only on GPU runners and never two
+project's rules (and actionlint's): least privilege, actions pinned by commit, GPU jobs only on GPU runners and never two
 at once, and every job writing a summary."""
 
 from __future__ import annotations
@@ -52,6 +52,25 @@ def test_zizmor_catches_an_unpinned_action_and_a_credential_left_behind(tmp_path
     result = subprocess.run([tool("zizmor"), "--offline", str(bad)], capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert "unpinned" in result.stdout or "artipacked" in result.stdout
+
+
+def test_actionlint_finds_nothing():
+    """actionlint checks expressions, runner labels (`gpu` is declared in
+    .github/actionlint.yaml) and job references."""
+    result = subprocess.run([tool("actionlint"), "-no-color"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_an_undeclared_runner_label_and_a_bad_expression(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\npermissions: {}\njobs:\n  x:\n    runs-on: [self-hosted, tpu]\n    steps:\n"
+        "      - run: echo ${{ github.no_such_field }}\n"
+    )
+    result = subprocess.run([tool("actionlint"), "-no-color", str(bad)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert 'label "tpu" is unknown' in result.stdout
+    assert "no_such_field" in result.stdout
 
 
 def rule_breaks(workflow: dict) -> list[str]:
