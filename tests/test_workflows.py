@@ -1,6 +1,6 @@
-"""The CI workflows pass their linters offline (the workflow JSON schema, zizmor) and keep the
-project's rules (and actionlint's): least privilege, actions pinned by commit, GPU jobs only on GPU runners and never two
-at once, and every job writing a summary."""
+"""The CI workflows pass their linters offline (the workflow JSON schema, zizmor, actionlint) and keep
+the project's rules: least privilege, actions pinned by commit, GPU jobs only on GPU runners and never
+two at once, and every job writing a summary."""
 
 from __future__ import annotations
 

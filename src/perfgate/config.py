@@ -19,6 +19,7 @@ import pytest
 
 from perfgate.errors import ConfigError
 from perfgate.model import TASKS, ModelSource
+from perfgate.placement import parse_gpu_list
 
 __all__ = ["OPTIONS", "Option", "Settings", "add_options", "read_settings", "user_models"]
 
@@ -82,6 +83,13 @@ OPTIONS = (
         None,
     ),
     Option(
+        "gpus",
+        "GPUs to measure on, as CUDA_VISIBLE_DEVICES names them (e.g. 0,1): xdist worker gwK takes the K-th "
+        "in turn; default all visible",
+        parse_gpu_list,
+        None,
+    ),
+    Option(
         "memory",
         "measure serving memory per arm in fresh workers: on or off",
         lambda t: {"on": True, "off": False}[t],
@@ -106,6 +114,7 @@ class Settings:
     kill_grace: float
     memory: bool
     history: Path | None = None
+    gpus: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 
     def describe(self) -> str:

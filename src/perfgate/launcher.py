@@ -6,7 +6,8 @@ a crash (negative exit status: the signal's name), a timeout (terminated, then k
 period, whatever it was doing), an OOM or an error (a CUDA error poisons the process's context). A
 lock file per device, held for each job, keeps two measurements off one device at once, also across
 pytest-xdist workers and concurrent runs. Why a worker of our own and not pytest-xdist plus
-pytest-timeout: see ARCHITECTURE.md ("The process boundary").
+pytest-timeout: see ARCHITECTURE.md ("The process boundary"). On a host with several GPUs, a CUDA job's
+worker sees only the GPU placed for this process (``placement.py``), and the lock is that GPU's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from perfgate.memory import MemorySampler
 from perfgate.outcome import Outcome
 
 if TYPE_CHECKING:
+    from perfgate.placement import GpuPlacement
     from perfgate.scenarios import Scenario
 
 __all__ = ["JobReply", "Launcher", "WorkerProcess", "describe_exit"]
@@ -68,13 +70,15 @@ class JobReply:
 class WorkerProcess:
     """``python -m perfgate.worker`` with JSON over two pipes; its stdout and stderr go to a log file."""
 
-    def __init__(self, sys_path: list[str], start_timeout: float, grace: float) -> None:
+    def __init__(
+        self, sys_path: list[str], start_timeout: float, grace: float, environment: dict[str, str] | None = None
+    ) -> None:
         self.grace = grace
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         handle, log = tempfile.mkstemp(prefix="perfgate-worker-", suffix=".log")
         self.log_path = Path(log)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys_path)}
+        env = {**os.environ, **(environment or {}), "PYTHONPATH": os.pathsep.join(sys_path)}
         started = time.monotonic()
         try:
             self.process = subprocess.Popen(
@@ -153,9 +157,27 @@ class WorkerProcess:
 class Launcher:
     """Starts, reuses and replaces workers; runs one job at a time per device."""
 
-    def __init__(self, sys_path: list[str], lock_dir: Path, grace: float = 5.0, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        sys_path: list[str],
+        lock_dir: Path,
+        grace: float = 5.0,
+        start_timeout: float = 120.0,
+        gpu: GpuPlacement | None = None,
+    ) -> None:
         self.sys_path, self.lock_dir, self.grace, self.start_timeout = sys_path, lock_dir, grace, start_timeout
+        self.gpu = gpu
         self._shared: dict[str, WorkerProcess] = {}
+
+    def worker_environment(self, device: str) -> dict[str, str]:
+        """A CUDA job's worker sees only this process's GPU, as cuda:0."""
+        if device.startswith("cuda") and self.gpu is not None:
+            return {"CUDA_VISIBLE_DEVICES": self.gpu.visible_id}
+        return {}
+
+    def lock_path(self, device: str) -> Path:
+        name = self.gpu.lock_name if device.startswith("cuda") and self.gpu is not None else device.replace(":", "-")
+        return self.lock_dir / f"{name}.lock"
 
     def submit(
         self, device: str, scenario: Scenario, payload: dict[str, Any], *, fresh: bool, timeout: float
@@ -168,7 +190,11 @@ class Launcher:
     ) -> JobReply:
         reused = not fresh and device in self._shared
         try:
-            worker = self._shared[device] if reused else WorkerProcess(self.sys_path, self.start_timeout, self.grace)
+            worker = (
+                self._shared[device]
+                if reused
+                else WorkerProcess(self.sys_path, self.start_timeout, self.grace, self.worker_environment(device))
+            )
         except (WorkerGone, WorkerLate) as error:
             return JobReply(Outcome.CRASHED, detail=f"worker did not start: {error}", log=str(error))
         if not fresh:
@@ -222,8 +248,7 @@ class Launcher:
     @contextlib.contextmanager
     def _device_lock(self, device: str) -> Iterator[None]:
         self.lock_dir.mkdir(parents=True, exist_ok=True)
-        path = self.lock_dir / f"{device.replace(':', '-')}.lock"
-        with path.open("a") as handle:
+        with self.lock_path(device).open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import os
 import shutil
 import sys
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from perfgate.hardware import Hardware, detect, known_class
 from perfgate.launcher import Launcher
 from perfgate.model import model_class
 from perfgate.outcome import Outcome
+from perfgate.placement import GpuPlacement, choose_gpu, visible_gpu_ids
 from perfgate.report import markdown_summary
 from perfgate.results import RunRecord, write_atomically
 from perfgate.scenarios import get_scenario
@@ -102,7 +104,15 @@ class PerfgateSession:
     def hardware(self) -> Hardware:
         return detect(class_override=self.settings.hardware_class)
 
+    @functools.cached_property
+    def gpu(self) -> GpuPlacement | None:
+        """This process's GPU on a multi-GPU host (``placement.py``); None without CUDA."""
+        visible = visible_gpu_ids(os.environ, len(self.hardware.gpus))
+        return choose_gpu(os.environ.get("PYTEST_XDIST_WORKER"), visible, self.settings.gpus)
+
     def hardware_class(self, device: str) -> str:
+        if device == "cuda" and self.gpu is not None:
+            device = f"cuda:{self.gpu.position}"
         chosen = self.config.hook.pytest_perfgate_hardware_class(hardware=self.hardware, device=device)
         return str(chosen) if chosen else self.hardware.hardware_class(device)
 
@@ -147,7 +157,8 @@ class PerfgateSession:
     def launcher(self) -> Launcher:
         # The worker imports what this process can: the rootdir (conftest techniques) and our sys.path.
         paths = [str(self.config.rootpath), *sys.path]
-        return Launcher(paths, lock_dir=self.settings.cache_dir / "locks", grace=self.settings.kill_grace)
+        gpu = self.gpu if self.hardware.has_cuda else None
+        return Launcher(paths, lock_dir=self.settings.cache_dir / "locks", grace=self.settings.kill_grace, gpu=gpu)
 
     def close(self) -> None:
         if "launcher" in self.__dict__:
@@ -258,6 +269,8 @@ class PerfgateSession:
     def _ensure_record(self) -> RunRecord:
         if self.record is None:
             fingerprint = self.hardware.fingerprint()
+            if self.gpu is not None:
+                fingerprint["gpu_placement"] = asdict(self.gpu)  # which GPU this process's CUDA cases ran on
             self.config.hook.pytest_perfgate_machine_info(info=fingerprint)
             settings = {k: str(v) for k, v in asdict(self.settings).items() if k != "sources"}
             self.record = RunRecord(fingerprint=fingerprint, config=settings, perfgate_version=_version())
