@@ -69,7 +69,7 @@ def test_processes_placed_on_one_gpu_share_its_lock_and_others_do_not(tmp_path):
     held: list[tuple[str, float, float]] = []
 
     def hold(launcher: Launcher, name: str) -> None:
-        with launcher._device_lock("cuda"):
+        with launcher.device_lock("cuda"):
             start = time.monotonic()
             time.sleep(0.3)
             held.append((name, start, time.monotonic()))

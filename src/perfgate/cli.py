@@ -1,8 +1,10 @@
 """The ``perfgate`` console script: ``compare`` a run against the history, ``store`` a run in it,
-``report`` (HTML), ``merge`` (several runners), ``export`` (pytest-benchmark JSON).
+``report`` (HTML), ``merge`` (several runners), ``export`` (pytest-benchmark JSON), and ``gate`` (may a
+candidate model or environment replace the current one).
 
-Exit codes: 0 nothing regressed; 1 at least one regression; 2 bad input (a missing or corrupt file,
-an unknown option), with one message naming the file and the fix.
+Exit codes: 0 nothing regressed (every gate passed); 1 at least one regression (a gate failed); 2 bad
+input (a missing or corrupt file, a missing model directory or interpreter, an unknown option), with
+one message naming the file and the fix; 3 (gate) nothing failed but a check was inconclusive.
 """
 
 from __future__ import annotations
@@ -45,6 +47,28 @@ def _parser() -> argparse.ArgumentParser:
     merge = commands.add_parser("merge", help="one report from several runners' results.json files")
     merge.add_argument("results", type=Path, nargs="+")
     merge.add_argument("--output", type=Path, required=True, help="the merged Markdown report to write")
+    gate = commands.add_parser(
+        "gate", help="model or library upgrade: candidate against current, interleaved, with non-inferiority margins"
+    )
+    gate.add_argument("--current", type=Path, required=True, help="the current model's save_pretrained() directory")
+    gate.add_argument("--candidate", type=Path, help="the candidate model's directory (default: --current)")
+    gate.add_argument("--current-python", default=sys.executable, help="the current environment's interpreter")
+    gate.add_argument("--candidate-python", help="the candidate environment's interpreter (a library upgrade)")
+    gate.add_argument("--task", default="feature-extraction", help="feature-extraction, text-classification, ...")
+    gate.add_argument("--technique", action="append", help="technique(s) both arms serve with (fp32-eager)")
+    gate.add_argument("--eval-file", type=Path, help="labelled set (JSON lines) scoring task accuracy")
+    gate.add_argument("--sentences", type=Path, help="timed and compared texts, one per line (default: the set's)")
+    gate.add_argument("--batch-size", type=int, default=1)
+    gate.add_argument("--threads", type=int)
+    gate.add_argument("--device", default="cpu")
+    gate.add_argument("--accuracy-margin", type=float, default=0.02, help="largest accuracy loss allowed (0.02)")
+    gate.add_argument("--max-slowdown", type=float, default=0.10, help="largest slowdown allowed (0.10)")
+    gate.add_argument("--max-memory-growth", type=float, default=0.10, help="largest memory growth allowed (0.10)")
+    gate.add_argument("--budget", type=float, default=20.0, help="seconds of ABBA timing per gate (20)")
+    gate.add_argument("--no-memory", action="store_true", help="skip the serving-memory check")
+    gate.add_argument("--cache-dir", type=Path, default=Path("~/.cache/perfgate"), help="device locks live here")
+    gate.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
+    gate.add_argument("--json", type=Path, help="also write the verdicts and figures as JSON")
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
@@ -80,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             write_atomically(args.output, merged_markdown([(path, RunRecord.load(path)) for path in args.results]))
             print(f"wrote {args.output}")
             return 0
+        if args.command == "gate":
+            return _gate(args)
         if args.command == "store":
             args.history.mkdir(parents=True, exist_ok=True)
             print(f"stored {store_run(args.results, args.history)}")
@@ -103,6 +129,35 @@ def main(argv: list[str] | None = None) -> int:
 
         write_atomically(args.json, json.dumps(comparison.to_dict(), indent=1))
     return comparison.exit_code()
+
+
+def _gate(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from perfgate.results import write_atomically
+    from perfgate.upgrade import GatePolicy, exit_status, gate_markdown, plan_gate, run_gate
+
+    policy = GatePolicy(
+        accuracy_margin=args.accuracy_margin, max_slowdown=args.max_slowdown,
+        max_memory_growth=args.max_memory_growth, budget_seconds=args.budget,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="perfgate-gate-") as workdir:
+        arms, run = plan_gate(
+            current=args.current, candidate=args.candidate or args.current, task=args.task,
+            techniques=args.technique or ["fp32-eager"], current_python=args.current_python,
+            candidate_python=args.candidate_python or args.current_python, eval_file=args.eval_file,
+            sentences=args.sentences, batch_size=args.batch_size, threads=args.threads, device=args.device,
+            memory=not args.no_memory, cache_dir=args.cache_dir.expanduser(), workdir=Path(workdir), rootdir=Path.cwd(),
+        )  # fmt: skip
+        results = [run_gate(current, candidate, run, policy) for current, candidate in arms]
+    report = gate_markdown(results)
+    print(report)
+    if args.markdown:
+        write_atomically(args.markdown, report)
+    if args.json:
+        write_atomically(args.json, json.dumps([result.to_dict() for result in results], indent=1))
+    return exit_status(results)
 
 
 def rerun_tests(nodeids: list[str]) -> RunRecord:

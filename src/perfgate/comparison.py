@@ -18,21 +18,25 @@ import gc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from perfgate.outcome import Verdict
-from perfgate.timing import Timer
+from perfgate.timing import Timer, WarmUp
 
 __all__ = [
+    "BlockTimer",
     "ComparePolicy",
     "Comparison",
     "LatencyStats",
+    "LocalArms",
     "SpeedEstimate",
     "Verdict",
     "compare",
+    "compare_blocks",
     "decide",
+    "estimate_replicated",
     "estimate_speedup",
 ]
 
@@ -96,6 +100,40 @@ def estimate_speedup(
         pairs=len(log_ratios),
         spread=spread,
         noisy=spread > policy.noisy_spread,
+    )
+
+
+def estimate_replicated(
+    replicates: list[tuple[list[float], list[float]]], policy: ComparePolicy = ComparePolicy()
+) -> SpeedEstimate:
+    """Speedup from ABBA pairs timed in several pairs of processes (the unit a library upgrade varies).
+
+    Two identical processes differ by themselves (memory layout, allocator state): an A/A between two
+    workers came out 1.12x [1.06, 1.21] on one pair of processes here, 1.03x [1.00, 1.08] on the next.
+    Pairs within one process cannot show that, so the interval comes from a two-stage bootstrap:
+    resample the process pairs, then the pairs within each, and take the pooled median each time.
+    """
+    ratios = [np.log(np.asarray(a)) - np.log(np.asarray(b)) for a, b in replicates]
+    if not ratios or any(len(r) < 2 for r in ratios):
+        raise ValueError("need at least two pairs in every replicate")
+    rng = np.random.default_rng(policy.seed)
+    medians = np.empty(policy.resamples)
+    for i in range(policy.resamples):
+        chosen = rng.integers(0, len(ratios), size=len(ratios))
+        medians[i] = np.median(
+            np.concatenate([ratios[k][rng.integers(0, len(ratios[k]), len(ratios[k]))] for k in chosen])
+        )
+    tail = (1 - policy.confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    pooled = np.concatenate(ratios)
+    q1, q3 = np.percentile(pooled, [25, 75])
+    return SpeedEstimate(
+        speedup=math.exp(float(np.median(pooled))),
+        ci_low=math.exp(float(low)),
+        ci_high=math.exp(float(high)),
+        pairs=len(pooled),
+        spread=float(q3 - q1),
+        noisy=float(q3 - q1) > policy.noisy_spread,
     )
 
 
@@ -173,6 +211,39 @@ def compare(
 COLLECT_EVERY_ROUNDS = 8
 
 
+class BlockTimer(Protocol):
+    """Two arms as the ABBA loop sees them: warm each up, then time blocks of calls of either."""
+
+    def warm_up(self, arm: str) -> WarmUp: ...
+
+    def time_block(self, arm: str, calls: int) -> float: ...
+
+    def calls_per_block(self, per_call_seconds: float) -> int: ...
+
+    def between_rounds(self, rounds: int) -> None: ...
+
+
+@dataclass
+class LocalArms:
+    """Both arms in this process: the timer times the callables directly."""
+
+    work: dict[str, Callable[[], object]]
+    timer: Timer
+
+    def warm_up(self, arm: str) -> WarmUp:
+        return self.timer.warm_up(self.work[arm])
+
+    def time_block(self, arm: str, calls: int) -> float:
+        return self.timer.time_block(self.work[arm], calls)
+
+    def calls_per_block(self, per_call_seconds: float) -> int:
+        return self.timer.calls_per_block(per_call_seconds)
+
+    def between_rounds(self, rounds: int) -> None:
+        if rounds % COLLECT_EVERY_ROUNDS == 0:
+            gc.collect(0)
+
+
 def _compare(
     baseline: Callable[[], object],
     candidate: Callable[[], object],
@@ -180,25 +251,32 @@ def _compare(
     bound: float | None,
     policy: ComparePolicy,
 ) -> Comparison:
-    clock = timer.clock
+    return compare_blocks(LocalArms({"baseline": baseline, "candidate": candidate}, timer), timer.clock, bound, policy)
+
+
+def compare_blocks(
+    arms: BlockTimer, clock: Callable[[], float], bound: float | None, policy: ComparePolicy
+) -> Comparison:
+    """The ABBA loop over ``arms`` ("baseline", "candidate"): blocks until the verdict is decided or the
+    budget is spent. The arms may live in this process (``LocalArms``) or in worker processes that time
+    their own blocks (``arms.py``: two models, or two environments)."""
     start = clock()
     result = Comparison(bound=bound)
     per_call = {}
-    for arm, work in (("baseline", baseline), ("candidate", candidate)):
-        warm = timer.warm_up(work)
+    for arm in ("baseline", "candidate"):
+        warm = arms.warm_up(arm)
         result.warmup_calls[arm], result.warmup_stable[arm] = warm.calls, warm.stable
         per_call[arm] = warm.per_call_seconds
     # One block size for both arms keeps the pairs comparable; size it by the faster arm.
-    calls = result.calls_per_block = timer.calls_per_block(min(per_call.values()))
+    calls = result.calls_per_block = arms.calls_per_block(min(per_call.values()))
     next_look = policy.min_pairs
     a, b = result.baseline_seconds, result.candidate_seconds
     while True:
-        if len(a) % (2 * COLLECT_EVERY_ROUNDS) == 0:
-            gc.collect(0)
-        a.append(timer.time_block(baseline, calls))
-        b.append(timer.time_block(candidate, calls))
-        b.append(timer.time_block(candidate, calls))
-        a.append(timer.time_block(baseline, calls))
+        arms.between_rounds(len(a) // 2)
+        a.append(arms.time_block("baseline", calls))
+        b.append(arms.time_block("candidate", calls))
+        b.append(arms.time_block("candidate", calls))
+        a.append(arms.time_block("baseline", calls))
         out_of_time = clock() - start >= policy.budget_seconds
         at_cap = len(a) >= policy.max_pairs
         if len(a) < next_look and not (out_of_time and len(a) >= 2) and not at_cap:

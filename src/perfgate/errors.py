@@ -6,7 +6,8 @@
     │   ├── UnknownTechniqueError (LookupError)
     │   └── UnknownModelError (LookupError)
     ├── ModelNotFoundError (FileNotFoundError)   a model directory that does not exist
-    └── ResultsFileError (ValueError)     an unreadable or corrupt results file
+    ├── ResultsFileError (ValueError)     an unreadable or corrupt results file
+    └── ArmFailed                         an upgrade gate's worker crashed, timed out or raised
 
 A missing optional library is not an error: the case is skipped with the install hint.
 
@@ -16,6 +17,7 @@ Messages show ``name=value!r`` and say how to fix the problem.
 from __future__ import annotations
 
 __all__ = [
+    "ArmFailed",
     "ConfigError",
     "ModelNotFoundError",
     "PerfgateError",
@@ -70,3 +72,7 @@ class ResultsFileError(PerfgateError, ValueError):
     def __init__(self, path: object, problem: str) -> None:
         self.path = path
         super().__init__(f"results file {str(path)!r}: {problem}; delete it or rerun the suite to rewrite it")
+
+
+class ArmFailed(PerfgateError):
+    """A worker holding one arm of an upgrade gate crashed, timed out or raised: no verdict."""

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from perfgate.errors import ConfigError
 
-__all__ = ["Fidelity", "LabelledSet", "compare_outputs", "load_labelled_set", "task_score"]
+__all__ = ["Fidelity", "LabelledSet", "compare_outputs", "load_labelled_set", "task_outcomes", "task_score"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -61,24 +61,35 @@ def compare_outputs(reference: npt.ArrayLike, candidate: npt.ArrayLike, logits: 
 
 @dataclass(frozen=True)
 class LabelledSet:
-    """``retrieval``: queries and their positives; ``classification``: texts and integer labels."""
+    """``retrieval``: queries, their positives and optional hard negatives of their own;
+    ``classification``: texts and integer labels."""
 
     kind: str
     texts: tuple[str, ...]
     targets: tuple[str, ...] = ()
     labels: tuple[int, ...] = ()
     source: str = ""
+    negatives: tuple[tuple[str, ...], ...] = ()  # per query; empty: ranked among the positives alone
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
 def load_labelled_set(path: Path) -> LabelledSet:
-    """JSON lines of ``{"query", "positive"}`` (retrieval) or ``{"text", "label"}`` (classification)."""
+    """JSON lines of ``{"query", "positive"}`` (retrieval; an optional ``"negatives"`` list of hard
+    negatives for that query) or ``{"text", "label"}`` (classification)."""
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"eval file {str(path)!r} cannot be read as JSON lines: {error}") from error
     if rows and all({"query", "positive"} <= row.keys() for row in rows):
+        negatives = tuple(tuple(r.get("negatives", ())) for r in rows)
         return LabelledSet(
-            "retrieval", tuple(r["query"] for r in rows), targets=tuple(r["positive"] for r in rows), source=str(path)
+            "retrieval",
+            tuple(r["query"] for r in rows),
+            targets=tuple(r["positive"] for r in rows),
+            source=str(path),
+            negatives=negatives if any(negatives) else (),
         )
     if rows and all({"text", "label"} <= row.keys() for row in rows):
         return LabelledSet(
@@ -94,14 +105,29 @@ def load_labelled_set(path: Path) -> LabelledSet:
 
 
 def task_score(labelled: LabelledSet, embed: Callable[[Sequence[str]], FloatArray]) -> float:
-    """Retrieval: top-1 accuracy of finding each query's positive among all positives by cosine.
-    Classification: accuracy of argmax logits."""
+    """The task metric: the share of examples ``task_outcomes`` counts correct."""
+    return float(np.mean(task_outcomes(labelled, embed)))
+
+
+def task_outcomes(labelled: LabelledSet, embed: Callable[[Sequence[str]], FloatArray]) -> npt.NDArray[np.bool_]:
+    """Per example, whether the model gets it right. Retrieval: the query's positive ranks first by
+    cosine among all positives and the query's own hard negatives. Classification: argmax logits."""
     if labelled.kind == "retrieval":
         queries, targets = _unit_rows(embed(labelled.texts)), _unit_rows(embed(labelled.targets))
-        best = (queries @ targets.T).argmax(axis=1)
-        return float(np.mean(best == np.arange(len(queries))))
+        similarity = queries @ targets.T
+        positive = similarity[np.arange(len(queries)), np.arange(len(queries))]
+        correct: npt.NDArray[np.bool_] = similarity.argmax(axis=1) == np.arange(len(queries))
+        if labelled.negatives:
+            flat = [text for own in labelled.negatives for text in own]
+            owner = np.repeat(np.arange(len(queries)), [len(own) for own in labelled.negatives])
+            negative_similarity = np.sum(queries[owner] * _unit_rows(embed(flat)), axis=1)
+            beaten = np.zeros(len(queries), dtype=bool)
+            np.logical_or.at(beaten, owner, negative_similarity >= positive[owner])
+            correct &= ~beaten
+        return correct
     logits = embed(labelled.texts)
-    return float(np.mean(logits.argmax(axis=1) == np.asarray(labelled.labels)))
+    outcomes: npt.NDArray[np.bool_] = logits.argmax(axis=1) == np.asarray(labelled.labels)
+    return outcomes
 
 
 def _unit_rows(rows: FloatArray) -> FloatArray:

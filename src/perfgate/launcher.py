@@ -71,7 +71,12 @@ class WorkerProcess:
     """``python -m perfgate.worker`` with JSON over two pipes; its stdout and stderr go to a log file."""
 
     def __init__(
-        self, sys_path: list[str], start_timeout: float, grace: float, environment: dict[str, str] | None = None
+        self,
+        sys_path: list[str],
+        start_timeout: float,
+        grace: float,
+        environment: dict[str, str] | None = None,
+        python: str = sys.executable,  # another environment's interpreter (the library-upgrade gate)
     ) -> None:
         self.grace = grace
         request_read, request_write = os.pipe()
@@ -82,7 +87,7 @@ class WorkerProcess:
         started = time.monotonic()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "perfgate.worker", str(request_read), str(reply_write), str(os.getpid())],
+                [python, "-m", "perfgate.worker", str(request_read), str(reply_write), str(os.getpid())],
                 pass_fds=(request_read, reply_write),
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
@@ -164,9 +169,10 @@ class Launcher:
         grace: float = 5.0,
         start_timeout: float = 120.0,
         gpu: GpuPlacement | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.sys_path, self.lock_dir, self.grace, self.start_timeout = sys_path, lock_dir, grace, start_timeout
-        self.gpu = gpu
+        self.gpu, self.python = gpu, python
         self._shared: dict[str, WorkerProcess] = {}
 
     def worker_environment(self, device: str) -> dict[str, str]:
@@ -182,7 +188,7 @@ class Launcher:
     def submit(
         self, device: str, scenario: Scenario, payload: dict[str, Any], *, fresh: bool, timeout: float
     ) -> JobReply:
-        with self._device_lock(device):
+        with self.device_lock(device):
             return self._submit(device, scenario, payload, fresh=fresh, timeout=timeout)
 
     def _submit(
@@ -193,7 +199,9 @@ class Launcher:
             worker = (
                 self._shared[device]
                 if reused
-                else WorkerProcess(self.sys_path, self.start_timeout, self.grace, self.worker_environment(device))
+                else WorkerProcess(
+                    self.sys_path, self.start_timeout, self.grace, self.worker_environment(device), self.python
+                )
             )
         except (WorkerGone, WorkerLate) as error:
             return JobReply(Outcome.CRASHED, detail=f"worker did not start: {error}", log=str(error))
@@ -246,7 +254,8 @@ class Launcher:
         worker.close()
 
     @contextlib.contextmanager
-    def _device_lock(self, device: str) -> Iterator[None]:
+    def device_lock(self, device: str) -> Iterator[None]:
+        """Held for each job; the upgrade gates hold it while they time their own workers."""
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         with self.lock_path(device).open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -27,8 +27,11 @@ from perfgate.memory import is_cuda_error, is_out_of_memory, process_memory, rel
 from perfgate.outcome import Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from perfgate.model import LoadedModel
     from perfgate.technique import Variant
+    from perfgate.timing import Timer
 
 __all__ = ["WorkerState", "main"]
 
@@ -40,6 +43,7 @@ class WorkerState:
         self._key: tuple[str, ...] | None = None
         self._model: LoadedModel | None = None
         self._variants: dict[tuple[str, int | None], Variant] = {}
+        self.held: dict[str, tuple[Callable[[], object], Timer]] = {}  # arms the parent times (held_arm.py)
 
     def model(self, ref: dict[str, Any]) -> LoadedModel:
         """The model ``ref`` names (name, task, location, device), loaded unless it is the current one."""

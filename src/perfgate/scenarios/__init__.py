@@ -50,6 +50,7 @@ BUILT_IN: dict[str, str] = {
     "ab-forward": "perfgate.scenarios.ab_forward:ABForward",
     "build-artifacts": "perfgate.scenarios.serving_memory:BuildArtifacts",
     "calibration": "perfgate.scenarios.calibration:RunnerCalibration",
+    "held-arm": "perfgate.scenarios.held_arm:HeldArm",
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
     "runtime-overhead": "perfgate.scenarios.serving_memory:RuntimeOverhead",
 }

@@ -199,7 +199,12 @@ def _arm(case: CaseContext, name: str, memoize: bool) -> dict[str, Any] | None:
     overhead = _runtime_overhead(case, payload)
     if overhead is None:
         return None
-    data = {**data, "technique": name, "overhead_rss": overhead.get("peak_rss")}
+    return with_attributable({**data, "technique": name}, overhead)
+
+
+def with_attributable(data: dict[str, Any], overhead: dict[str, Any]) -> dict[str, Any]:
+    """An arm's serving figures with the runtime overhead and the memory attributable to the model."""
+    data = {**data, "overhead_rss": overhead.get("peak_rss")}
     anonymous = (data.get("sampled") or {}).get("at_peak", {}).get("anon") or data.get("after", {}).get("anon")
     overhead_anonymous = overhead.get("after", {}).get("anon")
     if anonymous is not None and overhead_anonymous is not None:
