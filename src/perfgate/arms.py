@@ -38,10 +38,6 @@ class Arm:
     technique: str = "fp32-eager"
     python: str = sys.executable
 
-    def describe(self) -> str:
-        where = "" if self.python == sys.executable else f" under {self.python}"
-        return f"{self.model} ({self.location}) with {self.technique}{where}"
-
 
 def check_interpreter(python: str, option: str) -> None:
     """A missing second environment is one clear error, before any worker starts."""

@@ -135,8 +135,9 @@ def _gate(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
+    from perfgate.report import gate_markdown
     from perfgate.results import write_atomically
-    from perfgate.upgrade import GatePolicy, exit_status, gate_markdown, plan_gate, run_gate
+    from perfgate.upgrade import GatePolicy, exit_status, plan_gate, run_gate
 
     policy = GatePolicy(
         accuracy_margin=args.accuracy_margin, max_slowdown=args.max_slowdown,
@@ -151,7 +152,7 @@ def _gate(args: argparse.Namespace) -> int:
             memory=not args.no_memory, cache_dir=args.cache_dir.expanduser(), workdir=Path(workdir), rootdir=Path.cwd(),
         )  # fmt: skip
         results = [run_gate(current, candidate, run, policy) for current, candidate in arms]
-    report = gate_markdown(results)
+    report = gate_markdown([result.to_dict() for result in results])
     print(report)
     if args.markdown:
         write_atomically(args.markdown, report)

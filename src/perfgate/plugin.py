@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +26,9 @@ from perfgate.results import write_atomically
 from perfgate.session import PerfgateSession, Unavailable
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import Requirement
+
+if TYPE_CHECKING:
+    from perfgate.upgrade import GateResult
 
 __all__ = ["MARKERS", "Bench", "InconclusiveWarning", "session_key"]
 
@@ -143,6 +147,11 @@ class SessionReporter:
             write(f"skipped {nodeid}: {reason}")
         for line in ungated_lines(session.record.cases):
             write(line)
+        for gate in session.record.gates or []:
+            arms = gate["arms"]
+            checks = ", ".join(f"{c['name']} {c['verdict']}" for c in gate["checks"]) or gate["detail"]
+            write(f"upgrade gate {gate['technique']}: {arms['current']['model']} → {arms['candidate']['model']}: "
+                  f"{gate['verdict']} ({checks})", red=gate["verdict"] == "fail")  # fmt: skip
         write(f"results: {session.results_path}  summary: {summary}")
         if self.comparison is not None:
             write(f"against the history ({self.comparison.history_runs} comparable runs): {self.comparison.counts()}")
@@ -179,6 +188,43 @@ class Bench:
         """Measure, then fail the test on a failed threshold or an outcome that is not a result."""
         result = self.measure(model, technique, **spec)
         self.enforce(result)
+        return result
+
+    def upgrade(
+        self,
+        current: str,
+        candidate: str | None = None,
+        technique: str = "fp32-eager",
+        candidate_python: str | None = None,
+        memory: bool | None = None,
+        eval_file: Path | None = None,
+        **policy: Any,
+    ) -> GateResult:
+        """May ``candidate`` (a model, or ``current`` under another environment's interpreter) replace
+        ``current``? Speed, task accuracy and memory, each non-inferior within its margin (``policy``:
+        ``GatePolicy`` fields; ``eval_file``: the labelled set, else the candidate's or the current
+        model's). Fails the test on a failed check; warns when one is inconclusive."""
+        from perfgate.upgrade import GatePolicy
+
+        settings = self.session.settings
+        if settings.sources.get("budget", "default") != "default":  # --perfgate-budget given: it applies here too
+            policy.setdefault("budget_seconds", settings.budget)
+        result = self.session.upgrade_gate(
+            current,
+            candidate or current,
+            technique,
+            candidate_python,
+            GatePolicy(**policy),
+            memory,
+            eval_file=eval_file,
+        )
+        if result.verdict == Verdict.FAIL:
+            from perfgate.report import gate_markdown
+
+            pytest.fail(gate_markdown([result.to_dict()], title=""), pytrace=False)
+        if result.verdict == Verdict.INCONCLUSIVE:
+            undecided = [f"{c.name}: {c.detail}" for c in result.checks if c.verdict == Verdict.INCONCLUSIVE]
+            warnings.warn(InconclusiveWarning("; ".join(undecided)), stacklevel=2)
         return result
 
     @staticmethod

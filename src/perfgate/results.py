@@ -5,7 +5,7 @@ Schema 2 (1 had fixed per-metric fields; 2 keeps them under ``metrics`` by name,
 
     {"schema_version": 2, "perfgate_version": ..., "started": ..., "updated": ...,
      "fingerprint": {...hardware and library versions...}, "config": {...effective options...},
-     "cases": [CaseResult.to_dict(), ...], "calibration": {...} | null}
+     "cases": [CaseResult.to_dict(), ...], "calibration": {...} | null, "gates": [...] | null}
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class RunRecord:
     config: dict[str, Any]
     cases: list[CaseResult] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    gates: list[dict[str, Any]] | None = None  # upgrade gates run from pytest (upgrade.GateResult.to_dict())
     started: str = field(default_factory=_now)
     perfgate_version: str = ""
 
@@ -67,6 +68,7 @@ class RunRecord:
             "config": self.config,
             "cases": [case.to_dict() for case in self.cases],
             "calibration": self.calibration,
+            "gates": self.gates,
         }
 
     def save(self, path: Path) -> None:
@@ -90,6 +92,7 @@ class RunRecord:
                 config=data["config"],
                 cases=[CaseResult.from_dict(case) for case in data["cases"]],
                 calibration=data.get("calibration"),
+                gates=data.get("gates"),
                 started=data["started"],
                 perfgate_version=data.get("perfgate_version", ""),
             )

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from perfgate.config import Settings
     from perfgate.history import Comparison
     from perfgate.model import ModelRegistry
+    from perfgate.upgrade import GatePolicy, GateResult
 
 __all__ = ["PerfgateSession", "Unavailable"]
 
@@ -260,6 +261,37 @@ class PerfgateSession:
         )
         return context
 
+    def upgrade_gate(
+        self, current: str, candidate: str, technique: str, candidate_python: str | None, policy: GatePolicy,
+        memory: bool | None, batch_size: int = 1, device: str = "cpu", eval_file: Path | None = None,
+    ) -> GateResult:  # fmt: skip
+        """A model or library upgrade gate (``upgrade.py``) on registered models, recorded in the run."""
+        from perfgate.arms import Arm, check_interpreter
+        from perfgate.upgrade import GateRun, run_gate
+
+        get_technique(technique)  # an unknown name raises here, with the known ones
+        if candidate_python is not None:
+            check_interpreter(candidate_python, "candidate_python")
+        arms = []
+        for label, name in (("current", current), ("candidate", candidate)):
+            source = self.models.get(name)
+            location = Path(source.resolve(self.settings.cache_dir / "models"))
+            python = candidate_python if label == "candidate" and candidate_python else sys.executable
+            arms.append(Arm(label, name, location, source.task, technique, python))
+        labelled = eval_file or self.models.get(candidate).eval_file or self.models.get(current).eval_file
+        s = self.settings
+        run = GateRun(
+            rootdir=self.config.rootpath, workdir=s.cache_dir / "artifacts" / "gates", lock_dir=s.cache_dir / "locks",
+            eval_texts=self.sentences, timed_texts=self._timed_texts(batch_size), labelled=labelled, device=device,
+            threads=s.threads, memory=s.memory if memory is None else memory, timeout=s.case_timeout,
+            grace=s.kill_grace,
+        )  # fmt: skip
+        result = run_gate(arms[0], arms[1], run, policy)
+        record = self._ensure_record()
+        record.gates = [*(record.gates or []), result.to_dict()]
+        self.save()
+        return result
+
     def _timed_texts(self, batch_size: int) -> list[str]:
         sentences = self.sentences
         return [sentences[i % len(sentences)] for i in range(batch_size)]
@@ -317,6 +349,7 @@ class PerfgateSession:
         for other in records[1:]:
             merged.cases += other.cases
             merged.calibration = {**(merged.calibration or {}), **(other.calibration or {})} or None
+            merged.gates = (merged.gates or []) + (other.gates or []) or None
         merged.started = min(r.started for r in records)
         merged.config["xdist_workers"] = str(len(records))
         self.record = merged

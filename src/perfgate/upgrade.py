@@ -2,8 +2,9 @@
 
 One gate per technique, three checks, each a non-inferiority decision with a stated margin:
 
-- **speed**: the same-moment ABBA speedup of candidate over current (``arms.py``), in several fresh
-  pairs of workers (two identical processes differ by themselves), with a two-stage bootstrap interval;
+- **speed**: the same-moment ABBA speedup of candidate over current (``arms.py``): both models in one
+  worker, or for two environments several fresh pairs of workers (two identical processes differ by
+  themselves) with a two-stage bootstrap interval;
   PASS when its low end clears ``1 / (1 + max_slowdown)``, FAIL when its high end is below it;
 - **accuracy**: task accuracy on a labelled set, current and candidate scored on the same examples;
   the difference's paired bootstrap interval over examples (two-sided ``confidence``, so its low end is
@@ -37,7 +38,6 @@ __all__ = [
     "GateResult",
     "GateRun",
     "exit_status",
-    "gate_markdown",
     "paired_difference",
     "plan_gate",
     "run_gate",
@@ -54,7 +54,9 @@ class GatePolicy:
     seed: int = 0
     budget_seconds: float = 20.0  # of timing, shared by the replicates
     min_pairs: int = 10
-    replicates: int = 3  # fresh pairs of workers: two identical processes differ by themselves
+    # Fresh worker pairs for two environments (two identical processes differ by themselves: an A/A
+    # across two workers came out 1.12x once); both models in one worker take one, as ab-forward does.
+    replicates: int | None = None  # None: 3 across two interpreters, 1 in one
 
     @property
     def speed_bound(self) -> float:
@@ -107,7 +109,7 @@ class GateResult:
             "verdict": str(self.verdict),
             "outcome": str(self.outcome),
             "detail": self.detail,
-            "arms": arms,
+            "arms": arms,  # what each side served: model, location, technique, interpreter
             "checks": [check.to_dict() for check in self.checks],
             "figures": self.figures,
         }
@@ -155,9 +157,8 @@ def judge_speed(replicates: list[Comparison], policy: GatePolicy) -> Check:
     estimate = estimate_replicated(blocks, ComparePolicy(seed=policy.seed))
     verdict = decide(estimate, policy.speed_bound) or Verdict.INCONCLUSIVE
     each = ", ".join(f"{c.estimate.speedup:.2f}x" for c in replicates if c.estimate is not None)
-    detail = f"{estimate.pairs} ABBA pairs in {len(blocks)} pairs of workers ({each})" + (
-        ", noisy" if estimate.noisy else ""
-    )
+    where = "one worker" if len(blocks) == 1 else f"{len(blocks)} pairs of workers ({each})"
+    detail = f"{estimate.pairs} ABBA pairs in {where}" + (", noisy" if estimate.noisy else "")
     return Check("speed", verdict, estimate.speedup, estimate.ci_low, estimate.ci_high, rule=rule, detail=detail)
 
 
@@ -252,14 +253,13 @@ def run_gate(current: Arm, candidate: Arm, run: GateRun, policy: GatePolicy) -> 
         "timed_texts": run.timed_texts, "eval_texts": run.eval_texts,
         "labelled": str(run.labelled) if run.labelled else None,
     }  # fmt: skip
-    share = ComparePolicy(
-        min_pairs=policy.min_pairs, budget_seconds=policy.budget_seconds / policy.replicates, seed=policy.seed
-    )
+    count = policy.replicates or (1 if current.python == candidate.python else 3)
+    share = ComparePolicy(min_pairs=policy.min_pairs, budget_seconds=policy.budget_seconds / count, seed=policy.seed)
     replicates: list[Comparison] = []
     prepared: dict[str, dict[str, Any]] = {}
     try:
         with lock:
-            for replicate in range(policy.replicates):
+            for replicate in range(count):
                 workers = ArmWorkers(arms, run.rootdir, timeout=run.timeout, grace=run.grace)
                 try:
                     # Outputs and task outcomes do not change between replicates: scored by the first.
@@ -337,52 +337,3 @@ def exit_status(results: list[GateResult]) -> int:
     if Verdict.FAIL in verdicts:
         return 1
     return 3 if Verdict.INCONCLUSIVE in verdicts else 0
-
-
-def _figure(check: Check) -> str:
-    if check.estimate is None:
-        return "—"
-    if check.name == "accuracy":
-        return f"{check.estimate:+.3f} [{check.low:+.3f}, {check.high:+.3f}]"
-    if check.low is not None and check.high is not None:
-        return f"{check.estimate:.2f}x [{check.low:.2f}, {check.high:.2f}]"
-    return f"{check.estimate:.2f}x"
-
-
-def gate_markdown(results: list[GateResult]) -> str:
-    """One table per gate: a verdict per check with its interval and rule. Fits a GitHub job summary."""
-    lines = ["# perfgate upgrade gate", ""]
-    for result in results:
-        lines += [
-            f"## {result.technique}: **{result.verdict}**",
-            "",
-            f"- current: {result.current.describe()}",
-            f"- candidate: {result.candidate.describe()}",
-        ]
-        if result.outcome != Outcome.MEASURED:
-            lines += [f"- no verdict: {result.outcome}: {result.detail}", ""]
-            continue
-        arms = result.figures.get("arms", {})
-        changed = _changed_libraries(arms.get("current", {}), arms.get("candidate", {}))
-        if changed:
-            lines.append(f"- libraries: {changed}")
-        outputs = result.figures.get("outputs", {})
-        if outputs.get("comparable"):
-            cosine, error = outputs["cosine_min"], outputs["max_abs_error"]
-            lines.append(f"- outputs agree to cosine ≥ {cosine:.6f} (max abs error {error:.2e})")
-        lines += ["", "| check | verdict | candidate vs current | rule | detail |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {check.name} | **{check.verdict}** | {_figure(check)} | {check.rule} | {check.detail} |"
-            for check in result.checks
-        ]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _changed_libraries(current: dict[str, Any], candidate: dict[str, Any]) -> str:
-    before, after = current.get("libraries", {}), candidate.get("libraries", {})
-    changes = [f"{name} {before.get(name, '—')} → {after.get(name, '—')}"
-               for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]  # fmt: skip
-    if current.get("python") != candidate.get("python"):
-        changes.insert(0, f"Python {current.get('python')} → {candidate.get('python')}")
-    return ", ".join(changes)
