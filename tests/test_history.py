@@ -157,6 +157,17 @@ def test_the_console_script_exit_codes(history, tmp_path, capsys):
     assert main(["compare", str(clean), "--history", str(tmp_path / "absent")]) == 2
 
 
+def test_annotate_writes_each_case_s_status_into_the_results_file(history, tmp_path):
+    slow = tmp_path / "slow.json"
+    run(9, 2.9).save(slow)
+    assert main(["compare", str(slow), "--history", str(history), "--annotate"]) == 1
+    annotated = RunRecord.load(slow).against_history
+    assert annotated is not None
+    assert "regression" in {entry["status"] for entry in annotated.values()}
+    assert "unchanged" in {entry["status"] for entry in annotated.values()}
+    assert all(entry["confirmed"] is None for entry in annotated.values())  # not re-measured
+
+
 def rerun_with(speedup: float):
     """A stand-in for re-running the suspects' tests: their record at this speedup, and the calls made."""
     calls: list[list[str]] = []

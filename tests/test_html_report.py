@@ -15,7 +15,7 @@ from perfgate.spec import CaseSpec
 
 pytest.importorskip("matplotlib")
 
-from perfgate.html_report import html_report, pareto_front  # needs matplotlib
+from perfgate.html_report import history_points, html_report, pareto_front  # needs matplotlib
 
 
 def case(technique: str, speedup: float, cosine: float, memory: float = 1.0) -> CaseResult:
@@ -63,3 +63,16 @@ def test_with_a_history_the_report_draws_each_case_against_its_band():
     current = run(20, factor=0.7)  # ort-int8 regressed
     page = html_report(current, compare_run(current, history), history)
     assert len(images(page)) == 4
+
+
+def test_the_history_marks_the_nights_that_confirmed_a_regression():
+    history = [(None, run(day)) for day in range(10, 14)]
+    case_id = history[0][1].cases[0].spec.case_id
+    history[1][1].against_history = {case_id: {"status": "regression", "confirmed": True}}
+    history[2][1].against_history = {case_id: {"status": "regression", "confirmed": False}}  # a blip
+    history[3][1].against_history = {case_id: {"status": "unchanged", "confirmed": None}}
+    points = history_points(case_id, history)
+    assert [confirmed for _, _, confirmed in points] == [False, True, False, False]
+    assert points[0][:2] == ("2026-11-10", pytest.approx(3.6))
+    current = run(20, factor=0.7)
+    assert len(images(html_report(current, compare_run(current, history), history))) == 4

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         help="re-run each suspected regression's test alone (pytest, in this directory) and count only those "
         "that regress again",
     )  # fmt: skip
+    compare.add_argument(
+        "--annotate", action="store_true",
+        help="write each case's status (and confirmation) into the results file, so that once it is in the "
+        "history the HTML report marks its confirmed regressions",
+    )  # fmt: skip
     export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
     export.add_argument("results", type=Path)
     export.add_argument("--output", type=Path, required=True, help="the pytest-benchmark style JSON to write")
@@ -117,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         comparison = compare_run(load_run(args.current), history, last=args.last, current_path=args.current)
         if args.confirm:
             comparison.confirm(rerun_tests, history)
+        if args.annotate:
+            record = RunRecord.load(args.current)  # a pytest-benchmark run cannot carry it: named error
+            record.against_history = {
+                case.case_id: {"status": str(case.status), "confirmed": case.confirmed} for case in comparison.cases
+            }
+            record.save(args.current)
     except PerfgateError as error:
         print(f"perfgate {args.command}: {error}", file=sys.stderr)
         return BAD_INPUT

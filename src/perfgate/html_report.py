@@ -157,15 +157,13 @@ def _history_figure(comparison: Comparison, history: Sequence[tuple[Any, RunReco
         return None
     figure, all_axes = plt.subplots(len(compared), 1, figsize=(9, 2.1 * len(compared)), squeeze=False)
     for axes, case in zip(all_axes[:, 0], compared, strict=True):
-        points = [
-            (run.started[:10], e["speedup"])
-            for _, run in history
-            for past in run.cases
-            if past.spec.case_id == case.case_id and (e := speed_estimate(past)) is not None
-        ]
+        points = history_points(case.case_id, history)
         speed = next(f for f in case.figures if f.name == "speedup")
         xs = list(range(len(points)))
         axes.plot(xs, [p[1] for p in points], "o-", color="#616161", label="past runs")
+        confirmed = [(x, p[1]) for x, p in zip(xs, points, strict=True) if p[2]]
+        if confirmed:
+            axes.plot(*zip(*confirmed, strict=True), "X", color="#c62828", markersize=9, label="confirmed regression")
         axes.axhspan(speed.low, speed.high, color="#90caf9", alpha=0.35, label="band")
         axes.axhline(speed.reference, color="#1565c0", linewidth=0.8)
         colour = "#c62828" if speed.status == "regression" else "#2e7d32"
@@ -179,6 +177,19 @@ def _history_figure(comparison: Comparison, history: Sequence[tuple[Any, RunReco
         axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
     return _png(figure)
+
+
+def history_points(case_id: str, history: Sequence[tuple[Any, RunRecord]]) -> list[tuple[str, float, bool]]:
+    """The case's speedup in each past run: (date, speedup, whether that night confirmed a regression of it)."""
+    points = []
+    for _, run in history:
+        marks = run.against_history or {}
+        for past in run.cases:
+            if past.spec.case_id == case_id and (estimate := speed_estimate(past)) is not None:
+                mark = marks.get(case_id, {})
+                confirmed = mark.get("status") == "regression" and mark.get("confirmed") is True
+                points.append((run.started[:10], estimate["speedup"], confirmed))
+    return points
 
 
 def html_report(

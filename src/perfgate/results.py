@@ -5,7 +5,8 @@ Schema 2 (1 had fixed per-metric fields; 2 keeps them under ``metrics`` by name,
 
     {"schema_version": 2, "perfgate_version": ..., "started": ..., "updated": ...,
      "fingerprint": {...hardware and library versions...}, "config": {...effective options...},
-     "cases": [CaseResult.to_dict(), ...], "calibration": {...} | null, "gates": [...] | null}
+     "cases": [CaseResult.to_dict(), ...], "calibration": {...} | null, "gates": [...] | null,
+     "against_history": {case_id: {"status", "confirmed"}} | null}
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class RunRecord:
     cases: list[CaseResult] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     gates: list[dict[str, Any]] | None = None  # upgrade gates run from pytest (upgrade.GateResult.to_dict())
+    # This run against its history, as `perfgate compare --annotate` found it: case id -> status and
+    # whether a re-measurement confirmed it; the run keeps it into the history, where reports mark it.
+    against_history: dict[str, dict[str, Any]] | None = None
     started: str = field(default_factory=_now)
     perfgate_version: str = ""
 
@@ -69,6 +73,7 @@ class RunRecord:
             "cases": [case.to_dict() for case in self.cases],
             "calibration": self.calibration,
             "gates": self.gates,
+            "against_history": self.against_history,
         }
 
     def save(self, path: Path) -> None:
@@ -93,6 +98,7 @@ class RunRecord:
                 cases=[CaseResult.from_dict(case) for case in data["cases"]],
                 calibration=data.get("calibration"),
                 gates=data.get("gates"),
+                against_history=data.get("against_history"),
                 started=data["started"],
                 perfgate_version=data.get("perfgate_version", ""),
             )
