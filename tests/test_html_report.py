@@ -76,3 +76,22 @@ def test_the_history_marks_the_nights_that_confirmed_a_regression():
     assert points[0][:2] == ("2026-11-10", pytest.approx(3.6))
     current = run(20, factor=0.7)
     assert len(images(html_report(current, compare_run(current, history), history))) == 4
+
+
+def test_upgrade_gates_get_a_table_each_with_their_checks():
+    from pathlib import Path
+
+    from perfgate.arms import Arm
+    from perfgate.outcome import Verdict
+    from perfgate.upgrade import Check, GateResult
+
+    gate = GateResult("fp32-eager", Arm("current", "minilm", Path("m"), "feature-extraction"),
+                      Arm("candidate", "minilm-wide-ffn", Path("w"), "feature-extraction"))  # fmt: skip
+    gate.checks = [Check("speed", Verdict.FAIL, 0.68, 0.66, 0.70, rule="speedup ≥ 0.909", detail="40 ABBA pairs")]
+    record = run(20)
+    record.gates = [gate.to_dict()]
+    page = html_report(record)
+    assert "<h2>Upgrade gates</h2>" in page
+    assert "minilm → minilm-wide-ffn" in page
+    assert "<td>0.68x [0.66, 0.70]</td>" in page
+    assert "FAIL" in page.split("Upgrade gates")[1]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
 from perfgate.outcome import Verdict
-from perfgate.report import columns, speed_estimate, stack_lines, summary_rows, ungated_lines
+from perfgate.report import columns, gate_figure, speed_estimate, stack_lines, summary_rows, ungated_lines
 
 if TYPE_CHECKING:
     from perfgate.history import Comparison
@@ -174,7 +174,7 @@ def _history_figure(comparison: Comparison, history: Sequence[tuple[Any, RunReco
         axes.set_xticks([*xs, len(points)], [*[p[0] for p in points], current.started[:10]], fontsize=7)
         axes.set_title(case.case_id, fontsize=9)
         axes.set_ylabel("speedup")
-        axes.legend(fontsize=7, loc="best")
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # never over the points or the note
     figure.tight_layout()
     return _png(figure)
 
@@ -190,6 +190,40 @@ def history_points(case_id: str, history: Sequence[tuple[Any, RunRecord]]) -> li
                 confirmed = mark.get("status") == "regression" and mark.get("confirmed") is True
                 points.append((run.started[:10], estimate["speedup"], confirmed))
     return points
+
+
+def _gate_tables(gates: Sequence[dict[str, Any]]) -> list[str]:
+    """Each upgrade gate: its arms, then a row per check with its verdict, interval and rule."""
+    out = []
+    for gate in gates:
+        arms = gate["arms"]
+        colour = VERDICT_COLOURS.get(Verdict(gate["verdict"]), "#757575")
+        out.append(
+            f"<h3>{html.escape(gate['technique'])}: {html.escape(arms['current']['model'])} → "
+            f"{html.escape(arms['candidate']['model'])} "
+            f'<span style="color:{colour}">{html.escape(gate["verdict"].upper())}</span></h3>'
+        )
+        if gate["outcome"] != "measured":
+            out.append(f"<p>no verdict: {html.escape(gate['outcome'])}: {html.escape(gate['detail'])}</p>")
+            continue
+        rows = [
+            "<table><tr><th>check</th><th>verdict</th><th>candidate vs current</th><th>rule</th><th>detail</th></tr>"
+        ]
+        for check in gate["checks"]:
+            tint = VERDICT_COLOURS.get(Verdict(check["verdict"]), "#757575")
+            cells = [check["name"], check["verdict"].upper(), gate_figure(check), check["rule"], check["detail"]]
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f'<td style="color:{tint};font-weight:bold">{html.escape(c)}</td>'
+                    if i == 1
+                    else f"<td>{html.escape(c)}</td>"
+                    for i, c in enumerate(cells)
+                )
+                + "</tr>"
+            )
+        out += [*rows, "</table>"]
+    return out
 
 
 def html_report(
@@ -227,6 +261,8 @@ def html_report(
         *table,
         *(["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"] if notes else []),
     ]
+    if record.gates:
+        body += ["<h2>Upgrade gates</h2>", *_gate_tables(record.gates)]
     for title, png in figures:
         if png:
             body += [

@@ -225,14 +225,14 @@ def gate_markdown(gates: Sequence[dict[str, Any]], title: str = "# perfgate upgr
             lines.append(f"- outputs agree to cosine ≥ {cosine:.6f} (max abs error {error:.2e})")
         lines += ["", "| check | verdict | candidate vs current | rule | detail |", "|---|---|---|---|---|"]
         lines += [
-            f"| {c['name']} | **{c['verdict']}** | {_gate_figure(c)} | {c['rule']} | {c['detail']} |"
+            f"| {c['name']} | **{c['verdict']}** | {gate_figure(c)} | {c['rule']} | {c['detail']} |"
             for c in gate["checks"]
         ]
         lines.append("")
     return "\n".join(lines)
 
 
-def _gate_figure(check: dict[str, Any]) -> str:
+def gate_figure(check: dict[str, Any]) -> str:
     estimate, low, high = check["estimate"], check["low"], check["high"]
     if estimate is None:
         return "—"
