@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from perfgate.history import compare_run, load_history, load_run, store_run
+    from perfgate.report import fit_job_summary
     from perfgate.results import write_atomically
 
     args = _parser().parse_args(argv)
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     report = comparison.markdown()
     print(report)
     if args.markdown:
-        write_atomically(args.markdown, report)
+        write_atomically(args.markdown, fit_job_summary(report))
     if args.json:
         import json
 
@@ -146,7 +147,7 @@ def _gate(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from perfgate.report import gate_markdown
+    from perfgate.report import fit_job_summary, gate_markdown
     from perfgate.results import write_atomically
     from perfgate.upgrade import GatePolicy, exit_status, plan_gate, run_gate
 
@@ -166,7 +167,7 @@ def _gate(args: argparse.Namespace) -> int:
     report = gate_markdown([result.to_dict() for result in results])
     print(report)
     if args.markdown:
-        write_atomically(args.markdown, report)
+        write_atomically(args.markdown, fit_job_summary(report))
     if args.json:
         write_atomically(args.json, json.dumps([result.to_dict() for result in results], indent=1))
     return exit_status(results)

@@ -254,3 +254,17 @@ def _changed_libraries(current: dict[str, Any], candidate: dict[str, Any]) -> st
     if current.get("python") != candidate.get("python"):
         changes.insert(0, f"Python {current.get('python')} → {candidate.get('python')}")
     return ", ".join(changes)
+
+
+JOB_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary above 1 MiB
+
+
+def fit_job_summary(markdown: str, limit: int = JOB_SUMMARY_LIMIT) -> str:
+    """``markdown`` cut at a line boundary to fit a GitHub job summary, saying what was left out and where
+    the whole of it is; unchanged when it fits."""
+    data = markdown.encode()
+    if len(data) <= limit:
+        return markdown
+    kept = data[: limit - 512].decode(errors="ignore").rsplit("\n", 1)[0]
+    left = len(markdown.splitlines()) - len(kept.splitlines())
+    return f"{kept}\n\n**Cut to fit a job summary (1 MiB): {left} more lines are in the full report file.**\n"

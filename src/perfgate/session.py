@@ -25,7 +25,7 @@ from perfgate.launcher import Launcher
 from perfgate.model import model_class
 from perfgate.outcome import Outcome
 from perfgate.placement import GpuPlacement, choose_gpu, visible_gpu_ids
-from perfgate.report import markdown_summary
+from perfgate.report import fit_job_summary, markdown_summary
 from perfgate.results import RunRecord, write_atomically
 from perfgate.scenarios import get_scenario
 from perfgate.spec import BASELINE, CaseSpec
@@ -362,7 +362,10 @@ class PerfgateSession:
         if self.record is None or self.xdist_worker:
             return None
         path = self.settings.report_dir / "summary.md"
-        write_atomically(path, markdown_summary(self.record, self.skipped))
+        summary = markdown_summary(self.record, self.skipped)
+        write_atomically(path, summary)
+        # What CI appends to $GITHUB_STEP_SUMMARY: the same, cut to fit its 1 MiB.
+        write_atomically(self.settings.report_dir / "job-summary.md", fit_job_summary(summary))
         if importlib.util.find_spec("matplotlib") is not None:
             from perfgate.html_report import html_report
 
