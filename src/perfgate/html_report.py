@@ -147,6 +147,60 @@ def _memory_figure(cases: Sequence[CaseResult]) -> str | None:
     return _png(figure)
 
 
+def _throughput_figure(cases: Sequence[CaseResult]) -> str | None:
+    """Throughput against batch size from the batch sweep: one line per technique and input order."""
+    import matplotlib.pyplot as plt
+
+    swept = [case for case in cases if "batch_sweep" in case.metrics]
+    if not swept:
+        return None
+    models = list(dict.fromkeys(case.spec.model for case in swept))
+    figure, all_axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4), squeeze=False)
+    styles = {"random": "o-", "sorted": "s-", "fixed-128": "^--"}
+    for axes, model in zip(all_axes[0], models, strict=True):
+        for index, case in enumerate(c for c in swept if c.spec.model == model):
+            rows = case.metrics["batch_sweep"]["rows"]
+            for order in dict.fromkeys(row["order"] for row in rows):
+                points = sorted((row["batch_size"], row["items_per_second"]) for row in rows if row["order"] == order)
+                axes.plot(*zip(*points, strict=True), styles.get(order, "o-"), color=f"C{index}",
+                          label=f"{case.spec.technique} · {order}")  # fmt: skip
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("batch size")
+        axes.set_ylabel("items / s")
+        axes.set_title(model, fontsize=10)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _arrivals_figure(cases: Sequence[CaseResult]) -> str | None:
+    """p99 latency against the arrival rate under dynamic batching: one panel per case, a line per (B, T)."""
+    import matplotlib.pyplot as plt
+
+    served = [case for case in cases if "arrivals" in case.metrics]
+    if not served:
+        return None
+    figure, all_axes = plt.subplots(1, len(served), figsize=(6 * len(served), 3.8), squeeze=False)
+    for axes, case in zip(all_axes[0], served, strict=True):
+        rows = case.metrics["arrivals"]["rows"]
+        for index, setting in enumerate(dict.fromkeys((row["batch"], row["wait_ms"]) for row in rows)):
+            points = sorted(
+                (row["rate"], row["latency_p99_ms"]) for row in rows if (row["batch"], row["wait_ms"]) == setting
+            )
+            label = "batch 1" if setting[0] == 1 else f"B{setting[0]}, T{setting[1]:g} ms"
+            axes.plot(*zip(*points, strict=True), "o-", color=f"C{index}", label=label)
+        axes.axvline(case.metrics["arrivals"]["capacity_b1"], color="#9e9e9e", linestyle=":", label="batch 1 capacity")
+        axes.set_yscale("log")
+        axes.set_xlabel("arrival rate (requests / s)")
+        axes.set_ylabel("p99 latency (ms)")
+        axes.set_title(f"{case.spec.model} / {case.spec.technique}", fontsize=10)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    return _png(figure)
+
+
 def _history_figure(comparison: Comparison, history: Sequence[tuple[Any, RunRecord]], current: RunRecord) -> str | None:
     import matplotlib.pyplot as plt
 
@@ -238,6 +292,8 @@ def html_report(
         ("Speedup against fp32 eager", _speedup_figure(cases)),
         ("Accuracy against speed", _pareto_figure(cases)),
         ("Serving memory", _memory_figure(cases)),
+        ("Throughput against batch size", _throughput_figure(cases)),
+        ("Dynamic batching: p99 latency against arrival rate", _arrivals_figure(cases)),
     ]
     if comparison is not None:
         figures.append(("Against the history", _history_figure(comparison, history, record)))

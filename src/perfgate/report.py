@@ -80,6 +80,67 @@ def speed_estimate(case: CaseResult) -> dict[str, float] | None:
     return found if case.outcome == Outcome.MEASURED and found else None
 
 
+# The production ladder as a well-known BERT-serving write-up reports it: BERT-base on CPU at batch 1.
+LADDER_CLAIMS = {
+    "fixed": "330 ms (BERT-base, padded to 128)",
+    "distilled": "171 ms (a distilled student)",
+    "dynamic": "69 ms (no padding)",
+    "int8": "10 ms (dynamic int8)",
+    "onnxruntime": "— (not a separate step there)",
+    "cache": "2x throughput at a 40% hit rate",
+}
+
+
+def _case(cases: Sequence[CaseResult], model: str, technique: str, scenario: str = "ab-forward") -> CaseResult | None:
+    found = [c for c in cases if (c.spec.model, c.spec.technique, c.spec.batch_size, c.spec.scenario)
+             == (model, technique, 1, scenario) and c.outcome == Outcome.MEASURED]  # fmt: skip
+    return found[-1] if found else None
+
+
+def ladder_section(cases: Sequence[CaseResult], model: str = "minilm") -> list[str]:
+    """The production ladder on ``model`` at batch 1, from this run's cases: fixed padding → dynamic
+    shapes → int8 → ONNX Runtime int8 → a result cache, each step's latency and gain beside the write-up's."""
+    padded = _case(cases, model, "pad-to-128")
+    int8 = _case(cases, model, "torch-dynamic-int8-per-channel")
+    ort = _case(cases, model, "onnxruntime-o2-int8-dynamic")
+    cache = _case(cases, model, "onnxruntime-o2-int8-dynamic", scenario="result-cache")
+    if not (padded and int8 and ort) or not all(speed_estimate(c) for c in (padded, int8, ort)):
+        return []
+    base = int8.metrics["speed"]["latency"]["baseline"]["p50"]  # fp32 eager, unpadded, same worker as int8
+    gains = {
+        "dynamic": 1 / speed_estimate(padded)["speedup"],  # type: ignore[index]
+        "int8": speed_estimate(int8)["speedup"],  # type: ignore[index]
+        "onnxruntime": speed_estimate(ort)["speedup"] / speed_estimate(int8)["speedup"],  # type: ignore[index]
+    }
+    latency = {"fixed": base * gains["dynamic"], "dynamic": base}
+    latency["int8"] = base / gains["int8"]
+    latency["onnxruntime"] = latency["int8"] / gains["onnxruntime"]
+    rows = [
+        ("padded to 128 tokens (fp32 eager)", "fixed", "—"),
+        (f"distilled model: {model} is one (6 layers, 384 wide)", "distilled", "not a step here"),
+        ("dynamic shapes: no padding", "dynamic", f"{gains['dynamic']:.2f}x"),
+        ("dynamic int8 (torch, per channel)", "int8", f"{gains['int8']:.2f}x"),
+        ("ONNX Runtime O2 + dynamic int8", "onnxruntime", f"{gains['onnxruntime']:.2f}x (ratio of two cases)"),
+    ]
+    out = ["", "## The production ladder", "",
+           f"{model} at batch 1 on this run's cases; each gain over the step above. The write-up's column is "
+           "BERT-base on its CPU, for comparison only (see README, 'The ladder').", "",
+           "| step | this run | gain | the write-up |", "|---|---|---|---|"]  # fmt: skip
+    for label, key, gain in rows:
+        here = f"{1000 * latency[key]:.1f} ms" if key in latency else "—"
+        out.append(f"| {label} | {here} | {gain} | {LADDER_CLAIMS[key]} |")
+    if cache is not None:
+        figures = cache.metrics["result_cache"]
+        measured = figures["measured"]
+        out.append(
+            f"| result cache, {figures['repeat_rate']:.0%} repeats ({figures['hit_rate']:.0%} hits) | "
+            f"{figures['model_ms_per_request'] / measured['speedup']:.1f} ms per request | {measured['speedup']:.2f}x "
+            f"[{measured['ci_low']:.2f}, {measured['ci_high']:.2f}] (predicted {figures['predicted_gain']:.2f}x) | "
+            f"{LADDER_CLAIMS['cache']} |"
+        )
+    return out
+
+
 def stack_lines(cases: Sequence[CaseResult]) -> list[str]:
     """Each stack against its parts measured in the same run (same model, batch and device): whether it
     beats its best part, judged on the two confidence intervals (overlap is 'within noise')."""
@@ -169,6 +230,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     ungated = ungated_lines(record.cases)
     if ungated:
         out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]
+    out += ladder_section(record.cases)
     stacks = stack_lines(record.cases)
     if stacks:
         out += ["", "## Stacks against their parts", "", *[f"- {line}" for line in stacks]]

@@ -47,6 +47,8 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "max_compile_graphs": (1.0, math.inf, "graphs torch.compile builds over the fixed length sweep"),
     "max_graph_breaks": (0.0, math.inf, "graph breaks while tracing"),
     "max_energy_ratio": (0.0, math.inf, "candidate/baseline GPU energy per inference (NVML)"),
+    "min_batching_gain": (0.0, math.inf, "batch sweep: best length-sorted throughput over batch-1 throughput"),
+    "min_cache_gain": (0.0, math.inf, "result cache: lower CI bound of the stream's speedup with the cache"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 

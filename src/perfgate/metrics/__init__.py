@@ -54,6 +54,9 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.generation:GenerationLatency",
     "perfgate.metrics.compile:CompileCost",
     "perfgate.metrics.energy:EnergyPerInference",
+    "perfgate.metrics.batch_sweep:BatchSweep",
+    "perfgate.metrics.result_cache:ResultCacheGain",
+    "perfgate.metrics.arrivals:DynamicBatching",
 )
 
 

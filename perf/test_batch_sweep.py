@@ -1,0 +1,33 @@
+"""Batching on this machine: throughput and per-item latency over batch sizes 1..16 (1..64 `slow`) in
+three input orders, for fp32 eager and the fastest CPU variant. The gain of length-sorted batching
+over batch 1 is gated where the thresholds file measured it (``min_batching_gain``)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.cpu
+
+
+def sweep(perfgate, technique: str, largest: int) -> dict:
+    result = perfgate.gate("minilm", technique, scenario="batch-sweep", batch_size=largest)
+    figures = result.metrics["batch_sweep"]
+    rows = {(row["order"], row["batch_size"]): row for row in figures["rows"]}
+    sizes = [2**k for k in range(largest.bit_length())]
+    assert set(rows) == {(order, size) for order in ("random", "sorted", "fixed-128") for size in sizes}
+    for size in sizes[1:]:  # by construction: sorting by length pads less than a random order
+        assert rows[("sorted", size)]["padding_share"] <= rows[("random", size)]["padding_share"]
+    return rows
+
+
+@pytest.mark.parametrize(
+    "technique", ["fp32-eager", pytest.param("onnxruntime-o2-int8-dynamic", marks=pytest.mark.slow)]
+)
+def test_batch_sweep_up_to_16(perfgate, technique):
+    sweep(perfgate, technique, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("technique", ["fp32-eager", "torch-dynamic-int8-per-channel", "onnxruntime-o2-int8-dynamic"])
+def test_batch_sweep_up_to_64(perfgate, technique):
+    sweep(perfgate, technique, 64)

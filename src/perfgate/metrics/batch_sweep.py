@@ -1,0 +1,65 @@
+"""Batch sweep: throughput (items/s) and per-item latency over batch sizes and input orders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from perfgate.metrics import Metric
+from perfgate.thresholds import Check
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseResult
+
+
+def batching_gain(figures: dict[str, Any], order: str = "sorted") -> tuple[float, int] | None:
+    """The best throughput of ``order`` over its batch-1 throughput, and the batch size it came at."""
+    rows = [row for row in figures["rows"] if row["order"] == order]
+    single = next((row["items_per_second"] for row in rows if row["batch_size"] == 1), None)
+    if not rows or not single:
+        return None
+    best = max(rows, key=lambda row: row["items_per_second"])
+    return best["items_per_second"] / single, best["batch_size"]
+
+
+class BatchSweep(Metric):
+    name = "batch_sweep"
+    columns = ("batching",)
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        gain = batching_gain(figures)
+        return [] if gain is None else [Check("min_batching_gain", gain[0], higher_is_better=True)]
+
+    def cells(self, figures: dict[str, Any]) -> dict[str, str]:
+        gain = batching_gain(figures)
+        return {} if gain is None else {"batching": f"{gain[0]:.2f}x at b{gain[1]} (sorted)"}
+
+    def section(self, cases: Sequence[CaseResult]) -> list[str]:
+        rows = [case for case in cases if self.name in case.metrics]
+        if not rows:
+            return []
+        out = [
+            "## Batch sweep",
+            "",
+            "Throughput over the evaluation sentences in three orders: random (each batch padded to its "
+            "longest), sorted by length (little padding), every batch padded to 128 tokens. Latency: the "
+            "batch an item rode in, p50/p99.",
+        ]
+        for case in rows:
+            figures = case.metrics[self.name]
+            sizes = sorted({row["batch_size"] for row in figures["rows"]})
+            orders = list(dict.fromkeys(row["order"] for row in figures["rows"]))
+            cell = {(row["order"], row["batch_size"]): row for row in figures["rows"]}
+            out += ["", f"**{case.spec.model} / {case.spec.technique}** (items/s, p99 ms, padding):", ""]
+            out += ["| order | " + " | ".join(f"b{size}" for size in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+            for order in orders:
+                values = [cell[(order, size)] for size in sizes]
+                out.append(
+                    f"| {order} | "
+                    + " | ".join(
+                        f"{v['items_per_second']:.0f}/s, {v['latency_p99_ms']:.0f} ms, {v['padding_share']:.0%}"
+                        for v in values
+                    )
+                    + " |"
+                )
+        return out
