@@ -165,6 +165,8 @@ def _throughput_figure(cases: Sequence[CaseResult]) -> str | None:
                 axes.plot(*zip(*points, strict=True), styles.get(order, "o-"), color=f"C{index}",
                           label=f"{case.spec.technique} · {order}")  # fmt: skip
         axes.set_xscale("log", base=2)
+        sizes = sorted({row["batch_size"] for case in swept for row in case.metrics["batch_sweep"]["rows"]})
+        axes.set_xticks(sizes, [str(size) for size in sizes])
         axes.set_xlabel("batch size")
         axes.set_ylabel("items / s")
         axes.set_title(model, fontsize=10)
@@ -177,6 +179,7 @@ def _throughput_figure(cases: Sequence[CaseResult]) -> str | None:
 def _arrivals_figure(cases: Sequence[CaseResult]) -> str | None:
     """p99 latency against the arrival rate under dynamic batching: one panel per case, a line per (B, T)."""
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     served = [case for case in cases if "arrivals" in case.metrics]
     if not served:
@@ -192,6 +195,9 @@ def _arrivals_figure(cases: Sequence[CaseResult]) -> str | None:
             axes.plot(*zip(*points, strict=True), "o-", color=f"C{index}", label=label)
         axes.axvline(case.metrics["arrivals"]["capacity_b1"], color="#9e9e9e", linestyle=":", label="batch 1 capacity")
         axes.set_yscale("log")
+        axes.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes.set_xlabel("arrival rate (requests / s)")
         axes.set_ylabel("p99 latency (ms)")
         axes.set_title(f"{case.spec.model} / {case.spec.technique}", fontsize=10)
