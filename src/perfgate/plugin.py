@@ -198,12 +198,14 @@ class Bench:
         candidate_python: str | None = None,
         memory: bool | None = None,
         eval_file: Path | None = None,
+        enforce: bool = True,
         **policy: Any,
     ) -> GateResult:
         """May ``candidate`` (a model, or ``current`` under another environment's interpreter) replace
         ``current``? Speed, task accuracy and memory, each non-inferior within its margin (``policy``:
         ``GatePolicy`` fields; ``eval_file``: the labelled set, else the candidate's or the current
-        model's). Fails the test on a failed check; warns when one is inconclusive."""
+        model's). Fails the test on a failed check and warns when one is inconclusive, unless ``enforce`` is
+        False (a measurement to report, such as a distilled student's cost in accuracy)."""
         from perfgate.upgrade import GatePolicy
 
         settings = self.session.settings
@@ -218,6 +220,8 @@ class Bench:
             memory,
             eval_file=eval_file,
         )
+        if not enforce:
+            return result
         if result.verdict == Verdict.FAIL:
             from perfgate.report import gate_markdown
 
