@@ -49,6 +49,7 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "max_energy_ratio": (0.0, math.inf, "candidate/baseline GPU energy per inference (NVML)"),
     "min_batching_gain": (0.0, math.inf, "batch sweep: best length-sorted throughput over batch-1 throughput"),
     "min_cache_gain": (0.0, math.inf, "result cache: lower CI bound of the stream's speedup with the cache"),
+    "min_batch_fit_ratio": (0.0, math.inf, "largest batch that fits under the same memory cap, over fp32's"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 

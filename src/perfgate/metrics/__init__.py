@@ -57,6 +57,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.batch_sweep:BatchSweep",
     "perfgate.metrics.result_cache:ResultCacheGain",
     "perfgate.metrics.arrivals:DynamicBatching",
+    "perfgate.metrics.largest_batch:LargestBatch",
 )
 
 

@@ -49,10 +49,12 @@ class Scenario(ABC):
 BUILT_IN: dict[str, str] = {
     "ab-forward": "perfgate.scenarios.ab_forward:ABForward",
     "arrivals": "perfgate.scenarios.arrivals:Arrivals",
+    "batch-fits": "perfgate.scenarios.largest_batch:BatchFits",
     "batch-sweep": "perfgate.scenarios.batch_sweep:BatchSweep",
     "build-artifacts": "perfgate.scenarios.serving_memory:BuildArtifacts",
     "calibration": "perfgate.scenarios.calibration:RunnerCalibration",
     "held-arm": "perfgate.scenarios.held_arm:HeldArm",
+    "largest-batch": "perfgate.scenarios.largest_batch:LargestBatch",
     "result-cache": "perfgate.scenarios.result_cache:ResultCache",
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
     "runtime-overhead": "perfgate.scenarios.serving_memory:RuntimeOverhead",

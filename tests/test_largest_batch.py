@@ -1,0 +1,47 @@
+"""The largest-batch search: doubling then bisection on planted limits, and a real try under an
+address-space cap that runs out of memory inside its own worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.scenarios.largest_batch import search
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2, 3, 37, 64, 100])
+def test_the_search_finds_the_planted_limit_with_few_tries(limit):
+    largest, tries = search(lambda size: size <= limit, largest_tried=4096)
+    assert largest == limit
+    assert len(tries) <= 2 * max(limit, 1).bit_length() + 2
+    assert all(ok == (size <= limit) for size, ok in tries)
+
+
+def test_the_search_stops_at_the_largest_size_it_may_try():
+    largest, tries = search(lambda size: True, largest_tried=16)
+    assert largest == 16
+    assert [size for size, _ in tries] == [1, 2, 4, 8, 16]
+
+
+def test_under_a_cap_a_big_batch_is_an_oom_outcome_and_a_small_one_fits(micro_model_dir, tmp_path):
+    from perfgate.launcher import Launcher
+    from perfgate.outcome import Outcome
+    from perfgate.scenarios.largest_batch import BatchFits
+    from perfgate.technique import import_path
+
+    launcher = Launcher([str(tmp_path)], tmp_path / "locks")
+    payload = {
+        "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
+        "technique": import_path("fp32-eager"), "workdir": str(tmp_path), "threads": 1,
+        "timed_texts": ["The train was late."], "headroom_bytes": 64 * 2**20,
+    }  # fmt: skip
+    import sys
+
+    launcher.sys_path = sys.path
+    try:
+        small = launcher.submit("cpu", BatchFits(), {**payload, "batch_size": 2}, fresh=True, timeout=120)
+        big = launcher.submit("cpu", BatchFits(), {**payload, "batch_size": 4096}, fresh=True, timeout=120)
+    finally:
+        launcher.close()
+    assert small.outcome == Outcome.MEASURED, small.detail
+    assert big.outcome == Outcome.OOM, (big.outcome, big.detail)
+    assert "out of memory at batch_size=4096" in big.detail
