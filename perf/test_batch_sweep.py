@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.cpu
 
-
-def sweep(perfgate, technique: str, largest: int) -> dict:
-    result = perfgate.gate("minilm", technique, scenario="batch-sweep", batch_size=largest)
+def sweep(perfgate, technique: str, largest: int, model: str = "minilm", device: str = "cpu") -> dict:
+    result = perfgate.gate(model, technique, scenario="batch-sweep", batch_size=largest, device=device)
     figures = result.metrics["batch_sweep"]
     rows = {(row["order"], row["batch_size"]): row for row in figures["rows"]}
     sizes = [2**k for k in range(largest.bit_length())]
@@ -27,7 +25,15 @@ def test_batch_sweep_up_to_16(perfgate, technique):
     sweep(perfgate, technique, 16)
 
 
+@pytest.mark.cpu
 @pytest.mark.slow
 @pytest.mark.parametrize("technique", ["fp32-eager", "torch-dynamic-int8-per-channel", "onnxruntime-o2-int8-dynamic"])
 def test_batch_sweep_up_to_64(perfgate, technique):
     sweep(perfgate, technique, 64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("technique", ["fp32-eager", "fp16-cast"])
+def test_batch_sweep_on_gpu(perfgate, technique):
+    """On a GPU sized model: MiniLM-sized models measure launch overhead there, not kernels."""
+    sweep(perfgate, technique, 64, model="bert-base-random", device="cuda")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.cpu
 # The default run: the cache on top of the ladder's fastest step, batching on fp32; the rest is `slow`.
 CACHE = ["onnxruntime-o2-int8-dynamic", pytest.param("fp32-eager", marks=pytest.mark.slow)]
 ARRIVALS = ["fp32-eager", pytest.param("onnxruntime-o2-int8-dynamic", marks=pytest.mark.slow)]
 
 
+@pytest.mark.cpu
 @pytest.mark.parametrize("technique", CACHE)
 def test_a_result_cache_under_forty_percent_repeats(perfgate, technique):
     """Gated where the thresholds file measured it (``min_cache_gain``: the CI's low end)."""
@@ -20,6 +20,7 @@ def test_a_result_cache_under_forty_percent_repeats(perfgate, technique):
     assert 0.3 <= figures["hit_rate"] <= 0.5
 
 
+@pytest.mark.cpu
 @pytest.mark.parametrize("technique", ARRIVALS)
 def test_dynamic_batching_under_poisson_arrivals(perfgate, technique):
     result = perfgate.gate("minilm", technique, scenario="arrivals")
@@ -27,3 +28,10 @@ def test_dynamic_batching_under_poisson_arrivals(perfgate, technique):
     # Queueing, not timing: past batch 1's capacity its queue grows; below it requests rarely share a batch.
     assert rows[(3.0, 1)]["latency_p99_ms"] > 3 * rows[(0.5, 1)]["latency_p99_ms"]
     assert rows[(3.0, 16)]["mean_batch"] > rows[(0.5, 16)]["mean_batch"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scenario", ["result-cache", "arrivals"])
+def test_serving_scenarios_on_gpu(perfgate, scenario):
+    result = perfgate.gate("bert-base-random", "fp16-cast", scenario=scenario, device="cuda")
+    assert result.metrics[scenario.replace("-", "_")]["seed"] == 0

@@ -110,4 +110,7 @@ class Arrivals(Scenario):
                         "throughput": REQUESTS / served.span,
                         "mean_batch": float(np.mean(served.batch_sizes)),
                     })  # fmt: skip
-        return {"requests": REQUESTS, "capacity_b1": capacity, "rows": rows, "seconds": time.perf_counter() - start}
+        return {
+            "requests": REQUESTS, "capacity_b1": capacity, "rows": rows, "seconds": time.perf_counter() - start,
+            "seed": seed,  # arrivals and texts: with the loads and settings, the workload can be replayed
+        }  # fmt: skip

@@ -84,7 +84,10 @@ class BatchSweep(Scenario):
                 "latency_p99_ms": 1000 * float(np.percentile(latencies, 99)),
                 "padding_share": padded[(order, size)],
             })  # fmt: skip
-        return {"items": len(texts), "threads": threads, "rows": rows, "seconds": time.perf_counter() - start}
+        return {
+            "items": len(texts), "threads": threads, "rows": rows, "seconds": time.perf_counter() - start,
+            "seed": payload["policy"]["seed"],  # the random order's shuffle: the run can be replayed
+        }  # fmt: skip
 
 
 def _batches(texts: list[str], lengths: list[int], order: str, size: int, seed: int) -> list[list[str]]:

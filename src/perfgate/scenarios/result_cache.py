@@ -111,6 +111,7 @@ class ResultCache(Scenario):
         assert comparison.estimate is not None
         return {
             "requests": len(stream),
+            "seed": payload["policy"]["seed"],  # with requests and repeat_rate, the stream can be replayed
             "distinct": len(inputs),
             "repeat_rate": payload["repeat_rate"],
             "cache_entries": payload["cache_entries"],
