@@ -95,3 +95,17 @@ def test_upgrade_gates_get_a_table_each_with_their_checks():
     assert "minilm → minilm-wide-ffn" in page
     assert "<td>0.68x [0.66, 0.70]</td>" in page
     assert "FAIL" in page.split("Upgrade gates")[1]
+
+
+def test_the_ladder_is_a_table_in_the_html_report_too():
+    from tests.test_report import measured_case
+
+    record = run(20)
+    record.cases += [measured_case("pad-to-128", 0.4), measured_case("torch-dynamic-int8-per-channel", 2.5),
+                     measured_case("onnxruntime-o2-int8-dynamic", 5.0)]  # fmt: skip
+    page = html_report(record)
+    assert "<h2>The production ladder</h2>" in page
+    assert (
+        "<tr><td>dynamic shapes: no padding</td><td>10.0 ms</td><td>2.50x</td><td>69 ms (no padding)</td></tr>" in page
+    )
+    assert "<th>the write-up</th>" in page

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
 from perfgate.outcome import Verdict
-from perfgate.report import columns, gate_figure, speed_estimate, stack_lines, summary_rows, ungated_lines
+from perfgate.report import (
+    columns,
+    gate_figure,
+    ladder_section,
+    speed_estimate,
+    stack_lines,
+    summary_rows,
+    ungated_lines,
+)
 
 if TYPE_CHECKING:
     from perfgate.history import Comparison
@@ -252,6 +260,22 @@ def history_points(case_id: str, history: Sequence[tuple[Any, RunRecord]]) -> li
     return points
 
 
+def _markdown_table_html(lines: Sequence[str]) -> list[str]:
+    """A summary section (``## title``, prose, one Markdown table) as HTML: the ladder, shown in both."""
+    out: list[str] = []
+    rows: list[str] = []
+    for line in lines:
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("|") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            tag = "th" if not rows else "td"
+            rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+        elif line.strip() and not line.startswith("|"):
+            out.append(f"<p>{html.escape(line)}</p>")
+    return out + (["<table>", *rows, "</table>"] if rows else [])
+
+
 def _gate_tables(gates: Sequence[dict[str, Any]]) -> list[str]:
     """Each upgrade gate: its arms, then a row per check with its verdict, interval and rule."""
     out = []
@@ -323,6 +347,7 @@ def html_report(
         *table,
         *(["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"] if notes else []),
     ]
+    body += _markdown_table_html(ladder_section(cases))
     if record.gates:
         body += ["<h2>Upgrade gates</h2>", *_gate_tables(record.gates)]
     for title, png in figures:
