@@ -14,6 +14,7 @@ def test_bf16_and_compile(perfgate: Bench) -> None:
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # ~70 s (two compiles and torchao's quantization): nightly, to keep the default run under 15 min
 @pytest.mark.requires("torchao", fix="pip install torchao==0.18.0")
 def test_torchao_int8_and_compile(perfgate: Bench) -> None:
     perfgate.gate("minilm", "torchao-int8-dynamic+torch-compile", batch_size=1, memory=False)
