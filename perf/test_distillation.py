@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.labelled import HARD_SET
+from perfgate.outcome import Verdict
 
 pytestmark = [pytest.mark.cpu, pytest.mark.slow]  # building the student trains it (~1 min, once per cache)
 
@@ -19,6 +20,8 @@ def test_a_distilled_three_layer_student_keeps_the_teacher_s_accuracy_at_twice_t
     speed, accuracy = result.check("speed"), result.check("accuracy")
     # Measured on cpu-amx: 1.9x faster (by hand, 3.1 against 5.9 ms); the bound is 0.75 x that, rounded down.
     assert speed.low > 1.4, speed
-    # Measured: 0.798 against the teacher's 0.801 (the cut without distillation: 0.449).
+    # Measured: 0.801 against the teacher's 0.801, interval [-0.015, +0.015] (the cut without distillation:
+    # 0.449). Within the gate's own 2-point margin: not a FAIL (a student trained elsewhere may land
+    # a little lower and be INCONCLUSIVE).
     assert accuracy.estimate > -0.02, accuracy
-    assert accuracy.low > -0.06, accuracy
+    assert accuracy.verdict is not Verdict.FAIL, accuracy

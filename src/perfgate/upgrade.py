@@ -28,6 +28,7 @@ import numpy as np
 
 from perfgate.arms import ARMS, Arm, ArmWorkers
 from perfgate.comparison import ComparePolicy, Comparison, compare_blocks, decide, estimate_replicated
+from perfgate.errors import ArmFailed
 from perfgate.fidelity import compare_outputs
 from perfgate.launcher import Launcher
 from perfgate.outcome import Outcome, Verdict
@@ -242,8 +243,6 @@ def plan_gate(
 
 def run_gate(current: Arm, candidate: Arm, run: GateRun, policy: GatePolicy) -> GateResult:
     """Prepare both arms, time them ABBA under the device lock, score both, measure memory, judge."""
-    from perfgate.errors import ArmFailed
-
     result = GateResult(technique=current.technique, current=current, candidate=candidate)
     arms = dict(zip(ARMS, (current, candidate), strict=True))
     lock = Launcher([], run.lock_dir).device_lock(run.device)

@@ -60,7 +60,7 @@ class ABForward(Scenario):
             baseline = state.variant(model, payload["baseline"], payload["workdir"], payload["threads"])
             load_seconds = time.perf_counter() - start
             candidate = state.variant(model, payload["technique"], payload["workdir"], payload["threads"])
-            outputs = functools.partial(_outputs, model=model, batch_size=batch_size, seq_len=seq_len)
+            outputs = functools.partial(variant_outputs, model=model, batch_size=batch_size, seq_len=seq_len)
             reference, produced = outputs(baseline, payload["eval_texts"]), outputs(candidate, payload["eval_texts"])
             logits = model.task != "feature-extraction"
             metrics["fidelity"] = compare_outputs(reference, produced, logits=logits).to_dict()
@@ -96,9 +96,10 @@ class ABForward(Scenario):
         }
 
 
-def _outputs(
+def variant_outputs(
     variant: Variant, texts: Sequence[str], *, model: LoadedModel, batch_size: int, seq_len: int | None
 ) -> npt.NDArray[np.float64]:
+    """``variant``'s primary outputs on ``texts``, run in batches of ``batch_size``, as float64 rows."""
     import numpy as np
 
     rows = []

@@ -58,7 +58,7 @@ class BatchSweep(Scenario):
                 key: [model.inputs(batch, FIXED_LENGTH if key[0] == "fixed-128" else None) for batch in batches]
                 for key, batches in plans.items()
             }
-            padded = {key: _padding_share(batches, model) for key, batches in inputs.items()}
+            padded = {key: _padding_share(batches) for key, batches in inputs.items()}
             for batches in inputs.values():  # warm-up: every shape once
                 for batch in batches:
                     variant.run(batch)
@@ -99,7 +99,7 @@ def _batches(texts: list[str], lengths: list[int], order: str, size: int, seed: 
     return [[texts[i] for i in indices[start : start + size]] for start in range(0, len(indices), size)]
 
 
-def _padding_share(batches: list[dict[str, Any]], model: Any) -> float:
+def _padding_share(batches: list[dict[str, Any]]) -> float:
     """Padded positions over all positions the model computes on."""
     total = real = 0
     for batch in batches:

@@ -9,6 +9,7 @@ same moment's noise. A worker may hold several arms; each block times only the a
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from dataclasses import asdict
@@ -40,12 +41,12 @@ class HeldArm(Scenario):
         raise ValueError(f"unknown held-arm action {action!r} (prepare, warm-up, time)")
 
     def _prepare(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
-        import numpy as np
         import torch
 
         from perfgate.fidelity import load_labelled_set, task_outcomes
         from perfgate.hardware import library_versions
         from perfgate.model import load_model
+        from perfgate.scenarios.ab_forward import variant_outputs
         from perfgate.technique import load_technique
         from perfgate.timing import Timer, cuda_synchronizer
 
@@ -58,16 +59,10 @@ class HeldArm(Scenario):
         variant = load_technique(payload["technique"]).apply(model, Path(payload["workdir"]), payload["threads"])
         load_seconds = time.perf_counter() - start
 
-        def outputs(texts: Any) -> Any:  # in batches: the labelled set is ~1,400 texts
-            rows = [
-                variant.run(model.inputs(texts[i : i + SCORING_BATCH], payload["seq_len"]))
-                .detach()
-                .float()
-                .cpu()
-                .numpy()
-                for i in range(0, len(texts), SCORING_BATCH)
-            ]
-            return np.concatenate(rows).astype(np.float64)
+        # In batches: the labelled set is ~1,400 texts.
+        outputs = functools.partial(
+            variant_outputs, variant, model=model, batch_size=SCORING_BATCH, seq_len=payload["seq_len"]
+        )
 
         score = payload.get("score", True)
         labelled = load_labelled_set(Path(payload["labelled"])) if score and payload.get("labelled") else None

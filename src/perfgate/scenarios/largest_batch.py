@@ -19,6 +19,7 @@ gated yet.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfgate.scenarios import Isolation, Scenario
@@ -32,8 +33,8 @@ SEQ_LEN = 128  # every sequence padded to it: the batch alone sets the memory
 LARGEST_TRIED = 4096
 
 
-class Fits(Exception):
-    """Control flow of the search: a try's outcome that is neither a fit nor out of memory."""
+class TryFailed(Exception):
+    """A try ended neither fitting nor out of memory (crashed, timed out, raised): the search stops."""
 
 
 class BatchFits(Scenario):
@@ -51,7 +52,7 @@ class BatchFits(Scenario):
 
         with torch_threads(payload["threads"]):
             model = state.model(payload["model"])
-            variant = load_technique(payload["technique"]).apply(model, _path(payload["workdir"]), payload["threads"])
+            variant = load_technique(payload["technique"]).apply(model, Path(payload["workdir"]), payload["threads"])
             text = payload["timed_texts"][0]
             variant.run(model.inputs([text], SEQ_LEN))  # threads, arenas and lazy state exist before the cap
             # Tokenized before the cap: the tokenizer (Rust) aborts the process on an allocation failure,
@@ -66,16 +67,10 @@ class BatchFits(Scenario):
 
 
 def _virtual_bytes() -> int:
-    for line in open("/proc/self/status"):  # noqa: SIM115 (a short read of a procfs file)
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmSize:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmSize in /proc/self/status: the address-space cap needs Linux")
-
-
-def _path(text: str) -> Any:
-    from pathlib import Path
-
-    return Path(text)
 
 
 def search(fits: Any, largest_tried: int = LARGEST_TRIED) -> tuple[int, list[tuple[int, bool]]]:
@@ -125,12 +120,12 @@ class LargestBatch(Scenario):
                     return False
                 if reply.outcome != Outcome.MEASURED:
                     case.result.outcome, case.result.detail, case.result.log = reply.outcome, reply.detail, reply.log
-                    raise Fits(reply.detail)
+                    raise TryFailed(reply.detail)
                 return True
 
             try:
                 largest, tries = search(fits)
-            except Fits:
+            except TryFailed:
                 return
             figures[arm] = {"technique": name, "largest": largest, "tries": tries}
         base, cand = figures["baseline"]["largest"], figures["candidate"]["largest"]
