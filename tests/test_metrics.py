@@ -108,3 +108,49 @@ def test_the_energy_check_fails_a_technique_that_costs_more_joules():
     assert check.verdict == "fail"
     assert EnergyPerInference().cells(figures) == {"energy": "1.60x (3.20/2.00 mJ)"}
     assert EnergyPerInference().checks({"unavailable": "no NVML", "ratio": None}, thresholds, "t on m") == []
+
+
+def largest_batch_figures(cap: dict | None, fp32: int = 100, technique: int = 150) -> dict:
+    figures = {
+        "seq_len": 128,
+        "headroom_bytes": 512 * MB,
+        "baseline": {"technique": "fp32-eager", "largest": fp32, "tries": [[fp32, True], [fp32 + 1, False]]},
+        "candidate": {"technique": "t", "largest": technique, "tries": [[technique, True], [technique + 1, False]]},
+        "ratio": technique / fp32,
+    }
+    if cap is not None:
+        figures["cap"] = cap
+    return figures
+
+
+def test_the_largest_batch_is_gated_only_under_a_budget_that_counts_the_weights():
+    from perfgate.metrics.largest_batch import LargestBatch
+
+    thresholds = Thresholds("t", "c", True, {"min_batch_fit_ratio": 1.2}, {"min_batch_fit_ratio": "f"})
+    budget = {"kind": "cgroup", "version": 1, "budget_bytes": 384 * MB}
+    (check,) = LargestBatch().checks(largest_batch_figures(budget, technique=110), thresholds, "t on m")
+    assert check.verdict == "fail", "1.10x under a cgroup budget fails a 1.2x floor"
+    (check,) = LargestBatch().checks(largest_batch_figures(budget, technique=150), thresholds, "t on m")
+    assert check.verdict == "pass"
+    headroom = {"kind": "address-space", "headroom_bytes": 512 * MB, "why_not_cgroup": "no permission"}
+    assert LargestBatch().checks(largest_batch_figures(headroom, technique=110), thresholds, "t on m") == []
+    assert LargestBatch().checks(largest_batch_figures(None, technique=110), thresholds, "t on m") == []
+
+
+def test_the_largest_batch_section_names_each_cap():
+    from perfgate.metrics.largest_batch import LargestBatch
+
+    caps = [
+        {"kind": "cgroup", "version": 1, "budget_bytes": 384 * MB},
+        {"kind": "address-space", "headroom_bytes": 512 * MB, "why_not_cgroup": "cannot make a memory cgroup"},
+        None,
+    ]
+    cases = []
+    for cap in caps:
+        case = CaseResult(CaseSpec("minilm", "t"), Outcome.MEASURED)
+        case.metrics["largest_batch"] = largest_batch_figures(cap)
+        cases.append(case)
+    text = "\n".join(LargestBatch().section(cases))
+    assert "cgroup v1, 384 MiB budget" in text
+    assert "address space +512 MiB (no cgroup: cannot make a memory cgroup)" in text
+    assert text.count("| b150 | b100 | 1.50x |") == 3

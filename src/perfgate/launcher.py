@@ -31,6 +31,7 @@ from perfgate.memory import MemorySampler
 from perfgate.outcome import Outcome
 
 if TYPE_CHECKING:
+    from perfgate.cgroup import MemoryCgroup
     from perfgate.placement import GpuPlacement
     from perfgate.scenarios import Scenario
 
@@ -186,13 +187,31 @@ class Launcher:
         return self.lock_dir / f"{name}.lock"
 
     def submit(
-        self, device: str, scenario: Scenario, payload: dict[str, Any], *, fresh: bool, timeout: float
+        self,
+        device: str,
+        scenario: Scenario,
+        payload: dict[str, Any],
+        *,
+        fresh: bool,
+        timeout: float,
+        cgroup: MemoryCgroup | None = None,
     ) -> JobReply:
+        """Run one job. With ``cgroup`` the (fresh) worker runs inside that memory cgroup, and a kill
+        by the kernel's OOM killer there is an ``oom`` outcome."""
+        if cgroup is not None and not fresh:
+            raise ValueError("a memory cgroup is for a fresh worker: a shared one would carry it into later jobs")
         with self.device_lock(device):
-            return self._submit(device, scenario, payload, fresh=fresh, timeout=timeout)
+            return self._submit(device, scenario, payload, fresh=fresh, timeout=timeout, cgroup=cgroup)
 
     def _submit(
-        self, device: str, scenario: Scenario, payload: dict[str, Any], *, fresh: bool, timeout: float
+        self,
+        device: str,
+        scenario: Scenario,
+        payload: dict[str, Any],
+        *,
+        fresh: bool,
+        timeout: float,
+        cgroup: MemoryCgroup | None,
     ) -> JobReply:
         reused = not fresh and device in self._shared
         try:
@@ -207,10 +226,17 @@ class Launcher:
             return JobReply(Outcome.CRASHED, detail=f"worker did not start: {error}", log=str(error))
         if not fresh:
             self._shared[device] = worker
-        info = {"pid": worker.pid, "fresh": fresh, "start_seconds": 0.0 if reused else worker.start_seconds}
+        info: dict[str, Any] = {
+            "pid": worker.pid,
+            "fresh": fresh,
+            "start_seconds": 0.0 if reused else worker.start_seconds,
+        }
         reply: JobReply | None = None
         sent = time.monotonic()
         try:
+            if cgroup is not None:
+                cgroup.add(worker.pid)
+                info["cgroup"] = str(cgroup.path)
             sampler = MemorySampler(worker.pid) if scenario.samples_memory else None
             with sampler or contextlib.nullcontext():
                 worker.send({"kind": "job", "scenario": scenario.name, "payload": payload})
@@ -239,6 +265,12 @@ class Launcher:
                 log=tail,
                 worker=info,
             )
+            if cgroup is not None and cgroup.oom_kills() > 0:
+                reply.outcome = Outcome.OOM
+                reply.detail = (
+                    f"worker pid {worker.pid} killed by the kernel's OOM killer inside its memory cgroup "
+                    f"({cgroup.path.name}) at batch_size={payload.get('batch_size')}"
+                )
         finally:
             info["job_seconds"] = time.monotonic() - sent
             if reply is None or fresh or reply.outcome != Outcome.MEASURED:

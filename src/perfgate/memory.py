@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "CPU_ALLOCATION_FAILURE",
     "MemorySampler",
+    "evict_from_page_cache",
     "is_cuda_error",
     "is_out_of_memory",
     "mapped_file_bytes",
@@ -95,6 +96,23 @@ def reset_peak() -> bool:
     except OSError:
         return False
     return True
+
+
+def evict_from_page_cache(location: Path) -> int:
+    """Drop the clean, unmapped page-cache pages of the files under ``location``; the bytes of files
+    advised. Then the next process to read them is charged for them (a memory cgroup counts the page
+    cache its processes read in), whoever read them before."""
+    files = [location] if location.is_file() else [p for p in location.rglob("*") if p.is_file()]
+    advised = 0
+    for path in files:
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: no posix_fadvise here
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+                advised += os.fstat(descriptor).st_size
+            finally:
+                os.close(descriptor)
+    return advised
 
 
 def release_freed_memory() -> None:

@@ -1,19 +1,26 @@
 """The largest batch that fits: doubling, then bisection, each try in a fresh worker under a memory cap.
 
 Running out of memory is the expected end of the search, not an error. On CUDA a try is a real
-allocation failure (each try is its own process, so nothing cached survives it). On CPU the worker
-caps its own address space (``RLIMIT_AS``) after loading, one warm forward pass and tokenizing the
-batch, at what it holds then plus ``headroom`` bytes: torch's allocator then fails inside that worker
-alone, as a ``RuntimeError`` the worker reports as ``oom``, and the machine (which has no swap) never
-sees pressure. The tokenizer runs before the cap because it aborts the process on a failed allocation.
+allocation failure (each try is its own process, so nothing cached survives it). On CPU the cap is
+one of two, whichever this machine allows; the result names it:
 
-What this measures on CPU: how far a batch can grow *beyond what the loaded variant holds* — the
-activations' share. Weights are below the cap's base, so a technique that only shrinks weights fits
-the same batch (measured: MiniLM at 128 tokens, 512 MiB headroom: fp32 b237, torch int8 b240, bf16
-b247). An address-space cap also counts reserved, untouched pages (allocator arenas, thread stacks),
-so it is a coarse proxy for resident memory. A fixed budget that counts the weights needs a memory
-cgroup for the worker (root, cgroup v1 here); ``min_batch_fit_ratio`` is therefore measured and not
-gated yet.
+- **A memory cgroup of the worker's own** (``cgroup.py``; needs root or a delegated hierarchy): a
+  fixed *budget* beyond what the worker holds once torch and transformers are imported, so it counts
+  the weights, the technique's own state and the activations. The model's files are evicted from the
+  page cache first, so the worker is charged for the weight pages it reads, whoever read them before.
+  Over the budget the kernel kills the worker inside its group: an ``oom`` outcome. Memory-mapped
+  weights are clean file pages the kernel can drop and reread under pressure, so near the limit an
+  fp32 model's weights yield to activations where a quantized copy (anonymous memory) cannot: what a
+  container with that limit would see. ``min_batch_fit_ratio`` is gated only under this cap.
+- **An address-space cap** (``RLIMIT_AS``), set after loading, one warm forward pass and tokenizing
+  the batch, at what the worker holds then plus ``headroom``: torch's allocator fails inside the
+  worker as a ``RuntimeError`` reported as ``oom``. This measures how far a batch can grow *beyond
+  what the loaded variant holds*: weights are below the cap's base, so a technique that only shrinks
+  weights fits the same batch (measured: MiniLM at 128 tokens, 512 MiB headroom: fp32 b237, torch int8
+  b240, bf16 b247), and reserved, untouched pages count too. Measured, never gated.
+
+The tokenizer runs before the forward pass that is tried: under an address-space cap it would abort
+the process on a failed allocation (Rust), where torch's allocator raises.
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
 from perfgate.scenarios import Isolation, Scenario
 
 if TYPE_CHECKING:
     from perfgate.case import CaseContext
     from perfgate.worker import WorkerState
 
-HEADROOM_BYTES = 512 * 2**20  # beyond the loaded, warmed-up worker (CPU)
+HEADROOM_BYTES = 512 * 2**20  # address-space cap: beyond the loaded, warmed-up worker (CPU)
+BUDGET_BYTES = 384 * 2**20  # cgroup cap: beyond the worker with its libraries imported (CPU)
 SEQ_LEN = 128  # every sequence padded to it: the batch alone sets the memory
 LARGEST_TRIED = 4096
 
@@ -46,24 +55,65 @@ class BatchFits(Scenario):
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
         import resource
 
-        from perfgate.memory import process_memory
+        from perfgate.memory import process_memory, release_freed_memory
         from perfgate.technique import load_technique
         from perfgate.timing import torch_threads
 
+        cgroup, base = _cgroup_and_base(payload)
         with torch_threads(payload["threads"]):
             model = state.model(payload["model"])
             variant = load_technique(payload["technique"]).apply(model, Path(payload["workdir"]), payload["threads"])
+            # Served alone, as a deployment would serve it: without the fp32 module it was built from
+            # (unless it still runs it) and without what building it freed.
+            if variant.independent_of_source:
+                model.release_module()
+            release_freed_memory()
             text = payload["timed_texts"][0]
-            variant.run(model.inputs([text], SEQ_LEN))  # threads, arenas and lazy state exist before the cap
-            # Tokenized before the cap: the tokenizer (Rust) aborts the process on an allocation failure,
-            # where torch's allocator raises. Only the forward pass runs under the cap.
+            variant.run(model.inputs([text], SEQ_LEN))  # threads, arenas and lazy state exist before the try
+            if cgroup is not None:
+                _limit(cgroup, base, payload["budget_bytes"])
+            # Tokenized before an address-space cap: the tokenizer (Rust) aborts the process on an
+            # allocation failure, where torch's allocator raises. Only the forward pass runs under it.
             inputs = model.inputs([text] * payload["batch_size"], SEQ_LEN)
-            if not payload["model"]["device"].startswith("cuda"):
+            if cgroup is None and not payload["model"]["device"].startswith("cuda"):
                 held = _virtual_bytes()
                 resource.setrlimit(resource.RLIMIT_AS, (held + payload["headroom_bytes"], resource.RLIM_INFINITY))
             start = time.perf_counter()
             variant.run(inputs)
-        return {"batch_size": payload["batch_size"], "seconds": time.perf_counter() - start, "after": process_memory()}
+        seconds = time.perf_counter() - start
+        figures = {"batch_size": payload["batch_size"], "seconds": seconds, "after": process_memory()}
+        if cgroup is not None:
+            figures["cgroup"] = {"base": base, "peak": cgroup.peak(), "usage": cgroup.usage()}
+        return figures
+
+
+def _cgroup_and_base(payload: dict[str, Any]) -> tuple[MemoryCgroup | None, int]:
+    """Under a cgroup cap: the worker's group and what it holds with the libraries imported, before
+    the model's files are read (evicted from the page cache first, so their pages are charged here)."""
+    if not payload.get("cgroup"):
+        return None, 0
+    import torch  # noqa: F401  (the libraries are the base, not the budget)
+    import transformers  # noqa: F401
+
+    from perfgate.memory import evict_from_page_cache
+
+    location = Path(payload["model"]["location"])
+    if location.exists():
+        evict_from_page_cache(location)
+    cgroup = MemoryCgroup(Path(payload["cgroup"]["path"]), payload["cgroup"]["version"])
+    return cgroup, cgroup.usage()
+
+
+def _limit(cgroup: MemoryCgroup, base: int, budget: int) -> None:
+    """Cap the group at its base plus the budget. Set once the variant is built, so building it (a
+    quantized copy beside the fp32 one) is not what the budget measures; a variant that already holds
+    more than the budget does not fit at any batch, which is an out-of-memory outcome."""
+    held = cgroup.usage()
+    if held > base + budget:
+        raise MemoryError(f"the built variant holds {(held - base) / 2**20:.0f} MiB, over the budget of "
+                          f"{budget / 2**20:.0f} MiB, before any batch")  # fmt: skip
+    cgroup.limit(base + budget)
+    cgroup.reset_peak()
 
 
 def _virtual_bytes() -> int:
@@ -100,6 +150,18 @@ def search(fits: Any, largest_tried: int = LARGEST_TRIED) -> tuple[int, list[tup
     return low, tries
 
 
+def memory_cap(device: str) -> dict[str, Any]:
+    """Which cap the tries run under: CUDA's own memory, a cgroup budget, or an address-space cap."""
+    if device.startswith("cuda"):
+        return {"kind": "cuda"}
+    try:
+        probe = MemoryCgroup.create()
+    except CgroupUnavailable as error:
+        return {"kind": "address-space", "headroom_bytes": HEADROOM_BYTES, "why_not_cgroup": str(error)}
+    probe.remove()
+    return {"kind": "cgroup", "version": probe.version, "budget_bytes": BUDGET_BYTES}
+
+
 class LargestBatch(Scenario):
     name = "largest-batch"
     isolation = Isolation.SHARED
@@ -109,12 +171,23 @@ class LargestBatch(Scenario):
         from perfgate.spec import BASELINE
         from perfgate.technique import import_path
 
-        figures: dict[str, Any] = {"seq_len": SEQ_LEN, "headroom_bytes": HEADROOM_BYTES}
+        cap = memory_cap(case.spec.device)
+        figures: dict[str, Any] = {"seq_len": SEQ_LEN, "cap": cap, "headroom_bytes": HEADROOM_BYTES}
         for arm, name in (("baseline", BASELINE), ("candidate", case.spec.technique)):
 
             def fits(size: int, name: str = name) -> bool:
                 payload = case.payload(technique=import_path(name), batch_size=size, headroom_bytes=HEADROOM_BYTES)
-                reply = case.launcher.submit(case.spec.device, BatchFits(), payload, fresh=True, timeout=case.timeout)
+                cgroup = MemoryCgroup.create() if cap["kind"] == "cgroup" else None
+                if cgroup is not None:
+                    payload.update(cgroup={"path": str(cgroup.path), "version": cgroup.version},
+                                   budget_bytes=BUDGET_BYTES)  # fmt: skip
+                try:
+                    reply = case.launcher.submit(
+                        case.spec.device, BatchFits(), payload, fresh=True, timeout=case.timeout, cgroup=cgroup
+                    )
+                finally:
+                    if cgroup is not None:
+                        cgroup.remove()
                 case.result.worker.setdefault("jobs", []).append({"scenario": BatchFits.name, **reply.worker})
                 if reply.outcome == Outcome.OOM:
                     return False
