@@ -248,3 +248,25 @@ def test_a_missing_history_directory_is_a_usage_error_before_any_case(project, m
     result = project.runpytest(*micro_run(micro_model_dir), "--perfgate-history=no-such-dir")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*history directory*no-such-dir*does not exist*"])
+
+
+def test_the_upgrade_fixture_runs_the_gate_on_the_device_it_is_given(project, micro_model_dir):
+    """device= reaches the arms' workers: on a machine without CUDA a cuda gate is an outcome that
+    says so, where the same gate on cpu is measured."""
+    project.makepyfile(
+        """
+        import json, torch
+
+        def test_cuda(perfgate):
+            result = perfgate.upgrade("micro", memory=False, enforce=False, device="cuda", budget_seconds=0.5)
+            print("RESULT", json.dumps({"outcome": str(result.outcome), "detail": result.detail}))
+            assert torch.cuda.is_available() or result.outcome != "measured"
+
+        def test_cpu(perfgate):
+            result = perfgate.upgrade("micro", memory=False, enforce=False, budget_seconds=0.5)
+            assert result.outcome == "measured", result.detail
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*RESULT*error*CUDA*"])

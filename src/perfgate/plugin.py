@@ -199,6 +199,7 @@ class Bench:
         memory: bool | None = None,
         eval_file: Path | None = None,
         enforce: bool = True,
+        device: str = "cpu",
         **policy: Any,
     ) -> GateResult:
         """May ``candidate`` (a model, or ``current`` under another environment's interpreter) replace
@@ -218,6 +219,7 @@ class Bench:
             candidate_python,
             GatePolicy(**policy),
             memory,
+            device=device,
             eval_file=eval_file,
         )
         if not enforce:
