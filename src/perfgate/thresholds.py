@@ -50,6 +50,8 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_batching_gain": (0.0, math.inf, "batch sweep: best length-sorted throughput over batch-1 throughput"),
     "min_cache_gain": (0.0, math.inf, "result cache: lower CI bound of the stream's speedup with the cache"),
     "min_batch_fit_ratio": (0.0, math.inf, "largest batch that fits under the same memory cap, over fp32's"),
+    "max_load_anon_ratio": (0.0, math.inf, "load: anonymous peak beyond the runtime's, over the stored weights"),
+    "max_load_output_diff": (0.0, math.inf, "load: largest absolute output difference to the plain fp32 load"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 

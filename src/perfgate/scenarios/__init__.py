@@ -55,6 +55,7 @@ BUILT_IN: dict[str, str] = {
     "calibration": "perfgate.scenarios.calibration:RunnerCalibration",
     "held-arm": "perfgate.scenarios.held_arm:HeldArm",
     "largest-batch": "perfgate.scenarios.largest_batch:LargestBatch",
+    "load": "perfgate.scenarios.load:Load",
     "result-cache": "perfgate.scenarios.result_cache:ResultCache",
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
     "runtime-overhead": "perfgate.scenarios.serving_memory:RuntimeOverhead",

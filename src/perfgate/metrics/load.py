@@ -1,0 +1,66 @@
+"""Loading a checkpoint: time to ready and to the first forward's end, the anonymous and file-backed
+peaks across both, where the weights went, and the outputs against the plain fp32 load's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from perfgate.metrics import Metric
+from perfgate.thresholds import Check
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseResult
+
+MB = 2**20
+
+
+class LoadMetric(Metric):
+    name = "load"
+    columns = ("load s", "anon peak")
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        checks = []
+        if "anon_peak_ratio" in figures:
+            checks.append(Check("max_load_anon_ratio", figures["anon_peak_ratio"], higher_is_better=False))
+        if "max_abs_diff" in figures:
+            checks.append(Check("max_load_output_diff", figures["max_abs_diff"], higher_is_better=False))
+        return checks
+
+    def cells(self, figures: dict[str, Any]) -> dict[str, str]:
+        total = figures["ready_seconds"] + figures["first_forward_seconds"]
+        anon = figures.get("anon_peak")
+        return {
+            "load s": f"{figures['ready_seconds']:.2f}+{figures['first_forward_seconds']:.2f}={total:.2f}",
+            "anon peak": "-" if anon is None else f"{anon / MB:.0f} MB ({figures['anon_peak_ratio']:.2f}x stored)",
+        }
+
+    def section(self, cases: Sequence[CaseResult]) -> list[str]:
+        rows = [case for case in cases if self.name in case.metrics]
+        if not rows:
+            return []
+        out = ["## Loading", "",
+               "Each strategy in a fresh worker. Times: to a ready model, then its first forward pass. Peaks across "
+               "both, sampled from the parent: anonymous memory beyond a worker with the same imports and no "
+               "weights, and file-backed memory (libraries' pages included; the model's own files alone after "
+               "the forward). Outputs against the plain fp32 load of the single safetensors file.", "",
+               "| model | strategy | stored MB | ready s | first forward s | anon peak MB | file peak MB | "
+               "model files resident MB | placed (MB per device) | max abs diff | samples (hwm share) |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for case in rows:
+            f = case.metrics[self.name]
+            placed = ", ".join(f"{d} {b / MB:.0f}" for d, b in f["details"].get("placement_bytes", {}).items())
+            sampled = f.get("sampled") or {}
+            share = f.get("sampled_share_of_hwm")
+            out.append(
+                f"| {case.spec.model} | {case.spec.technique} | {f['stored_bytes'] / MB:.0f} | "
+                f"{f['ready_seconds']:.2f} | {f['first_forward_seconds']:.2f} | {_mb(f.get('anon_peak'))} | "
+                f"{_mb(f.get('file_peak'))} | {_mb(f['after'].get('model_file'))} | {placed} | "
+                f"{f.get('max_abs_diff', 0.0):.3g} | {sampled.get('samples', 0)} "
+                f"({'-' if share is None else f'{share:.2f}'}) |"
+            )
+        return out
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / MB:.0f}"

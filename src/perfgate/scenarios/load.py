@@ -1,0 +1,144 @@
+"""Loading a checkpoint: time to a ready model and to the end of its first forward pass, and the peak of
+resident memory across both, split into anonymous and file-backed, in a worker that has loaded nothing
+else.
+
+The kernel keeps one high-water mark per process (``VmHWM``), a total: the split comes from the parent
+sampling the worker's ``/proc/PID/status`` during the load (``memory.MemorySampler``; its interval is
+reported), and ``VmHWM`` checks the samples (a sampled peak above it would be wrong; far below it, too
+coarse). Anonymous memory is counted beyond that of a worker with the same imports and no weights
+(``serving_memory.RuntimeOverhead``): what the load itself costs. Memory-mapped weights are file-backed:
+the page cache holds them, shareable and reclaimable, which is why "RSS after load" misleads both ways.
+
+Each strategy's outputs on the run's sentences are compared with those of the plain fp32 load of the
+single file (the reference, loaded once per model in a fresh worker of its own).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.scenarios import Isolation, Scenario
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseContext
+    from perfgate.worker import WorkerState
+
+REFERENCE = "load-safetensors"
+TEXTS = 4  # sentences in the first forward pass, padded to the longest
+
+
+class Load(Scenario):
+    name = "load"
+    isolation = Isolation.FRESH
+    samples_memory = True
+
+    def conduct(self, case: CaseContext) -> None:
+        from perfgate.scenarios.serving_memory import RuntimeOverhead
+        from perfgate.technique import get_technique, import_path
+
+        workdir = Path(case.payload()["workdir"]) / "load" / case.spec.model
+        reference_file = workdir / "reference.npy"
+        key = (self.name, REFERENCE, case.spec.model)
+        if key not in case.memo:
+            payload = case.payload(technique=import_path(REFERENCE), workdir=str(workdir), texts=TEXTS,
+                                   write_reference=str(reference_file))  # fmt: skip
+            reference = case.submit(self, payload, timeout=case.memory_timeout)
+            if reference is None:
+                return
+            case.memo[key] = reference
+        technique = get_technique(case.spec.technique)
+        payload = case.payload(technique=import_path(case.spec.technique), workdir=str(workdir), texts=TEXTS,
+                               reference=str(reference_file), imports=list(technique.runtime_modules()))  # fmt: skip
+        data = case.memo[key] if case.spec.technique == REFERENCE else None
+        if data is None:
+            data = case.submit(self, payload, timeout=case.memory_timeout)
+            if data is None:
+                return
+        overhead_key = (RuntimeOverhead.name, tuple(payload["imports"]), case.spec.model)
+        if overhead_key not in case.memo:
+            overhead = case.submit(RuntimeOverhead(), payload, timeout=case.memory_timeout)
+            if overhead is None:
+                return
+            case.memo[overhead_key] = overhead
+        case.result.metrics["load"] = load_figures(data, case.memo[overhead_key])
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        import importlib
+
+        import numpy as np
+        import torch
+
+        from perfgate.memory import mapped_file_bytes, process_memory, reset_peak
+        from perfgate.model import load_model
+        from perfgate.technique import load_technique
+        from perfgate.techniques.loading import LoadStrategy, placement
+        from perfgate.timing import torch_threads
+
+        for module_name in payload.get("imports", []):
+            importlib.import_module(module_name)
+        ref = payload["model"]
+        location = Path(ref["location"])
+        strategy = load_technique(payload["technique"])
+        if not isinstance(strategy, LoadStrategy):
+            raise TypeError(f"{strategy.name} is not a load strategy (techniques/loading.py): the load scenario "
+                            f"measures how a checkpoint is loaded; give one of the load-* techniques")  # fmt: skip
+        model = load_model(ref["name"], ref["task"], location, ref["device"])  # tokenizer and config only
+        inputs = model.inputs(list(payload["eval_texts"])[: payload["texts"]], None)
+        workdir = Path(payload["workdir"])
+        with torch_threads(payload["threads"]):
+            peak_reset = reset_peak()
+            start = time.monotonic()
+            module, details = strategy.load(ref["task"], location, workdir)
+            ready = time.monotonic()
+            held = {**process_memory(), "model_file": mapped_file_bytes([str(location), str(workdir)])}
+            with torch.inference_mode():
+                outputs = model.primary_output(module(**inputs), inputs).float().numpy()
+            end = time.monotonic()
+        after = {**process_memory(), "model_file": mapped_file_bytes([str(location), str(workdir)])}
+        figures: dict[str, Any] = {
+            "technique": strategy.name,
+            "stored_bytes": stored_bytes(strategy.checkpoint(location)),
+            "ready_seconds": ready - start,
+            "first_forward_seconds": end - ready,
+            "serve_window": [start, end],  # the parent's samples inside it: the load and the first forward
+            "held": held,
+            "after": after,
+            "peak_rss": after.get("peak_rss") if peak_reset else None,
+            "details": {**details, **placement(module)},
+        }
+        if "write_reference" in payload:
+            Path(payload["write_reference"]).parent.mkdir(parents=True, exist_ok=True)
+            np.save(payload["write_reference"], outputs)
+        else:
+            reference = np.load(payload["reference"], allow_pickle=False)
+            difference = np.abs(outputs.astype(np.float64) - reference.astype(np.float64))
+            figures["max_abs_diff"] = float(difference.max())
+            figures["reference_scale"] = float(np.abs(reference).max())
+        return figures
+
+
+def stored_bytes(checkpoint: Path) -> int:
+    """Bytes of weight files in a checkpoint directory (safetensors, .bin), not counting subdirectories."""
+    suffixes = (".safetensors", ".bin")
+    return sum(p.stat().st_size for p in checkpoint.iterdir() if p.is_file() and p.name.endswith(suffixes))
+
+
+def load_figures(data: dict[str, Any], overhead: dict[str, Any]) -> dict[str, Any]:
+    """The worker's figures with the anonymous peak beyond the runtime's and the checks' ratios."""
+    sampled = data.get("sampled") or {}
+    peak_anon = sampled.get("max", {}).get("anon")
+    peak_file = sampled.get("max", {}).get("file")
+    runtime_anon = overhead.get("after", {}).get("anon")
+    figures = {**data, "runtime_anon": runtime_anon}
+    figures.pop("serve_window", None)
+    if peak_anon is not None and runtime_anon is not None:
+        figures["anon_peak"] = max(0, peak_anon - runtime_anon)
+        figures["anon_peak_ratio"] = figures["anon_peak"] / data["stored_bytes"]
+    if peak_file is not None:
+        figures["file_peak"] = peak_file
+    top = sampled.get("at_peak", {}).get("rss")
+    if top is not None and data.get("peak_rss"):
+        figures["sampled_share_of_hwm"] = top / data["peak_rss"]  # near 1: the samples caught the peak
+    return figures

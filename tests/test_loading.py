@@ -1,0 +1,95 @@
+"""The load strategies on a micro model written in the three checkpoint forms: each loads the same
+weights (outputs equal to the plain load's, bf16 within its rounding), offloading places part of the
+model on disk, and a missing form is one clear error naming the path and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perfgate.techniques.loading import (
+    EmptyThenDispatch,
+    LoadStrategy,
+    OffloadToDisk,
+    Pickled,
+    RandomInitThenStateDict,
+    Sharded,
+    SingleFile,
+    _mapped_device,
+)
+
+TASK = "text-classification"
+
+
+@pytest.fixture(scope="module")
+def micro_forms(micro_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
+    import transformers
+
+    target = tmp_path_factory.mktemp("forms")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(micro_model_dir)
+    forms = {target: {"max_shard_size": "2GB"}, target / "sharded": {"max_shard_size": "1MB"},
+             target / "bin": {"max_shard_size": "2GB", "safe_serialization": False}}  # fmt: skip
+    for directory, options in forms.items():
+        model.save_pretrained(directory, **{"safe_serialization": True, **options})
+        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copyfile(micro_model_dir / name, directory / name)
+    return target
+
+
+def logits(strategy: LoadStrategy, forms: Path, workdir: Path):  # type: ignore[no-untyped-def]
+    import torch
+    import transformers
+
+    module, details = strategy.load(TASK, forms, workdir)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(forms)
+    with torch.inference_mode():
+        out = module(**tokenizer(["The train was late.", "A cat sat."], padding=True, return_tensors="pt"))
+    return out.logits.float(), details
+
+
+def test_the_forms_hold_what_their_names_say(micro_forms):
+    assert len(list((micro_forms / "sharded").glob("*.safetensors"))) > 1
+    assert (micro_forms / "sharded" / "model.safetensors.index.json").is_file()
+    assert (micro_forms / "bin" / "pytorch_model.bin").is_file()
+
+
+@pytest.mark.parametrize("strategy", [Sharded(), Pickled(), OffloadToDisk(), EmptyThenDispatch(),
+                                      RandomInitThenStateDict()])  # fmt: skip
+def test_every_fp32_strategy_loads_the_same_weights(micro_forms, tmp_path, strategy):
+    import torch
+
+    reference, _ = logits(SingleFile(), micro_forms, tmp_path)
+    produced, _ = logits(strategy, micro_forms, tmp_path)
+    assert torch.equal(reference, produced)
+
+
+def test_a_random_init_without_the_checkpoint_would_differ(micro_forms, tmp_path):
+    """The equality above can fail: the anti-pattern's module before load_state_dict is not the model."""
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(micro_forms)
+    random = transformers.AutoModelForSequenceClassification.from_config(config).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(micro_forms)
+    with torch.inference_mode():
+        unloaded = random(**tokenizer(["The train was late.", "A cat sat."], padding=True, return_tensors="pt"))
+    reference, _ = logits(SingleFile(), micro_forms, tmp_path)
+    assert not torch.equal(reference, unloaded.logits.float())
+
+
+def test_a_missing_form_names_the_path_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"load-sharded reads the sharded checkpoint at .*sharded.*rebuild"):
+        Sharded().checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [("transformer.h.3.mlp.c_fc.weight", "disk"), ("transformer.h.30.attn.bias", "cpu"),
+     ("transformer.wte.weight", "cuda:0"), ("lm_head.weight", "cpu")],
+)  # fmt: skip
+def test_a_tensor_takes_the_device_of_the_longest_prefix_that_names_it(name, where):
+    device_map = {"transformer.wte": 0, "transformer.h.3": "disk", "transformer.h.30": "cpu", "": "cpu"}
+    assert _mapped_device(device_map, name) == where
