@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfgate import LoadedModel, Technique, Variant
+from perfgate.techniques.loading import OffloadToDisk
 
 
 class LeaksAnFp32Copy(Technique):
@@ -51,3 +52,19 @@ class TriggersADeviceSideAssert(Technique):
             return model.run(inputs)
 
         return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)
+
+
+class OffloadBelowTheLargestLayer(OffloadToDisk):
+    """Disk offload with a RAM budget below the checkpoint's largest layer: a setting that cannot work."""
+
+    name = "planted-offload-below-largest-layer"
+    summary = "device_map='auto' offload with max_memory cpu=64 MB, below GPT-2's 147 MB embedding"
+    max_memory_cpu = 64 * 2**20
+
+
+class OffloadToAnUnwritableFolder(OffloadToDisk):
+    name = "planted-offload-unwritable-folder"
+    summary = "device_map='auto' offload into a folder that cannot be written (/proc)"
+
+    def folder(self, workdir: Path) -> Path:
+        return Path("/proc/perfgate-offload")

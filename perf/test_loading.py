@@ -19,3 +19,22 @@ def test_the_random_init_anti_pattern_fails_the_anonymous_peak_check(perfgate):
     result = perfgate.measure("gpt2-124m-random", "load-state-dict", scenario="load")
     failed = {check.name for check in result.failures()}
     assert "max_load_anon_ratio" in failed, result.checks
+
+
+@pytest.mark.cpu
+@pytest.mark.parametrize(
+    ("model", "strategy", "message"),
+    [
+        ("gpt2-missing-shard", "load-sharded", "names shard 'model-00002-of-00002.safetensors', which is missing"),
+        ("gpt2-truncated", "load-safetensors", "model.safetensors': truncated: its header describes"),
+        ("gpt2-124m-random", "planted-offload-below-largest-layer",
+         "max_memory cpu=64 MB is smaller than its largest layer, transformer.wte (147 MB)"),
+        ("gpt2-124m-random", "planted-offload-unwritable-folder", "the offload folder cannot be written"),
+    ],
+)  # fmt: skip
+def test_a_bad_checkpoint_or_setting_is_an_outcome_with_its_message(perfgate, model, strategy, message):
+    """Recorded as an error outcome naming the file or value and the fix; the cases after it still run."""
+    result = perfgate.measure(model, strategy, scenario="load")
+    assert result.outcome == "error", (result.outcome, result.detail)
+    assert message in result.detail, result.detail
+    assert "fix: " in result.detail

@@ -18,8 +18,9 @@ MB = 2**20
 def worker_data(peak_anon: int, diff: float = 0.0) -> dict:
     return {
         "technique": "load-x", "stored_bytes": 500 * MB, "ready_seconds": 0.5, "first_forward_seconds": 0.2,
-        "held": {}, "after": {"model_file": 470 * MB}, "peak_rss": 900 * MB, "max_abs_diff": diff,
-        "details": {"placement_bytes": {"cpu": 150 * MB, "disk": 336 * MB}}, "serve_window": [1.0, 2.0],
+        "held": {}, "peak_rss": 900 * MB, "max_abs_diff": diff,
+        "details": {"placement_bytes": {"cpu": 150 * MB, "disk": 336 * MB}, "max_memory_cpu": 200 * MB},
+        "serve_window": [1.0, 2.0], "after": {"model_file": 150 * MB, "anon": 300 * MB},
         "sampled": {"samples": 40, "interval_seconds": 0.005, "at_peak": {"rss": 890 * MB},
                     "max": {"anon": peak_anon, "file": 560 * MB}},
     }  # fmt: skip
@@ -51,7 +52,21 @@ def test_the_section_shows_times_peaks_and_placement():
     case = CaseResult(CaseSpec("gpt2", "load-offload", scenario="load"), Outcome.MEASURED)
     case.metrics["load"] = load_figures(worker_data(peak_anon=345 * MB), {"after": {"anon": 260 * MB}})
     text = "\n".join(LoadMetric().section([case]))
-    assert "| gpt2 | load-offload | 500 | 0.50 | 0.20 | 85 | 560 | 470 | cpu 150, disk 336 | 0 | 40 (0.99) |" in text
+    row = "| gpt2 | load-offload | 500 | 0.50 | 0.20 | 85 | 560 | 150 | cpu 150, disk 336 | 190/200 MB (0.95x) | 0 |"
+    assert row in text
+
+
+def test_an_offloaded_model_is_held_to_its_ram_budget_with_the_runtimes_memory_left_out():
+    thresholds = Thresholds(
+        "load-x", "c", True, {"max_offload_resident_ratio": 1.2}, {"max_offload_resident_ratio": "f"}
+    )
+    within = load_figures(worker_data(peak_anon=330 * MB), {"after": {"anon": 260 * MB}})
+    assert within["resident_after"] == 150 * MB + 40 * MB
+    assert [c.verdict for c in LoadMetric().checks(within, thresholds, "m")] == ["pass"]
+    data = worker_data(peak_anon=330 * MB)
+    data["after"]["anon"] = 400 * MB  # 140 MB beyond the runtime: 290 MB against a 200 MB budget
+    over = load_figures(data, {"after": {"anon": 260 * MB}})
+    assert [c.verdict for c in LoadMetric().checks(over, thresholds, "m")] == ["fail"]
 
 
 def test_stored_bytes_count_weight_files_only(tmp_path):

@@ -93,3 +93,67 @@ def test_a_missing_form_names_the_path_and_the_fix(tmp_path):
 def test_a_tensor_takes_the_device_of_the_longest_prefix_that_names_it(name, where):
     device_map = {"transformer.wte": 0, "transformer.h.3": "disk", "transformer.h.30": "cpu", "": "cpu"}
     assert _mapped_device(device_map, name) == where
+
+
+def copy_form(micro_forms: Path, form: str, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(
+        micro_forms / form if form else micro_forms, target, ignore=shutil.ignore_patterns("sharded", "bin")
+    )
+    return target
+
+
+def test_an_index_naming_a_missing_shard_is_refused_naming_both(micro_forms, tmp_path):
+    from perfgate.errors import CheckpointError
+
+    broken = copy_form(micro_forms, "sharded", tmp_path / "forms" / "sharded")
+    shard = sorted(broken.glob("*.safetensors"))[-1]
+    shard.unlink()
+    with pytest.raises(CheckpointError, match=rf"index.json.*names shard '{shard.name}', which is missing.*re-save"):
+        Sharded().checkpoint(broken.parent)
+
+
+def test_a_truncated_safetensors_file_is_refused_with_the_bytes_missing(micro_forms, tmp_path):
+    from perfgate.errors import CheckpointError
+
+    broken = copy_form(micro_forms, "", tmp_path / "truncated")
+    weights = broken / "model.safetensors"
+    size = weights.stat().st_size
+    with weights.open("r+b") as stream:
+        stream.truncate(size - 1000)
+    with pytest.raises(
+        CheckpointError, match=r"model.safetensors.*truncated: its header describes \d+ bytes.*1000 missing"
+    ):
+        SingleFile().checkpoint(broken)
+    with weights.open("r+b") as stream:
+        stream.truncate(4)
+    with pytest.raises(CheckpointError, match="truncated: 4 bytes, shorter than its own header"):
+        SingleFile().checkpoint(broken)
+
+
+def test_the_largest_layer_is_read_from_the_headers(micro_forms):
+    from perfgate.techniques.loading import largest_layer
+
+    name, size = largest_layer(micro_forms)
+    assert name == "bert.embeddings.word_embeddings"
+    assert size == 30522 * 32 * 4
+
+
+def test_a_ram_budget_below_the_largest_layer_is_refused_before_loading(micro_forms, tmp_path, monkeypatch):
+    from perfgate.errors import CheckpointError
+
+    strategy = OffloadToDisk()
+    monkeypatch.setattr(strategy, "max_memory_cpu", 2**20)
+    with pytest.raises(CheckpointError, match=r"max_memory cpu=1 MB is smaller than its largest layer, "
+                                              r"bert.embeddings.word_embeddings \(4 MB\).*allow at least 4 MB"):  # fmt: skip
+        strategy.load(TASK, micro_forms, tmp_path)
+
+
+def test_an_offload_folder_that_cannot_be_written_is_refused(micro_forms, tmp_path, monkeypatch):
+    from perfgate.errors import CheckpointError
+
+    strategy = EmptyThenDispatch()
+    monkeypatch.setattr(strategy, "folder", lambda workdir: Path("/proc/perfgate-offload"))
+    with pytest.raises(CheckpointError, match=r"/proc/perfgate-offload.*offload folder cannot be written.*writable"):
+        strategy.load(TASK, micro_forms, tmp_path)

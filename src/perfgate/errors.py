@@ -7,6 +7,7 @@
     │   └── UnknownModelError (LookupError)
     ├── ModelNotFoundError (FileNotFoundError)   a model directory that does not exist
     ├── ResultsFileError (ValueError)     an unreadable or corrupt results file
+    ├── CheckpointError (ValueError)      a checkpoint or load setting that cannot load (file, value, fix)
     └── ArmFailed                         an upgrade gate's worker crashed, timed out or raised
 
 A missing optional library is not an error: the case is skipped with the install hint.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArmFailed",
+    "CheckpointError",
     "ConfigError",
     "ModelNotFoundError",
     "PerfgateError",
@@ -72,6 +74,15 @@ class ResultsFileError(PerfgateError, ValueError):
     def __init__(self, path: object, problem: str) -> None:
         self.path = path
         super().__init__(f"results file {str(path)!r}: {problem}; delete it or rerun the suite to rewrite it")
+
+
+class CheckpointError(PerfgateError, ValueError):
+    """A checkpoint that cannot load as it is (a missing shard, a truncated file), or a load setting that
+    cannot work with it (a memory budget below its largest layer, an offload folder that cannot be written)."""
+
+    def __init__(self, path: object, problem: str, fix: str) -> None:
+        self.path = path
+        super().__init__(f"checkpoint {str(path)!r}: {problem}; {fix}")
 
 
 class ArmFailed(PerfgateError):

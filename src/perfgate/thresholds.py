@@ -52,6 +52,7 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_batch_fit_ratio": (0.0, math.inf, "largest batch that fits under the same memory cap, over fp32's"),
     "max_load_anon_ratio": (0.0, math.inf, "load: anonymous peak beyond the runtime's, over the stored weights"),
     "max_load_output_diff": (0.0, math.inf, "load: largest absolute output difference to the plain fp32 load"),
+    "max_offload_resident_ratio": (0.0, math.inf, "offload: RAM held after the first forward, over max_memory cpu"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 

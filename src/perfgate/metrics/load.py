@@ -23,6 +23,8 @@ class LoadMetric(Metric):
         checks = []
         if "anon_peak_ratio" in figures:
             checks.append(Check("max_load_anon_ratio", figures["anon_peak_ratio"], higher_is_better=False))
+        if "resident_ratio" in figures:
+            checks.append(Check("max_offload_resident_ratio", figures["resident_ratio"], higher_is_better=False))
         if "max_abs_diff" in figures:
             checks.append(Check("max_load_output_diff", figures["max_abs_diff"], higher_is_better=False))
         return checks
@@ -45,8 +47,9 @@ class LoadMetric(Metric):
                "weights, and file-backed memory (libraries' pages included; the model's own files alone after "
                "the forward). Outputs against the plain fp32 load of the single safetensors file.", "",
                "| model | strategy | stored MB | ready s | first forward s | anon peak MB | file peak MB | "
-               "model files resident MB | placed (MB per device) | max abs diff | samples (hwm share) |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+               "model files resident MB | placed (MB per device) | resident / RAM budget | max abs diff | "
+               "samples (hwm share) |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
             f = case.metrics[self.name]
             placed = ", ".join(f"{d} {b / MB:.0f}" for d, b in f["details"].get("placement_bytes", {}).items())
@@ -55,7 +58,7 @@ class LoadMetric(Metric):
             out.append(
                 f"| {case.spec.model} | {case.spec.technique} | {f['stored_bytes'] / MB:.0f} | "
                 f"{f['ready_seconds']:.2f} | {f['first_forward_seconds']:.2f} | {_mb(f.get('anon_peak'))} | "
-                f"{_mb(f.get('file_peak'))} | {_mb(f['after'].get('model_file'))} | {placed} | "
+                f"{_mb(f.get('file_peak'))} | {_mb(f['after'].get('model_file'))} | {placed} | {_budget(f)} | "
                 f"{f.get('max_abs_diff', 0.0):.3g} | {sampled.get('samples', 0)} "
                 f"({'-' if share is None else f'{share:.2f}'}) |"
             )
@@ -64,3 +67,10 @@ class LoadMetric(Metric):
 
 def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / MB:.0f}"
+
+
+def _budget(figures: dict[str, Any]) -> str:
+    budget = figures["details"].get("max_memory_cpu")
+    if not budget or "resident_after" not in figures:
+        return "-"
+    return f"{figures['resident_after'] / MB:.0f}/{budget / MB:.0f} MB ({figures['resident_ratio']:.2f}x)"

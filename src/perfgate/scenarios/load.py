@@ -138,6 +138,13 @@ def load_figures(data: dict[str, Any], overhead: dict[str, Any]) -> dict[str, An
         figures["anon_peak_ratio"] = figures["anon_peak"] / data["stored_bytes"]
     if peak_file is not None:
         figures["file_peak"] = peak_file
+    budget = data["details"].get("max_memory_cpu")
+    if budget and runtime_anon is not None:
+        # What stays in RAM once the offloaded model has run: its mapped files and anonymous memory
+        # beyond the runtime's (weights placed on the CPU, buffers, what the first forward kept).
+        after = data["after"]
+        figures["resident_after"] = after.get("model_file", 0) + max(0, after.get("anon", 0) - runtime_anon)
+        figures["resident_ratio"] = figures["resident_after"] / budget
     top = sampled.get("at_peak", {}).get("rss")
     if top is not None and data.get("peak_rss"):
         figures["sampled_share_of_hwm"] = top / data["peak_rss"]  # near 1: the samples caught the peak

@@ -9,16 +9,24 @@ code runs. Offloading strategies write under the technique's work directory, emp
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from perfgate.errors import CheckpointError
 from perfgate.model import TASKS, LoadedModel
 from perfgate.technique import Requirement, Technique, Variant, module_variant
 
 SHARDED, PICKLED = "sharded", "bin"
 OFFLOAD_CPU_BYTES = 200 * 2**20  # what the offload strategies allow in RAM: below a 0.5 GB model
+MB = 2**20
+RESAVE = "fix: copy or download it again, or re-save the model with save_pretrained()"
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+               "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
 
 
 class LoadStrategy(Technique):
@@ -28,12 +36,14 @@ class LoadStrategy(Technique):
     form: ClassVar[str] = ""  # the checkpoint form it reads: "" (one safetensors file), "sharded", "bin"
 
     def checkpoint(self, location: Path) -> Path:
+        """The checkpoint directory this strategy reads, checked before anything loads (``check_checkpoint``)."""
         path = location / self.form if self.form else location
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{self.name} reads the {self.form or 'single-file'} checkpoint at {path}, which is missing: "
                 f"the load fixtures write it (fixtures/models.py checkpoint_forms); rebuild the model's cache entry"
             )
+        check_checkpoint(path)
         return path
 
     def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
@@ -86,20 +96,49 @@ class ConvertToBf16(LoadStrategy):
 
 class _Offload(LoadStrategy):
     requires = (Requirement("accelerate", "pip install accelerate"),)
+    max_memory_cpu: ClassVar[int] = OFFLOAD_CPU_BYTES
+
+    def folder(self, workdir: Path) -> Path:
+        return workdir / "offload" / self.name
 
     def offload_folder(self, workdir: Path) -> Path:
-        folder = workdir / "offload" / self.name
-        shutil.rmtree(folder, ignore_errors=True)  # a folder of an earlier load would be read, not written
-        folder.mkdir(parents=True)
+        """An empty, writable folder (a folder of an earlier load would be read, not written)."""
+        folder = self.folder(workdir)
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as error:
+            raise CheckpointError(folder, f"the offload folder cannot be written ({error.strerror})",
+                                  "fix: give offload_folder a writable directory with room for the offloaded "
+                                  "weights") from None  # fmt: skip
         return folder
+
+    def check_budget(self, checkpoint: Path) -> None:
+        """accelerate holds one whole layer in RAM to run it: a budget below the largest cannot work (it would
+        put every weight on disk and fail with a message about a device named "disk")."""
+        name, size = largest_layer(checkpoint)
+        if size > self.max_memory_cpu:
+            raise CheckpointError(checkpoint, f"max_memory cpu={self.max_memory_cpu / MB:.0f} MB is smaller than "
+                                  f"its largest layer, {name} ({size / MB:.0f} MB)",
+                                  f"fix: allow at least {size / MB:.0f} MB of RAM, or use a device with more "
+                                  "memory")  # fmt: skip
 
 
 class OffloadToDisk(_Offload):
     name = "load-offload"
     summary = 'device_map="auto" with max_memory {"cpu": 200MB}: the rest offloaded to a disk folder'
 
+    def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
+        from perfgate.model import load_module
+
+        path = self.checkpoint(location)
+        self.check_budget(path)
+        module = load_module(task, path, "cpu", **self.options(workdir))
+        return module, {"max_memory_cpu": self.max_memory_cpu}
+
     def options(self, workdir: Path) -> dict[str, Any]:
-        return {"device_map": "auto", "max_memory": {"cpu": OFFLOAD_CPU_BYTES},
+        return {"device_map": "auto", "max_memory": {"cpu": self.max_memory_cpu},
                 "offload_folder": str(self.offload_folder(workdir))}  # fmt: skip
 
 
@@ -112,16 +151,17 @@ class EmptyThenDispatch(_Offload):
         import transformers
 
         path = self.checkpoint(location)
+        self.check_budget(path)
         config = transformers.AutoConfig.from_pretrained(path)
         with accelerate.init_empty_weights():
             empty = getattr(transformers, TASKS[task]).from_config(config)
         empty.tie_weights()
         no_split = list(getattr(empty, "_no_split_modules", None) or [])
         module = accelerate.load_checkpoint_and_dispatch(
-            empty, str(path), device_map="auto", max_memory={"cpu": OFFLOAD_CPU_BYTES},
+            empty, str(path), device_map="auto", max_memory={"cpu": self.max_memory_cpu},
             offload_folder=str(self.offload_folder(workdir)), no_split_module_classes=no_split, dtype="float32",
         )  # fmt: skip
-        return module.eval(), {"no_split_module_classes": no_split}
+        return module.eval(), {"no_split_module_classes": no_split, "max_memory_cpu": self.max_memory_cpu}
 
 
 class RandomInitThenStateDict(LoadStrategy):
@@ -162,3 +202,56 @@ def _mapped_device(device_map: dict[str, Any], name: str) -> str:
         if (prefix in ("", name) or name.startswith(prefix + ".")) and len(prefix) > best:
             best, where = len(prefix), str(device) if not isinstance(device, int) else f"cuda:{device}"
     return where
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse a checkpoint that cannot load, naming the file: an index that names a missing shard, a
+    safetensors file shorter than its own header says. Read from the headers alone (a few KB)."""
+    for index in sorted(path.glob("*.index.json")):
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(index, f"not a shard index ({error})", RESAVE) from None
+        for shard in sorted(set(weight_map.values())):
+            if not (path / shard).is_file():
+                raise CheckpointError(index, f"names shard {shard!r}, which is missing from {path}", RESAVE)
+    for file in sorted(path.glob("*.safetensors")):
+        safetensors_header(file)
+
+
+def safetensors_header(file: Path) -> dict[str, Any]:
+    """The tensors a safetensors file declares, after checking that the file holds all their bytes.
+    Written here rather than left to ``safe_open`` so the message can say how many bytes are missing."""
+    size = file.stat().st_size
+    with file.open("rb") as stream:
+        length = int.from_bytes(stream.read(8), "little") if size >= 8 else 0
+        if size < 8 or 8 + length > size:
+            raise CheckpointError(file, f"truncated: {size} bytes, shorter than its own header", RESAVE)
+        try:
+            header: dict[str, Any] = json.loads(stream.read(length))
+        except ValueError as error:
+            raise CheckpointError(file, f"its header is not valid JSON ({error})", RESAVE) from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    end = 8 + length + max((t["data_offsets"][1] for t in tensors.values()), default=0)
+    if end > size:
+        raise CheckpointError(file, f"truncated: its header describes {end} bytes, the file holds {size} "
+                              f"({end - size} missing)", RESAVE)  # fmt: skip
+    return tensors
+
+
+def largest_layer(path: Path) -> tuple[str, int]:
+    """The largest layer of a safetensors checkpoint and its bytes: tensors grouped by the module that
+    holds them, a numbered block (``h.3``, ``layer.11``) taken whole, as accelerate places it."""
+    sizes: dict[str, int] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        for name, tensor in safetensors_header(file).items():
+            block = re.match(r"(.*?\.\d+)\.", name)
+            layer = block.group(1) if block else name.rpartition(".")[0] or name
+            count = 1
+            for dim in tensor["shape"]:
+                count *= dim
+            sizes[layer] = sizes.get(layer, 0) + count * DTYPE_BYTES.get(tensor["dtype"], 4)
+    if not sizes:
+        return "", 0
+    layer = max(sizes, key=lambda k: sizes[k])
+    return layer, sizes[layer]
