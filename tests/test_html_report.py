@@ -109,3 +109,26 @@ def test_the_ladder_is_a_table_in_the_html_report_too():
         "<tr><td>dynamic shapes: no padding</td><td>10.0 ms</td><td>2.50x</td><td>69 ms (no padding)</td></tr>" in page
     )
     assert "<th>the write-up</th>" in page
+
+
+def test_the_loading_tables_are_in_the_html_report():
+    from perfgate.scenarios.load import load_figures
+    from tests.test_load import worker_data
+
+    record = run(20)
+    loaded = CaseResult(
+        spec=CaseSpec("gpt2", "load-offload", scenario="load"), hardware_class="c", outcome=Outcome.MEASURED
+    )
+    loaded.metrics["load"] = load_figures(worker_data(peak_anon=345 * 2**20), {"after": {"anon": 260 * 2**20}})
+    capped = CaseResult(
+        spec=CaseSpec("gpt2", "load-state-dict", scenario="load-under-cap"),
+        hardware_class="c",
+        outcome=Outcome.MEASURED,
+    )
+    capped.metrics["load_under_cap"] = {"cap_bytes": 256 * 2**20, "outcome": "oom", "fits": False}
+    record.cases += [loaded, capped]
+    page = html_report(record)
+    assert "<h2>Loading</h2>" in page
+    assert "<td>cpu 150, disk 336</td>" in page
+    assert "<h2>Loading under a memory cap</h2>" in page
+    assert "<td>no: killed inside its cgroup</td>" in page

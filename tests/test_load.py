@@ -49,7 +49,7 @@ def test_a_load_that_copies_every_weight_fails_the_same_dtype_bound_that_a_mappe
 
 
 def test_the_section_shows_times_peaks_and_placement():
-    case = CaseResult(CaseSpec("gpt2", "load-offload", scenario="load"), Outcome.MEASURED)
+    case = CaseResult(CaseSpec("gpt2", "load-offload", scenario="load"), "c", outcome=Outcome.MEASURED)
     case.metrics["load"] = load_figures(worker_data(peak_anon=345 * MB), {"after": {"anon": 260 * MB}})
     text = "\n".join(LoadMetric().section([case]))
     row = "| gpt2 | load-offload | 500 | 0.50 | 0.20 | 85 | 560 | 150 | cpu 150, disk 336 | 190/200 MB (0.95x) | 0 |"
@@ -109,3 +109,42 @@ def test_a_strategy_in_the_worker_matches_the_reference_it_wrote(micro_model_dir
     assert data["details"]["placement_bytes"]["cpu"] > 0
     assert data["ready_seconds"] > 0
     assert data["first_forward_seconds"] > 0
+
+
+def run_under_cap(micro_model_dir, tmp_path, cap_bytes: int):  # type: ignore[no-untyped-def]
+    import sys
+
+    from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
+    from perfgate.launcher import Launcher
+    from perfgate.scenarios.load import LoadUnderCap
+    from perfgate.technique import import_path
+
+    try:
+        cgroup = MemoryCgroup.create()
+    except CgroupUnavailable as error:
+        pytest.skip(f"no memory cgroup for a worker here: {error}")
+    launcher = Launcher(sys.path, tmp_path / "locks")
+    payload = {
+        "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
+        "technique": import_path("load-safetensors"), "workdir": str(tmp_path), "threads": 1, "texts": 2,
+        "eval_texts": ["The train was late."], "cap_bytes": cap_bytes,
+        "cgroup": {"path": str(cgroup.path), "version": cgroup.version},
+    }  # fmt: skip
+    try:
+        return launcher.submit("cpu", LoadUnderCap(), payload, fresh=True, timeout=120, cgroup=cgroup)
+    finally:
+        launcher.close()
+        cgroup.remove()
+
+
+def test_under_a_cap_a_load_that_fits_reports_its_charged_peak_and_one_that_does_not_is_killed(
+    micro_model_dir, tmp_path
+):
+    fits = run_under_cap(micro_model_dir, tmp_path, 256 * MB)
+    assert fits.outcome == Outcome.MEASURED, fits.detail
+    charged = fits.data["cgroup"]["peak"] - fits.data["cgroup"]["base"]
+    assert 0 < charged <= 256 * MB
+    killed = run_under_cap(micro_model_dir, tmp_path, 256 * 1024)
+    assert killed.outcome == Outcome.OOM, (killed.outcome, killed.detail)
+    assert "inside its memory cgroup" in killed.detail
+    assert "batch_size" not in killed.detail

@@ -147,7 +147,7 @@ def test_the_largest_batch_section_names_each_cap():
     ]
     cases = []
     for cap in caps:
-        case = CaseResult(CaseSpec("minilm", "t"), Outcome.MEASURED)
+        case = CaseResult(CaseSpec("minilm", "t"), "c", outcome=Outcome.MEASURED)
         case.metrics["largest_batch"] = largest_batch_figures(cap)
         cases.append(case)
     text = "\n".join(LargestBatch().section(cases))

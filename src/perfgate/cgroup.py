@@ -17,8 +17,9 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CgroupUnavailable", "MemoryCgroup"]
+__all__ = ["CgroupUnavailable", "MemoryCgroup", "worker_cgroup"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNLIMITED = 2**63 - 4096  # what v1 reports for "no limit", page-aligned
@@ -99,6 +100,11 @@ class MemoryCgroup:
 
     def _read_int(self, name: str) -> int:
         return int(self._read(name).split()[0])
+
+
+def worker_cgroup(named: dict[str, Any] | None) -> MemoryCgroup | None:
+    """In a worker: the group the launcher moved it into, as its job's payload names it (or None)."""
+    return None if not named else MemoryCgroup(Path(named["path"]), int(named["version"]))
 
 
 def _own_memory_group(root: Path, proc_self: Path) -> tuple[Path, int]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
+from perfgate.metrics.load import LoadMetric, LoadUnderCapMetric
 from perfgate.outcome import Verdict
 from perfgate.report import (
     columns,
@@ -261,7 +262,8 @@ def history_points(case_id: str, history: Sequence[tuple[Any, RunRecord]]) -> li
 
 
 def _markdown_table_html(lines: Sequence[str]) -> list[str]:
-    """A summary section (``## title``, prose, one Markdown table) as HTML: the ladder, shown in both."""
+    """A summary section (``## title``, prose, one Markdown table) as HTML: the ladder and the loading
+    tables, shown in both."""
     out: list[str] = []
     rows: list[str] = []
     for line in lines:
@@ -348,6 +350,8 @@ def html_report(
         *(["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"] if notes else []),
     ]
     body += _markdown_table_html(ladder_section(cases))
+    for section in (LoadMetric().section(cases), LoadUnderCapMetric().section(cases)):
+        body += _markdown_table_html(section)
     if record.gates:
         body += ["<h2>Upgrade gates</h2>", *_gate_tables(record.gates)]
     for title, png in figures:

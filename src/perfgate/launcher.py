@@ -267,9 +267,10 @@ class Launcher:
             )
             if cgroup is not None and cgroup.oom_kills() > 0:
                 reply.outcome = Outcome.OOM
+                batch = f" at batch_size={payload['batch_size']}" if "batch_size" in payload else ""
                 reply.detail = (
                     f"worker pid {worker.pid} killed by the kernel's OOM killer inside its memory cgroup "
-                    f"({cgroup.path.name}) at batch_size={payload.get('batch_size')}"
+                    f"({cgroup.path.name}){batch}"
                 )
         finally:
             info["job_seconds"] = time.monotonic() - sent

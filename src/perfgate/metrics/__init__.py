@@ -59,6 +59,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.arrivals:DynamicBatching",
     "perfgate.metrics.largest_batch:LargestBatch",
     "perfgate.metrics.load:LoadMetric",
+    "perfgate.metrics.load:LoadUnderCapMetric",
 )
 
 

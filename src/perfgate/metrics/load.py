@@ -74,3 +74,45 @@ def _budget(figures: dict[str, Any]) -> str:
     if not budget or "resident_after" not in figures:
         return "-"
     return f"{figures['resident_after'] / MB:.0f}/{budget / MB:.0f} MB ({figures['resident_ratio']:.2f}x)"
+
+
+class LoadUnderCapMetric(Metric):
+    """Which strategies still load and run under a memory cap below the model's size (reported, not gated:
+    the perf test states which must and which must not)."""
+
+    name = "load_under_cap"
+    columns = ("under cap",)
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        return []
+
+    def cells(self, figures: dict[str, Any]) -> dict[str, str]:
+        cap = f"{figures['cap_bytes'] / MB:.0f} MB"
+        if figures["fits"]:
+            return {"under cap": f"fits {cap} (peak {figures['peak_charged'] / MB:.0f} MB)"}
+        return {"under cap": f"killed at {cap}" if figures["outcome"] == "oom" else figures["outcome"]}
+
+    def section(self, cases: Sequence[CaseResult]) -> list[str]:
+        rows = [case for case in cases if self.name in case.metrics]
+        if not rows:
+            return []
+        out = ["## Loading under a memory cap", "",
+               "Each strategy in a worker whose memory cgroup is capped below the model's size, beyond what its "
+               "imported libraries hold; the model's files are evicted from the page cache first, so the worker "
+               "is charged for the weight pages it reads. A kill by the kernel inside the group: does not fit.",
+               "", "| model | strategy | cap MB | fits | peak charged MB | ready s | first forward s |",
+               "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for case in rows:
+            f = case.metrics[self.name]
+            if f["fits"]:
+                peak, ready, first = (
+                    f"{f['peak_charged'] / MB:.0f}",
+                    f"{f['ready_seconds']:.2f}",
+                    f"{f['first_forward_seconds']:.2f}",
+                )
+            else:
+                peak = ready = first = "-"
+            fits = "yes" if f["fits"] else ("no: killed inside its cgroup" if f["outcome"] == "oom" else f["outcome"])
+            out.append(f"| {case.spec.model} | {case.spec.technique} | {f['cap_bytes'] / MB:.0f} | {fits} | {peak} | "
+                       f"{ready} | {first} |")  # fmt: skip
+        return out

@@ -56,6 +56,7 @@ BUILT_IN: dict[str, str] = {
     "held-arm": "perfgate.scenarios.held_arm:HeldArm",
     "largest-batch": "perfgate.scenarios.largest_batch:LargestBatch",
     "load": "perfgate.scenarios.load:Load",
+    "load-under-cap": "perfgate.scenarios.load:LoadUnderCap",
     "result-cache": "perfgate.scenarios.result_cache:ResultCache",
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
     "runtime-overhead": "perfgate.scenarios.serving_memory:RuntimeOverhead",

@@ -95,13 +95,14 @@ def _cgroup_and_base(payload: dict[str, Any]) -> tuple[MemoryCgroup | None, int]
     import torch  # noqa: F401  (the libraries are the base, not the budget)
     import transformers  # noqa: F401
 
+    from perfgate.cgroup import worker_cgroup
     from perfgate.memory import evict_from_page_cache
 
     location = Path(payload["model"]["location"])
     if location.exists():
         evict_from_page_cache(location)
-    cgroup = MemoryCgroup(Path(payload["cgroup"]["path"]), payload["cgroup"]["version"])
-    return cgroup, cgroup.usage()
+    cgroup = worker_cgroup(payload["cgroup"])
+    return cgroup, 0 if cgroup is None else cgroup.usage()
 
 
 def _limit(cgroup: MemoryCgroup, base: int, budget: int) -> None:

@@ -70,7 +70,8 @@ class Load(Scenario):
         import numpy as np
         import torch
 
-        from perfgate.memory import mapped_file_bytes, process_memory, reset_peak
+        from perfgate.cgroup import worker_cgroup
+        from perfgate.memory import evict_from_page_cache, mapped_file_bytes, process_memory, reset_peak
         from perfgate.model import load_model
         from perfgate.technique import load_technique
         from perfgate.techniques.loading import LoadStrategy, placement
@@ -87,6 +88,12 @@ class Load(Scenario):
         model = load_model(ref["name"], ref["task"], location, ref["device"])  # tokenizer and config only
         inputs = model.inputs(list(payload["eval_texts"])[: payload["texts"]], None)
         workdir = Path(payload["workdir"])
+        cgroup = worker_cgroup(payload.get("cgroup"))
+        if cgroup is not None:  # capped from here: the weights' pages are read in (and charged) afresh
+            evict_from_page_cache(location)
+            cap_base = cgroup.usage()
+            cgroup.limit(cap_base + payload["cap_bytes"])
+            cgroup.reset_peak()
         with torch_threads(payload["threads"]):
             peak_reset = reset_peak()
             start = time.monotonic()
@@ -108,10 +115,12 @@ class Load(Scenario):
             "peak_rss": after.get("peak_rss") if peak_reset else None,
             "details": {**details, **placement(module)},
         }
+        if cgroup is not None:
+            figures["cgroup"] = {"base": cap_base, "peak": cgroup.peak(), "usage": cgroup.usage()}
         if "write_reference" in payload:
             Path(payload["write_reference"]).parent.mkdir(parents=True, exist_ok=True)
             np.save(payload["write_reference"], outputs)
-        else:
+        elif "reference" in payload:
             reference = np.load(payload["reference"], allow_pickle=False)
             difference = np.abs(outputs.astype(np.float64) - reference.astype(np.float64))
             figures["max_abs_diff"] = float(difference.max())
@@ -149,3 +158,48 @@ def load_figures(data: dict[str, Any], overhead: dict[str, Any]) -> dict[str, An
     if top is not None and data.get("peak_rss"):
         figures["sampled_share_of_hwm"] = top / data["peak_rss"]  # near 1: the samples caught the peak
     return figures
+
+
+CAP_BYTES = 256 * 2**20  # beyond the worker with its libraries imported: about half the 474 MiB model
+
+
+class LoadUnderCap(Load):
+    """Does the strategy still load and run with less memory than the model's size? The worker runs in a
+    memory cgroup of its own capped at ``CAP_BYTES`` beyond its imported libraries; a kill by the kernel
+    inside it is this case's answer ("does not fit"), not an error. Needs a memory cgroup for the worker
+    (``cgroup.py``); where none can be made the case is an error saying why (the perf test skips first)."""
+
+    name = "load-under-cap"
+
+    def conduct(self, case: CaseContext) -> None:
+        from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
+        from perfgate.outcome import Outcome
+        from perfgate.technique import get_technique, import_path
+
+        try:
+            cgroup = MemoryCgroup.create()
+        except CgroupUnavailable as error:
+            case.result.outcome, case.result.detail = Outcome.ERROR, f"no memory cap for the worker: {error}"
+            return
+        technique = get_technique(case.spec.technique)
+        payload = case.payload(technique=import_path(case.spec.technique), texts=TEXTS, cap_bytes=CAP_BYTES,
+                               workdir=str(Path(case.payload()["workdir"]) / "load" / case.spec.model),
+                               imports=list(technique.runtime_modules()),
+                               cgroup={"path": str(cgroup.path), "version": cgroup.version})  # fmt: skip
+        try:
+            reply = case.launcher.submit(case.spec.device, self, payload, fresh=True, timeout=case.memory_timeout,
+                                         cgroup=cgroup)  # fmt: skip
+        finally:
+            cgroup.remove()
+        case.result.worker.setdefault("jobs", []).append({"scenario": self.name, **reply.worker})
+        figures: dict[str, Any] = {"cap_bytes": CAP_BYTES, "outcome": str(reply.outcome), "fits": False}
+        if reply.outcome == Outcome.MEASURED:
+            data = reply.data
+            figures.update(fits=True, ready_seconds=data["ready_seconds"], stored_bytes=data["stored_bytes"],
+                           first_forward_seconds=data["first_forward_seconds"],
+                           peak_charged=data["cgroup"]["peak"] - data["cgroup"]["base"])  # fmt: skip
+        elif reply.outcome == Outcome.OOM:
+            figures["detail"] = reply.detail
+        else:  # crashed, timed out, raised: not an answer to "does it fit"
+            case.result.outcome, case.result.detail, case.result.log = reply.outcome, reply.detail, reply.log
+        case.result.metrics["load_under_cap"] = figures
