@@ -78,3 +78,15 @@ def test_what_an_offloaded_model_costs_per_forward_pass(perfgate):
     from the offload folder on every forward) timed ABBA against the in-memory fp32 model."""
     result = perfgate.gate("gpt2-124m-random", "load-offload", memory=False)
     assert result.variant["placement_bytes"]["disk"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", ["load-safetensors", "load-gpu-cpu-disk"])
+def test_loading_onto_a_gpu(perfgate, strategy):
+    """On a GPU: the plain load, and one split across GPU (150 MB), CPU (150 MB) and disk; peak allocated
+    per device beside the placement. Not measured on a GPU yet: measured, not gated."""
+    result = perfgate.gate("gpt2-124m-random", strategy, scenario="load", device="cuda")
+    figures = result.metrics["load"]
+    assert figures["cuda_peak_allocated"]["cuda:0"] > 0
+    if strategy == "load-gpu-cpu-disk":
+        assert set(figures["details"]["placement_bytes"]) >= {"cuda:0", "cpu", "disk"}

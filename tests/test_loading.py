@@ -157,3 +157,14 @@ def test_an_offload_folder_that_cannot_be_written_is_refused(micro_forms, tmp_pa
     monkeypatch.setattr(strategy, "folder", lambda workdir: Path("/proc/perfgate-offload"))
     with pytest.raises(CheckpointError, match=r"/proc/perfgate-offload.*offload folder cannot be written.*writable"):
         strategy.load(TASK, micro_forms, tmp_path)
+
+
+def test_the_gpu_split_asks_for_a_budget_on_each_device_and_skips_on_a_cpu(tmp_path):
+    from perfgate.techniques.loading import OffloadAcrossGpuCpuDisk
+
+    strategy = OffloadAcrossGpuCpuDisk()
+    options = strategy.options(tmp_path)
+    assert options["max_memory"] == {0: 150 * 2**20, "cpu": 150 * 2**20}
+    assert options["device_map"] == "auto"
+    assert Path(options["offload_folder"]).is_dir()
+    assert strategy.unavailable_reason("text-generation", "cpu") == "load-gpu-cpu-disk runs on cuda, not cpu"

@@ -97,7 +97,7 @@ class Load(Scenario):
         with torch_threads(payload["threads"]):
             peak_reset = reset_peak()
             start = time.monotonic()
-            module, details = strategy.load(ref["task"], location, workdir)
+            module, details = strategy.load(ref["task"], location, workdir, ref["device"])
             ready = time.monotonic()
             held = {**process_memory(), "model_file": mapped_file_bytes([str(location), str(workdir)])}
             with torch.inference_mode():
@@ -115,6 +115,11 @@ class Load(Scenario):
             "peak_rss": after.get("peak_rss") if peak_reset else None,
             "details": {**details, **placement(module)},
         }
+        if ref["device"].startswith("cuda"):
+            figures["cuda_peak_allocated"] = {
+                f"cuda:{index}": int(torch.cuda.max_memory_allocated(index))
+                for index in range(torch.cuda.device_count())
+            }
         if cgroup is not None:
             figures["cgroup"] = {"base": cap_base, "peak": cgroup.peak(), "usage": cgroup.usage()}
         if "write_reference" in payload:

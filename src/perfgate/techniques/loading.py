@@ -46,10 +46,10 @@ class LoadStrategy(Technique):
         check_checkpoint(path)
         return path
 
-    def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
+    def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         from perfgate.model import load_module
 
-        module = load_module(task, self.checkpoint(location), "cpu", **self.options(workdir))
+        module = load_module(task, self.checkpoint(location), device, **self.options(workdir))
         return module, {}
 
     def options(self, workdir: Path) -> dict[str, Any]:
@@ -57,7 +57,7 @@ class LoadStrategy(Technique):
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         start = time.perf_counter()
-        module, details = self.load(model.task, Path(model.location), workdir)
+        module, details = self.load(model.task, Path(model.location), workdir, model.device)
         dtype = next(iter(module.parameters())).dtype
         return module_variant(self.name, model, module, start, {**details, **placement(module)}, input_dtype=dtype)
 
@@ -78,12 +78,12 @@ class Pickled(LoadStrategy):
     summary = "from_pretrained of a pytorch_model.bin, read with torch.load(weights_only=True)"
     form = PICKLED
 
-    def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
+    def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         import transformers
 
         auto = getattr(transformers, TASKS[task])
         module = auto.from_pretrained(self.checkpoint(location), use_safetensors=False, dtype="float32")
-        return module.eval(), {"weights_only": True}
+        return module.to(device).eval(), {"weights_only": True}
 
 
 class ConvertToBf16(LoadStrategy):
@@ -129,12 +129,12 @@ class OffloadToDisk(_Offload):
     name = "load-offload"
     summary = 'device_map="auto" with max_memory {"cpu": 200MB}: the rest offloaded to a disk folder'
 
-    def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
+    def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         from perfgate.model import load_module
 
         path = self.checkpoint(location)
         self.check_budget(path)
-        module = load_module(task, path, "cpu", **self.options(workdir))
+        module = load_module(task, path, device, **self.options(workdir))
         return module, {"max_memory_cpu": self.max_memory_cpu}
 
     def options(self, workdir: Path) -> dict[str, Any]:
@@ -142,11 +142,23 @@ class OffloadToDisk(_Offload):
                 "offload_folder": str(self.offload_folder(workdir))}  # fmt: skip
 
 
+class OffloadAcrossGpuCpuDisk(OffloadToDisk):
+    name = "load-gpu-cpu-disk"
+    summary = 'device_map="auto" with max_memory {GPU 0: 150MB, cpu: 150MB}: the rest offloaded to disk'
+    devices = frozenset({"cuda"})
+    max_memory_cpu = 150 * MB  # above GPT-2's 147 MB embedding, the largest layer
+    max_memory_gpu: ClassVar[int] = 150 * MB
+
+    def options(self, workdir: Path) -> dict[str, Any]:
+        return {"device_map": "auto", "max_memory": {0: self.max_memory_gpu, "cpu": self.max_memory_cpu},
+                "offload_folder": str(self.offload_folder(workdir))}  # fmt: skip
+
+
 class EmptyThenDispatch(_Offload):
     name = "load-dispatch"
     summary = "init_empty_weights, then load_checkpoint_and_dispatch with no_split_module_classes (200 MB in RAM)"
 
-    def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
+    def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         import accelerate
         import transformers
 
@@ -171,7 +183,7 @@ class RandomInitThenStateDict(LoadStrategy):
     name = "load-state-dict"
     summary = "anti-pattern: from_config (random init), then the whole file read and load_state_dict"
 
-    def load(self, task: str, location: Path, workdir: Path) -> tuple[Any, dict[str, Any]]:
+    def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         import transformers
         from safetensors.torch import load_file
 
@@ -181,7 +193,7 @@ class RandomInitThenStateDict(LoadStrategy):
         state = load_file(path / "model.safetensors")
         missing, unexpected = module.load_state_dict(state, strict=False)
         del state
-        return module.eval(), {"missing_keys": len(missing), "unexpected_keys": len(unexpected)}
+        return module.to(device).eval(), {"missing_keys": len(missing), "unexpected_keys": len(unexpected)}
 
 
 def placement(module: Any) -> dict[str, Any]:
