@@ -51,6 +51,7 @@ def memory_cgroup_or_skip() -> None:
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # 7 fresh workers, the mapped loads thrashing under the cap: ~1 min
 @pytest.mark.parametrize(
     ("strategy", "fits"),
     [
