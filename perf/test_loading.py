@@ -58,7 +58,7 @@ def memory_cgroup_or_skip() -> None:
     ("strategy", "fits"),
     [
         # Memory-mapped loads need ~70 MB of anonymous memory: the kernel drops and rereads weight
-        # pages to stay under the cap (measured: the first forward then takes 1.4-3.0 s instead of 0.2).
+        # pages to stay under the cap (measured: the first forward then takes 0.6-3.0 s instead of 0.2).
         ("load-safetensors", True), ("load-sharded", True), ("load-bin", True), ("load-offload", True),
         ("load-state-dict", False),  # every weight copied into anonymous memory, twice at its peak (~640 MB)
         # Reported, not asserted: their anonymous peaks (bf16 ~280 MB, dispatch 240-320 MB) sit near the
