@@ -26,14 +26,17 @@ TASK = "text-classification"
 def micro_forms(micro_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import shutil
 
+    import torch
     import transformers
 
     target = tmp_path_factory.mktemp("forms")
     model = transformers.AutoModelForSequenceClassification.from_pretrained(micro_model_dir)
-    forms = {target: {"max_shard_size": "2GB"}, target / "sharded": {"max_shard_size": "1MB"},
-             target / "bin": {"max_shard_size": "2GB", "safe_serialization": False}}  # fmt: skip
-    for directory, options in forms.items():
-        model.save_pretrained(directory, **{"safe_serialization": True, **options})
+    model.save_pretrained(target, max_shard_size="2GB")
+    model.save_pretrained(target / "sharded", max_shard_size="1MB")
+    (target / "bin").mkdir()
+    model.config.save_pretrained(target / "bin")
+    torch.save(model.state_dict(), target / "bin" / "pytorch_model.bin")
+    for directory in (target, target / "sharded", target / "bin"):
         for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             shutil.copyfile(micro_model_dir / name, directory / name)
     return target
