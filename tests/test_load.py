@@ -34,6 +34,16 @@ def test_the_anonymous_peak_is_counted_beyond_the_runtimes_own():
     assert "serve_window" not in figures
 
 
+def test_samples_that_missed_the_high_water_mark_are_reported_and_not_judged():
+    data = worker_data(peak_anon=330 * MB)
+    data["sampled"]["at_peak"]["rss"] = 600 * MB  # the kernel's peak was 900: a spike between samples
+    figures = load_figures(data, {"after": {"anon": 260 * MB}})
+    assert figures["sampling_missed_peak"] is True
+    assert "anon_peak_ratio" not in figures
+    thresholds = Thresholds("load-x", "c", True, {"max_load_anon_ratio": 0.2}, {"max_load_anon_ratio": "f"})
+    assert LoadMetric().checks(figures, thresholds, "m") == []
+
+
 def test_a_load_that_copies_every_weight_fails_the_same_dtype_bound_that_a_mapped_load_meets():
     thresholds = Thresholds("load-x", "c", True, {"max_load_anon_ratio": 0.2, "max_load_output_diff": 0.0},
                             {"max_load_anon_ratio": "f", "max_load_output_diff": "f"})  # fmt: skip

@@ -45,7 +45,9 @@ class LoadMetric(Metric):
                "Each strategy in a fresh worker. Times: to a ready model, then its first forward pass. Peaks across "
                "both, sampled from the parent: anonymous memory beyond a worker with the same imports and no "
                "weights, and file-backed memory (libraries' pages included; the model's own files alone after "
-               "the forward). Outputs against the plain fp32 load of the single safetensors file. Not strategies: "
+               "the forward). Samples: their count, and the largest sample's share of the kernel's high-water mark "
+               "(below 0.90 they missed the peak, and the split is not judged). Outputs against the plain fp32 "
+               "load of the single safetensors file. Not strategies: "
                "low_cpu_mem_usage and offload_state_dict, which from_pretrained discards unused in transformers "
                "4.57 and 5 (it always builds on the meta device first).", "",
                "| model | strategy | stored MB | ready s | first forward s | anon peak MB | file peak MB | "
