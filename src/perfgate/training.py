@@ -1,0 +1,134 @@
+"""Training steps as the field's ways to make training fit and go faster: what a step is, what each
+optimizer keeps, and the gradients that must not change.
+
+A plain PyTorch loop, not the transformers ``Trainer``: on a 22 M-parameter model the Trainer's own
+per-step work (callbacks, logging, its data collator and sampler) is a visible share of a step and
+would blur the differences measured here. The names follow the Trainer's ``TrainingArguments`` so a
+result maps onto a Trainer setting: ``gradient_accumulation_steps``, ``gradient_checkpointing``,
+``bf16``/``fp16`` (autocast), ``optim`` ("adamw_torch", "adafactor", "adamw_bnb_8bit"), and the same
+optimizer classes the Trainer builds for those names.
+
+Optimizer state is predicted from the model's parameters, never typed in: AdamW keeps two fp32 tensors
+per parameter; Adafactor (no first moment, as the Trainer configures it) a row and a column statistic
+per matrix and a full one per vector; 8-bit AdamW two uint8 tensors plus one fp32 scale per block of
+256 values, for tensors of at least 4096 values (smaller ones keep fp32 states), and the two shared
+256-entry quantization maps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "OPTIMIZERS",
+    "Recipe",
+    "accumulated_gradients",
+    "make_optimizer",
+    "optimizer_state_bytes",
+    "predicted_state_bytes",
+]
+
+OPTIMIZERS = ("adamw_torch", "adafactor", "adamw_bnb_8bit")
+BNB_BLOCK = 256  # values per absmax scale in bitsandbytes' blockwise 8-bit states
+BNB_MIN_8BIT_SIZE = 4096  # bitsandbytes keeps fp32 states for tensors smaller than this
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to run a training step, in the Trainer's terms."""
+
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    autocast: str | None = None  # "bf16" or "fp16" (with a gradient scaler)
+    optim: str = "adamw_torch"
+    torch_compile: bool = False
+    dataloader_num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optim not in OPTIMIZERS:
+            raise ValueError(f"optim={self.optim!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be at least 1")
+
+
+def make_optimizer(name: str, parameters: Iterable[torch.nn.Parameter], lr: float = 5e-5) -> torch.optim.Optimizer:
+    """The optimizer the Trainer builds for ``optim=name`` (its defaults, the learning rate given)."""
+    import torch
+
+    params = list(parameters)
+    if name == "adamw_torch":
+        return torch.optim.AdamW(params, lr=lr)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        adafactor: torch.optim.Optimizer = Adafactor(params, lr=lr, scale_parameter=False, relative_step=False)
+        return adafactor  # the Trainer's settings for optim="adafactor"
+    if name == "adamw_bnb_8bit":
+        import bitsandbytes
+
+        optimizer: torch.optim.Optimizer = bitsandbytes.optim.AdamW8bit(params, lr=lr)
+        return optimizer
+    raise ValueError(f"optim={name!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the tensors the optimizer keeps, each storage counted once (shared maps are shared)."""
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.numel() > 1:  # step counters are scalars
+                storage = value.untyped_storage()
+                if storage.data_ptr() not in seen:
+                    seen.add(storage.data_ptr())
+                    total += storage.nbytes()
+    return total
+
+
+def predicted_state_bytes(name: str, shapes: Iterable[tuple[int, ...]]) -> int:
+    """What ``name`` should keep for parameters of these shapes, from the rules in the module docstring."""
+    shapes = list(shapes)
+    if name == "adamw_torch":
+        return sum(2 * 4 * math.prod(shape) for shape in shapes)
+    if name == "adafactor":
+        total = 0
+        for shape in shapes:
+            if len(shape) >= 2:  # factored: a statistic per row and one per column
+                total += 4 * (math.prod(shape[:-1]) + math.prod(shape[:-2]) * shape[-1])
+            else:
+                total += 4 * math.prod(shape)
+        return total
+    if name == "adamw_bnb_8bit":
+        total, any_8bit = 0, False
+        for shape in shapes:
+            count = math.prod(shape)
+            if count < BNB_MIN_8BIT_SIZE:
+                total += 2 * 4 * count
+            else:
+                any_8bit = True
+                total += 2 * count + 2 * 4 * math.ceil(count / BNB_BLOCK)
+        return total + (2 * 256 * 4 if any_8bit else 0)
+    raise ValueError(f"optim={name!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def accumulated_gradients(
+    model: torch.nn.Module,
+    loss_of: Callable[[torch.nn.Module, Mapping[str, Any]], torch.Tensor],
+    micro_batches: list[Mapping[str, Any]],
+    divide: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Gradients after one optimizer step's worth of micro-batches: each micro-batch's loss divided by
+    their count (``divide``) and backpropagated, as the Trainer does with gradient_accumulation_steps."""
+    model.zero_grad(set_to_none=True)
+    for batch in micro_batches:
+        loss = loss_of(model, batch)
+        (loss / len(micro_batches) if divide else loss).backward()  # type: ignore[no-untyped-call]
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
