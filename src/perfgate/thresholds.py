@@ -52,6 +52,9 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "min_batch_fit_ratio": (0.0, math.inf, "largest batch that fits under the same memory cap, over fp32's"),
     "max_load_anon_ratio": (0.0, math.inf, "load: anonymous peak beyond the runtime's, over the stored weights"),
     "max_load_output_diff": (0.0, math.inf, "load: largest absolute output difference to the plain fp32 load"),
+    "max_loss_diff": (0.0, math.inf, "training: largest loss difference to fp32 AdamW over the first steps"),
+    "max_train_memory_ratio": (0.0, math.inf, "training: anonymous peak over the steps, over fp32 AdamW's"),
+    "max_state_prediction_error": (0.0, math.inf, "training: optimizer state measured against its rule, relative"),
     "max_offload_resident_ratio": (0.0, math.inf, "offload: RAM held after the first forward, over max_memory cpu"),
 }
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule

@@ -132,3 +132,90 @@ def accumulated_gradients(
         loss = loss_of(model, batch)
         (loss / len(micro_batches) if divide else loss).backward()  # type: ignore[no-untyped-call]
     return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+SEED = 20261130
+
+
+class StepRunner:
+    """One model under one recipe: its optimizer, autocast and scaler; ``step`` runs one optimizer step
+    on a batch (split into the recipe's micro-batches) and returns the batch's loss."""
+
+    def __init__(self, model: Any, recipe: Recipe, device: str) -> None:
+        import torch
+
+        if recipe.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model, self.recipe, self.device = model.train(), recipe, device
+        self.optimizer = make_optimizer(recipe.optim, model.parameters())
+        self.scaler = torch.amp.GradScaler(device.partition(":")[0]) if recipe.autocast == "fp16" else None
+        self.forward = torch.compile(model) if recipe.torch_compile else model
+
+    def step(self, batch: Mapping[str, torch.Tensor]) -> float:
+        import contextlib
+
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.recipe.autocast or "")
+        autocast = (
+            torch.autocast(self.device.partition(":")[0], dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
+        )
+        micro_batches = split_batch(batch, self.recipe.gradient_accumulation_steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in micro_batches:
+            with autocast:
+                loss = self.forward(**micro).loss / len(micro_batches)
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            total += float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return total
+
+
+def split_batch(batch: Mapping[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
+    """``parts`` equal micro-batches (the samples per optimizer step stay those of the batch)."""
+    size = len(next(iter(batch.values())))
+    if size % parts:
+        raise ValueError(f"batch size {size} is not divisible by gradient_accumulation_steps={parts}")
+    step = size // parts
+    return [{k: v[i : i + step] for k, v in batch.items()} for i in range(0, size, step)]
+
+
+def training_batches(
+    tokenizer: Any, texts: list[str], batch_size: int, seq_len: int, count: int, device: str
+) -> list[dict[str, torch.Tensor]]:
+    """``count`` seeded batches of the texts, padded to ``seq_len`` (fixed shapes), with seeded labels."""
+    import random
+
+    import torch
+
+    draw = random.Random(SEED)
+    batches = []
+    for _ in range(count):
+        chosen = [texts[draw.randrange(len(texts))] for _ in range(batch_size)]
+        encoded = tokenizer(chosen, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+        labels = torch.tensor([draw.randrange(2) for _ in range(batch_size)])
+        batches.append({**{k: v.to(device) for k, v in encoded.items()}, "labels": labels.to(device)})
+    return batches
+
+
+def load_classifier(location: Any, device: str) -> Any:
+    """The model as a two-label sequence classifier in fp32 (a seeded head where it has none), the same
+    weights on every call, dropout off: two arms' steps then differ only by what the recipe changes."""
+    import torch
+    import transformers
+
+    torch.manual_seed(SEED)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        location, num_labels=2, dtype="float32", use_safetensors=True, ignore_mismatched_sizes=True
+    )
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model.to(device)

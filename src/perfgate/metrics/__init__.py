@@ -60,6 +60,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.largest_batch:LargestBatch",
     "perfgate.metrics.load:LoadMetric",
     "perfgate.metrics.load:LoadUnderCapMetric",
+    "perfgate.metrics.training:Training",
 )
 
 

@@ -59,6 +59,8 @@ BUILT_IN: dict[str, str] = {
     "load-under-cap": "perfgate.scenarios.load:LoadUnderCap",
     "result-cache": "perfgate.scenarios.result_cache:ResultCache",
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
+    "train-memory": "perfgate.scenarios.train_step:TrainMemory",
+    "train-step": "perfgate.scenarios.train_step:TrainStep",
     "runtime-overhead": "perfgate.scenarios.serving_memory:RuntimeOverhead",
 }
 

@@ -1,0 +1,79 @@
+"""Training: the equivalence of a recipe's first steps to fp32 AdamW's, its peak memory over a few
+steps against fp32 AdamW's, and its optimizer state against what the optimizer's rule predicts. (The
+step's speed is the ``speed`` metric, timed ABBA like any other.)"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from perfgate.metrics import Metric
+from perfgate.thresholds import Check
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseResult
+
+MB = 2**20
+
+
+class Training(Metric):
+    name = "training"
+    columns = ("train",)
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        checks = [Check("max_loss_diff", figures["max_loss_diff"], higher_is_better=False)]
+        memory = figures.get("memory") or {}
+        if memory.get("ratio") is not None:
+            checks.append(Check("max_train_memory_ratio", memory["ratio"], higher_is_better=False))
+        if "candidate" in memory:
+            checks.append(
+                Check(
+                    "max_state_prediction_error", memory["candidate"]["state_prediction_error"], higher_is_better=False
+                )
+            )
+        return checks
+
+    def cells(self, figures: dict[str, Any]) -> dict[str, str]:
+        text = f"loss Δ {figures['max_loss_diff']:.2g}"
+        memory = figures.get("memory") or {}
+        if memory.get("ratio") is not None:
+            state = memory["candidate"]["optimizer_state_bytes"] / MB
+            text += f"; memory {memory['ratio']:.2f}x; state {state:.1f} MB"
+        return {"train": text}
+
+    def section(self, cases: Sequence[CaseResult]) -> list[str]:
+        rows = [case for case in cases if self.name in case.metrics]
+        if not rows:
+            return []
+        out = ["## Training", "",
+               "Each recipe against fp32 AdamW on the same model and seeded batches (a plain PyTorch loop, named as "
+               "the Trainer's arguments). Speed: steps timed ABBA in one worker. Loss Δ: the largest difference over "
+               "the first steps from the same weights. Memory: anonymous peak over a few steps (the first "
+               "included) beyond the loaded model, each arm in a fresh worker. Optimizer state: measured, and "
+               "predicted from the parameters by the optimizer's rule.", "",
+               "| model | recipe | batch x length | samples/s fp32 → recipe | speedup [95% CI] | loss Δ | "
+               "peak MB fp32 → recipe | optimizer state MB (predicted) |",
+               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for case in rows:
+            f = case.metrics[self.name]
+            rate = f["samples_per_second"]
+            estimate = (case.metrics.get("speed") or {}).get("estimate") or {}
+            speed = (f"{estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, {estimate['ci_high']:.2f}]"
+                     if estimate else "-")  # fmt: skip
+            memory = f.get("memory") or {}
+            peaks = state = "-"
+            if "candidate" in memory:
+                base, cand = memory["baseline"].get("anon_peak"), memory["candidate"].get("anon_peak")
+                peaks = f"{_mb(base)} → {_mb(cand)}"
+                c = memory["candidate"]
+                state = f"{c['optimizer_state_bytes'] / MB:.1f} ({c['predicted_state_bytes'] / MB:.1f})"
+            out.append(
+                f"| {case.spec.model} | {case.spec.technique} | {f['batch_size']}x{f['seq_len']} | "
+                f"{rate['baseline']:.1f} → {rate['candidate']:.1f} | {speed} | {f['max_loss_diff']:.2g} | "
+                f"{peaks} | {state} |"
+            )
+        return out
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / MB:.0f}"

@@ -1,0 +1,177 @@
+"""A training step: a recipe against plain fp32 AdamW on the same model and the same seeded batches.
+
+Two jobs, each in a fresh worker (a training step leaves allocator and compile state behind):
+
+- ``train-step``, both arms in one worker: first ``EQUIVALENCE_STEPS`` steps of each from the same
+  weights on the same batches (the losses must stay within the recipe's tolerance: a technique that
+  changes the numbers must show it still trains), then the two arms' steps timed ABBA until the speed
+  verdict is decided (``comparison.compare``, as for inference).
+- ``train-memory``, one arm per worker: the peak resident memory over ``MEMORY_STEPS`` steps (the first
+  step included, so what the allocator kept from it counts, as a user's process would see it; anonymous
+  memory sampled from the parent), and the optimizer's state measured against what its rule predicts
+  from the model's parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from perfgate.scenarios import Isolation, Scenario
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseContext
+    from perfgate.worker import WorkerState
+
+EQUIVALENCE_STEPS = 3
+MEMORY_STEPS = 3
+SEQ_LEN = 64  # every batch padded to it: fixed shapes, so compile and memory see one shape
+BATCHES = 8  # distinct seeded batches, cycled while timing
+
+
+class TrainStep(Scenario):
+    name = "train-step"
+    isolation = Isolation.FRESH
+
+    def conduct(self, case: CaseContext) -> None:
+        from perfgate.technique import import_path
+        from perfgate.techniques.training import TRAINING_BASELINE
+
+        seq_len = case.spec.seq_len or SEQ_LEN
+        data = case.submit(self, case.payload(baseline=import_path(TRAINING_BASELINE), seq_len=seq_len))
+        if data is None:
+            return
+        case.result.metrics.update(data["metrics"])
+        case.result.threads = data["threads"]
+        if not case.memory:
+            return
+        memory: dict[str, Any] = {}
+        for arm, name in (("baseline", TRAINING_BASELINE), ("candidate", case.spec.technique)):
+            key = (TrainMemory.name, case.spec.model, name, case.spec.batch_size, seq_len, case.spec.device)
+            if key not in case.memo or arm == "candidate":
+                figures = case.submit(TrainMemory(), case.payload(technique=import_path(name), seq_len=seq_len))
+                if figures is None:
+                    return
+                case.memo[key] = memory_figures(figures)
+            memory[arm] = case.memo[key]
+        base, cand = memory["baseline"].get("anon_peak"), memory["candidate"].get("anon_peak")
+        memory["ratio"] = cand / base if base and cand is not None else None
+        case.result.metrics["training"]["memory"] = memory
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from dataclasses import asdict, replace
+
+        from perfgate.comparison import ComparePolicy, compare
+        from perfgate.technique import load_technique
+        from perfgate.timing import Timer, cuda_synchronizer, torch_threads
+        from perfgate.training import StepRunner, load_classifier, training_batches
+
+        ref, device = payload["model"], payload["model"]["device"]
+        recipes = {arm: recipe_of(payload[key]) for arm, key in (("baseline", "baseline"), ("candidate", "technique"))}
+        with torch_threads(payload["threads"]) as threads:
+            runners = {arm: StepRunner(load_classifier(ref["location"], device), recipe, device)
+                       for arm, recipe in recipes.items()}  # fmt: skip
+            tokenizer = _tokenizer(ref["location"])
+            batches = training_batches(tokenizer, list(payload["eval_texts"]), payload["batch_size"],
+                                       payload["seq_len"], BATCHES, device)  # fmt: skip
+            losses = {
+                arm: [runner.step(batches[i]) for i in range(EQUIVALENCE_STEPS)] for arm, runner in runners.items()
+            }
+            cursor = dict.fromkeys(runners, EQUIVALENCE_STEPS)
+
+            def step(arm: str) -> float:
+                cursor[arm] += 1
+                return runners[arm].step(batches[cursor[arm] % BATCHES])
+
+            timer = Timer(synchronize=cuda_synchronizer(device))
+            policy = replace(ComparePolicy(), **payload["policy"])
+            comparison = compare(lambda: step("baseline"), lambda: step("candidate"), timer, payload["bound"], policy)
+        speed = comparison.to_dict()
+        speed["throughput_items_per_second"] = {
+            arm: payload["batch_size"] / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
+        }
+        differences = [abs(a - b) for a, b in zip(losses["baseline"], losses["candidate"], strict=True)]
+        training = {
+            "recipe": asdict(recipes["candidate"]),
+            "technique": load_technique(payload["technique"]).name,
+            "batch_size": payload["batch_size"],
+            "seq_len": payload["seq_len"],
+            "losses": losses,
+            "max_loss_diff": max(differences),
+            "samples_per_second": speed["throughput_items_per_second"],
+        }
+        return {"metrics": {"speed": speed, "training": training}, "threads": threads}
+
+
+class TrainMemory(Scenario):
+    """One arm's peak memory over a few steps and its optimizer state, in a worker of its own."""
+
+    name = "train-memory"
+    isolation = Isolation.FRESH
+    samples_memory = True
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        from perfgate.memory import process_memory, release_freed_memory, reset_peak
+        from perfgate.timing import torch_threads
+        from perfgate.training import (
+            StepRunner,
+            load_classifier,
+            optimizer_state_bytes,
+            predicted_state_bytes,
+            training_batches,
+        )
+
+        ref, device = payload["model"], payload["model"]["device"]
+        recipe = recipe_of(payload["technique"])
+        with torch_threads(payload["threads"]):
+            model = load_classifier(ref["location"], device)
+            runner = StepRunner(model, recipe, device)
+            batches = training_batches(_tokenizer(ref["location"]), list(payload["eval_texts"]),
+                                       payload["batch_size"], payload["seq_len"], MEMORY_STEPS, device)  # fmt: skip
+            release_freed_memory()
+            held = process_memory()
+            peak_reset = reset_peak()
+            start = time.monotonic()
+            for batch in batches:
+                runner.step(batch)
+            end = time.monotonic()
+        after = process_memory()
+        shapes = [tuple(p.shape) for p in model.parameters() if p.requires_grad]
+        return {
+            "held": held,
+            "after": after,
+            "peak_rss": after.get("peak_rss") if peak_reset else None,
+            "serve_window": [start, end],
+            "optimizer_state_bytes": optimizer_state_bytes(runner.optimizer),
+            "predicted_state_bytes": predicted_state_bytes(recipe.optim, shapes),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "steps": MEMORY_STEPS,
+        }
+
+
+def recipe_of(path: str) -> Any:
+    from perfgate.technique import load_technique
+    from perfgate.techniques.training import TrainingRecipe
+
+    technique = load_technique(path)
+    if not isinstance(technique, TrainingRecipe):
+        raise TypeError(f"{technique.name} is not a training recipe (techniques/training.py): the train-step "
+                        "scenario measures one of the train-* techniques")  # fmt: skip
+    return technique.recipe
+
+
+def _tokenizer(location: str) -> Any:
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(location)
+
+
+def memory_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """An arm's memory figures with the anonymous peak over the steps beyond what was held before them."""
+    sampled = (data.get("sampled") or {}).get("max", {})
+    figures = {k: v for k, v in data.items() if k != "serve_window"}
+    if "anon" in sampled and "anon" in data["held"]:
+        figures["anon_peak"] = max(0, sampled["anon"] - data["held"]["anon"])
+    predicted = data["predicted_state_bytes"]
+    figures["state_prediction_error"] = abs(data["optimizer_state_bytes"] - predicted) / predicted if predicted else 0.0
+    return figures

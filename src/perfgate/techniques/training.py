@@ -1,0 +1,71 @@
+"""Training recipes: each a technique whose ``recipe`` the train-step scenario runs against plain fp32
+AdamW (``train-adamw``) on the same model and data. They have no inference variant: ``apply`` refuses,
+naming the scenario that measures them. See ``perfgate/training.py`` for the loop and why it is not the
+transformers Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from perfgate.model import LoadedModel
+from perfgate.technique import Requirement, Technique, Variant
+from perfgate.training import Recipe
+
+TRAINING_BASELINE = "train-adamw"
+
+
+class TrainingRecipe(Technique):
+    recipe: ClassVar[Recipe]
+    tasks = frozenset({"feature-extraction", "text-classification"})  # trained as a sequence classifier
+    devices = frozenset({"cpu", "cuda"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        raise TypeError(f"{self.name} is a training recipe: measure it with scenario='train-step', not as an "
+                        "inference variant")  # fmt: skip
+
+
+class PlainAdamW(TrainingRecipe):
+    name = TRAINING_BASELINE
+    summary = "fp32 training step with torch AdamW: the reference every training recipe is measured against"
+    recipe = Recipe()
+
+
+class GradientAccumulation(TrainingRecipe):
+    name = "train-grad-accumulation-4"
+    summary = "the same samples per optimizer step in 4 micro-batches (gradient_accumulation_steps=4)"
+    recipe = Recipe(gradient_accumulation_steps=4)
+
+
+class GradientCheckpointing(TrainingRecipe):
+    name = "train-grad-checkpointing"
+    summary = "activations recomputed in backward instead of kept (gradient_checkpointing=True)"
+    recipe = Recipe(gradient_checkpointing=True)
+
+
+class Bf16Autocast(TrainingRecipe):
+    name = "train-bf16-autocast"
+    summary = "forward and backward under bf16 autocast, fp32 weights and optimizer (bf16=True)"
+    recipe = Recipe(autocast="bf16")
+    native_math = "bf16"
+
+
+class Fp16Autocast(TrainingRecipe):
+    name = "train-fp16-autocast"
+    summary = "fp16 autocast with a gradient scaler (fp16=True); CUDA only"
+    recipe = Recipe(autocast="fp16")
+    devices = frozenset({"cuda"})
+    native_math = "fp16"
+
+
+class AdafactorOptimizer(TrainingRecipe):
+    name = "train-adafactor"
+    summary = "Adafactor (optim='adafactor'): factored second moments, no first moment"
+    recipe = Recipe(optim="adafactor")
+
+
+class AdamW8bit(TrainingRecipe):
+    name = "train-adamw-8bit"
+    summary = "bitsandbytes AdamW8bit (optim='adamw_bnb_8bit'): blockwise 8-bit optimizer states"
+    recipe = Recipe(optim="adamw_bnb_8bit")
+    requires = (Requirement("bitsandbytes", "pip install bitsandbytes"),)
