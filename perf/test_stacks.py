@@ -9,6 +9,7 @@ from perfgate.plugin import Bench
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # ~60 s (a compile): nightly, to keep the default run under 15 min with loading in it
 def test_bf16_and_compile(perfgate: Bench) -> None:
     perfgate.gate("minilm", "bf16-cast+torch-compile", batch_size=1, memory=False)
 

@@ -10,6 +10,7 @@ from perfgate.plugin import Bench
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # ~45 s a recipe (two fresh workers for memory, steps timed for up to 20 s): nightly for now
 @pytest.mark.parametrize(
     "recipe",
     ["train-grad-accumulation-4", "train-grad-checkpointing", "train-bf16-autocast", "train-adafactor",

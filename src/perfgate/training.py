@@ -211,9 +211,13 @@ def load_classifier(location: Any, device: str) -> Any:
     import torch
     import transformers
 
+    config = transformers.AutoConfig.from_pretrained(location, num_labels=2)
+    for name, value in list(vars(config).items()):  # attention dropout is a rate in the config, not a module
+        if isinstance(value, float) and ("dropout" in name or name.endswith("pdrop")):
+            setattr(config, name, 0.0)
     torch.manual_seed(SEED)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        location, num_labels=2, dtype="float32", use_safetensors=True, ignore_mismatched_sizes=True
+        location, config=config, dtype="float32", use_safetensors=True, ignore_mismatched_sizes=True
     )
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
