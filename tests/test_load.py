@@ -158,3 +158,19 @@ def test_under_a_cap_a_load_that_fits_reports_its_charged_peak_and_one_that_does
     assert killed.outcome == Outcome.OOM, (killed.outcome, killed.detail)
     assert "inside its memory cgroup" in killed.detail
     assert "batch_size" not in killed.detail
+
+
+def test_an_offloading_load_leaves_no_offload_folder_behind(micro_model_dir, tmp_path):
+    from perfgate.scenarios.load import Load
+    from perfgate.technique import import_path
+    from perfgate.techniques.loading import OffloadToDisk
+    from perfgate.worker import WorkerState
+
+    payload = {
+        "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
+        "technique": import_path("load-offload"), "workdir": str(tmp_path), "threads": 1, "texts": 2,
+        "eval_texts": ["The train was late."],
+    }  # fmt: skip
+    data = Load().run(payload, WorkerState())
+    assert data["details"]["max_memory_cpu"] == OffloadToDisk.max_memory_cpu
+    assert not OffloadToDisk().folder(tmp_path).exists()

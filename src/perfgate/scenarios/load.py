@@ -131,6 +131,7 @@ class Load(Scenario):
             difference = np.abs(outputs.astype(np.float64) - reference.astype(np.float64))
             figures["max_abs_diff"] = float(difference.max())
             figures["reference_scale"] = float(np.abs(reference).max())
+        strategy.clean_up(workdir)
         return figures
 
 

@@ -55,6 +55,9 @@ class LoadStrategy(Technique):
     def options(self, workdir: Path) -> dict[str, Any]:
         return {}
 
+    def clean_up(self, workdir: Path) -> None:  # only offloading leaves files behind
+        """Remove what loading wrote under ``workdir`` once the load has been measured."""
+
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         start = time.perf_counter()
         module, details = self.load(model.task, Path(model.location), workdir, model.device)
@@ -100,6 +103,10 @@ class _Offload(LoadStrategy):
 
     def folder(self, workdir: Path) -> Path:
         return workdir / "offload" / self.name
+
+    def clean_up(self, workdir: Path) -> None:
+        """The offloaded weights (hundreds of MB) do not outlive the load that measured them."""
+        shutil.rmtree(self.folder(workdir), ignore_errors=True)
 
     def offload_folder(self, workdir: Path) -> Path:
         """An empty, writable folder (a folder of an earlier load would be read, not written)."""
