@@ -3,13 +3,13 @@ reasons given where none can be made, and a real worker killed inside its group 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
 from perfgate.launcher import JobReply
+from tests.capped import real_cgroup, submit_in_cgroup
 
 
 def plant_tree(root: Path, proc_lines: list[str]) -> Path:
@@ -63,13 +63,6 @@ def test_old_v1_kernels_without_an_oom_kill_line_fall_back_to_the_failure_count(
     assert MemoryCgroup(tmp_path, 1).oom_kills() == 3
 
 
-def real_cgroup() -> MemoryCgroup:
-    try:
-        return MemoryCgroup.create()
-    except CgroupUnavailable as error:
-        pytest.skip(f"no memory cgroup for a worker here: {error}")
-
-
 def test_a_real_group_takes_a_limit_and_reports_usage_and_is_removed():
     group = real_cgroup()
     try:
@@ -82,22 +75,14 @@ def test_a_real_group_takes_a_limit_and_reports_usage_and_is_removed():
 
 
 def submit_batch_fits(tmp_path: Path, micro_model_dir: Path, technique: str, batch_size: int, budget: int) -> JobReply:
-    from perfgate.launcher import Launcher
     from perfgate.scenarios.largest_batch import BatchFits
 
-    group = real_cgroup()
-    launcher = Launcher(sys.path, tmp_path / "locks")
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
         "technique": technique, "workdir": str(tmp_path), "threads": 1, "timed_texts": ["The train was late."],
         "headroom_bytes": 0, "batch_size": batch_size, "budget_bytes": budget,
-        "cgroup": {"path": str(group.path), "version": group.version},
     }  # fmt: skip
-    try:
-        return launcher.submit("cpu", BatchFits(), payload, fresh=True, timeout=120, cgroup=group)
-    finally:
-        launcher.close()
-        group.remove()
+    return submit_in_cgroup(tmp_path, BatchFits(), payload)
 
 
 def test_a_worker_over_its_cgroup_budget_is_killed_inside_it_and_recorded_as_oom(tmp_path, micro_model_dir):

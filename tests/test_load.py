@@ -122,29 +122,16 @@ def test_a_strategy_in_the_worker_matches_the_reference_it_wrote(micro_model_dir
 
 
 def run_under_cap(micro_model_dir, tmp_path, cap_bytes: int):  # type: ignore[no-untyped-def]
-    import sys
-
-    from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
-    from perfgate.launcher import Launcher
     from perfgate.scenarios.load import LoadUnderCap
     from perfgate.technique import import_path
+    from tests.capped import submit_in_cgroup
 
-    try:
-        cgroup = MemoryCgroup.create()
-    except CgroupUnavailable as error:
-        pytest.skip(f"no memory cgroup for a worker here: {error}")
-    launcher = Launcher(sys.path, tmp_path / "locks")
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
         "technique": import_path("load-safetensors"), "workdir": str(tmp_path), "threads": 1, "texts": 2,
         "eval_texts": ["The train was late."], "cap_bytes": cap_bytes,
-        "cgroup": {"path": str(cgroup.path), "version": cgroup.version},
     }  # fmt: skip
-    try:
-        return launcher.submit("cpu", LoadUnderCap(), payload, fresh=True, timeout=120, cgroup=cgroup)
-    finally:
-        launcher.close()
-        cgroup.remove()
+    return submit_in_cgroup(tmp_path, LoadUnderCap(), payload)
 
 
 def test_under_a_cap_a_load_that_fits_reports_its_charged_peak_and_one_that_does_not_is_killed(

@@ -24,21 +24,13 @@ TASK = "text-classification"
 
 @pytest.fixture(scope="module")
 def micro_forms(micro_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import shutil
-
-    import torch
     import transformers
+
+    from fixtures.models import write_checkpoint_forms
 
     target = tmp_path_factory.mktemp("forms")
     model = transformers.AutoModelForSequenceClassification.from_pretrained(micro_model_dir)
-    model.save_pretrained(target, max_shard_size="2GB")
-    model.save_pretrained(target / "sharded", max_shard_size="1MB")
-    (target / "bin").mkdir()
-    model.config.save_pretrained(target / "bin")
-    torch.save(model.state_dict(), target / "bin" / "pytorch_model.bin")
-    for directory in (target, target / "sharded", target / "bin"):
-        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            shutil.copyfile(micro_model_dir / name, directory / name)
+    write_checkpoint_forms(model, target, "1MB", tokenizer=micro_model_dir)
     return target
 
 

@@ -19,10 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CgroupUnavailable", "MemoryCgroup", "worker_cgroup"]
+__all__ = ["CgroupUnavailable", "MemoryCgroup", "join_in_worker"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-UNLIMITED = 2**63 - 4096  # what v1 reports for "no limit", page-aligned
 
 _serial = itertools.count()
 
@@ -60,6 +59,10 @@ class MemoryCgroup:
         with contextlib.suppress(OSError):
             (self.path / name).write_text(value)
 
+    def named(self) -> dict[str, Any]:
+        """How a job's payload names this group for the worker inside it (``join_in_worker``)."""
+        return {"path": str(self.path), "version": self.version}
+
     def add(self, pid: int) -> None:
         """Move ``pid`` in; what it allocates from now on is charged here (and its children's too)."""
         (self.path / "cgroup.procs").write_text(str(pid))
@@ -74,6 +77,11 @@ class MemoryCgroup:
         """The group's high-water mark (v2 kernels before 5.19 keep none)."""
         name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         return self._read_int(name) if (self.path / name).exists() else None
+
+    def cap(self, limit_bytes: int) -> None:
+        """Limit the group from now on, its high-water mark started again from here."""
+        self.limit(limit_bytes)
+        self.reset_peak()
 
     def reset_peak(self) -> None:
         """Start the high-water mark again from now (v1; v2 kernels from 6.12 reset it per reader)."""
@@ -102,9 +110,19 @@ class MemoryCgroup:
         return int(self._read(name).split()[0])
 
 
-def worker_cgroup(named: dict[str, Any] | None) -> MemoryCgroup | None:
-    """In a worker: the group the launcher moved it into, as its job's payload names it (or None)."""
-    return None if not named else MemoryCgroup(Path(named["path"]), int(named["version"]))
+def join_in_worker(named: dict[str, Any] | None, model_files: Path) -> tuple[MemoryCgroup, int] | None:
+    """In a worker: the group the launcher moved it into, as its job's payload names it (None: no group),
+    and what the group holds now (the base a budget is counted from). The model's files are evicted from
+    the page cache first, so the weight pages this worker reads next are charged to it, whoever read
+    them before."""
+    if not named:
+        return None
+    from perfgate.memory import evict_from_page_cache
+
+    if model_files.exists():
+        evict_from_page_cache(model_files)
+    group = MemoryCgroup(Path(named["path"]), int(named["version"]))
+    return group, group.usage()
 
 
 def _own_memory_group(root: Path, proc_self: Path) -> tuple[Path, int]:

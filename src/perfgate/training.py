@@ -1,7 +1,7 @@
 """Training steps as the field's ways to make training fit and go faster: what a step is, what each
 optimizer keeps, and the gradients that must not change.
 
-A plain PyTorch loop, not the transformers ``Trainer``: on a 22 M-parameter model the Trainer's own
+A plain PyTorch loop (``StepRunner``), not the transformers ``Trainer``: on a 22 M-parameter model the Trainer's own
 per-step work (callbacks, logging, its data collator and sampler) is a visible share of a step and
 would blur the differences measured here. The names follow the Trainer's ``TrainingArguments`` so a
 result maps onto a Trainer setting: ``gradient_accumulation_steps``, ``gradient_checkpointing``,
@@ -18,7 +18,7 @@ per matrix and a full one per vector; 8-bit AdamW two uint8 tensors plus one fp3
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OPTIMIZERS",
     "Recipe",
-    "accumulated_gradients",
+    "StepRunner",
     "make_optimizer",
     "optimizer_state_bytes",
     "predicted_state_bytes",
@@ -47,8 +47,6 @@ class Recipe:
     gradient_checkpointing: bool = False
     autocast: str | None = None  # "bf16" or "fp16" (with a gradient scaler)
     optim: str = "adamw_torch"
-    torch_compile: bool = False
-    dataloader_num_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.optim not in OPTIMIZERS:
@@ -119,21 +117,6 @@ def predicted_state_bytes(name: str, shapes: Iterable[tuple[int, ...]]) -> int:
     raise ValueError(f"optim={name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
-def accumulated_gradients(
-    model: torch.nn.Module,
-    loss_of: Callable[[torch.nn.Module, Mapping[str, Any]], torch.Tensor],
-    micro_batches: list[Mapping[str, Any]],
-    divide: bool = True,
-) -> dict[str, torch.Tensor]:
-    """Gradients after one optimizer step's worth of micro-batches: each micro-batch's loss divided by
-    their count (``divide``) and backpropagated, as the Trainer does with gradient_accumulation_steps."""
-    model.zero_grad(set_to_none=True)
-    for batch in micro_batches:
-        loss = loss_of(model, batch)
-        (loss / len(micro_batches) if divide else loss).backward()  # type: ignore[no-untyped-call]
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
 SEED = 20261130
 
 
@@ -149,33 +132,37 @@ class StepRunner:
         self.model, self.recipe, self.device = model.train(), recipe, device
         self.optimizer = make_optimizer(recipe.optim, model.parameters())
         self.scaler = torch.amp.GradScaler(device.partition(":")[0]) if recipe.autocast == "fp16" else None
-        self.forward = torch.compile(model) if recipe.torch_compile else model
 
-    def step(self, batch: Mapping[str, torch.Tensor]) -> float:
+    def backward(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """Gradients of one optimizer step's worth of samples, left on the parameters: the batch split into
+        the recipe's micro-batches, each one's loss divided by their count (as the Trainer does with
+        gradient_accumulation_steps) and backpropagated. Returns the batch's loss."""
         import contextlib
 
         import torch
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.recipe.autocast or "")
-        autocast = (
-            torch.autocast(self.device.partition(":")[0], dtype=dtype)
-            if dtype is not None
-            else contextlib.nullcontext()
-        )
+        kind = self.device.partition(":")[0]
+        autocast = torch.autocast(kind, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         micro_batches = split_batch(batch, self.recipe.gradient_accumulation_steps)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for micro in micro_batches:
             with autocast:
-                loss = self.forward(**micro).loss / len(micro_batches)
+                loss = self.model(**micro).loss / len(micro_batches)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             total += float(loss.detach())
+        return total
+
+    def step(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """One optimizer step on ``batch``; its loss."""
+        loss = self.backward(batch)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
-        return total
+        return loss
 
 
 def split_batch(batch: Mapping[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:

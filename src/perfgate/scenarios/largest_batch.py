@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
+from perfgate.cgroup import CgroupUnavailable, MemoryCgroup, join_in_worker
 from perfgate.scenarios import Isolation, Scenario
 
 if TYPE_CHECKING:
@@ -55,11 +55,14 @@ class BatchFits(Scenario):
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
         import resource
 
+        import torch  # noqa: F401  (the libraries are in a cgroup's base, not in its budget)
+        import transformers  # noqa: F401
+
         from perfgate.memory import process_memory, release_freed_memory
         from perfgate.technique import load_technique
         from perfgate.timing import torch_threads
 
-        cgroup, base = _cgroup_and_base(payload)
+        joined = join_in_worker(payload.get("cgroup"), Path(payload["model"]["location"]))
         with torch_threads(payload["threads"]):
             model = state.model(payload["model"])
             variant = load_technique(payload["technique"]).apply(model, Path(payload["workdir"]), payload["threads"])
@@ -70,39 +73,22 @@ class BatchFits(Scenario):
             release_freed_memory()
             text = payload["timed_texts"][0]
             variant.run(model.inputs([text], SEQ_LEN))  # threads, arenas and lazy state exist before the try
-            if cgroup is not None:
-                _limit(cgroup, base, payload["budget_bytes"])
+            if joined is not None:
+                _limit(*joined, payload["budget_bytes"])
             # Tokenized before an address-space cap: the tokenizer (Rust) aborts the process on an
             # allocation failure, where torch's allocator raises. Only the forward pass runs under it.
             inputs = model.inputs([text] * payload["batch_size"], SEQ_LEN)
-            if cgroup is None and not payload["model"]["device"].startswith("cuda"):
+            if joined is None and not payload["model"]["device"].startswith("cuda"):
                 held = _virtual_bytes()
                 resource.setrlimit(resource.RLIMIT_AS, (held + payload["headroom_bytes"], resource.RLIM_INFINITY))
             start = time.perf_counter()
             variant.run(inputs)
         seconds = time.perf_counter() - start
         figures = {"batch_size": payload["batch_size"], "seconds": seconds, "after": process_memory()}
-        if cgroup is not None:
+        if joined is not None:
+            cgroup, base = joined
             figures["cgroup"] = {"base": base, "peak": cgroup.peak(), "usage": cgroup.usage()}
         return figures
-
-
-def _cgroup_and_base(payload: dict[str, Any]) -> tuple[MemoryCgroup | None, int]:
-    """Under a cgroup cap: the worker's group and what it holds with the libraries imported, before
-    the model's files are read (evicted from the page cache first, so their pages are charged here)."""
-    if not payload.get("cgroup"):
-        return None, 0
-    import torch  # noqa: F401  (the libraries are the base, not the budget)
-    import transformers  # noqa: F401
-
-    from perfgate.cgroup import worker_cgroup
-    from perfgate.memory import evict_from_page_cache
-
-    location = Path(payload["model"]["location"])
-    if location.exists():
-        evict_from_page_cache(location)
-    cgroup = worker_cgroup(payload["cgroup"])
-    return cgroup, 0 if cgroup is None else cgroup.usage()
 
 
 def _limit(cgroup: MemoryCgroup, base: int, budget: int) -> None:
@@ -113,8 +99,7 @@ def _limit(cgroup: MemoryCgroup, base: int, budget: int) -> None:
     if held > base + budget:
         raise MemoryError(f"the built variant holds {(held - base) / 2**20:.0f} MiB, over the budget of "
                           f"{budget / 2**20:.0f} MiB, before any batch")  # fmt: skip
-    cgroup.limit(base + budget)
-    cgroup.reset_peak()
+    cgroup.cap(base + budget)
 
 
 def _virtual_bytes() -> int:
@@ -180,8 +165,7 @@ class LargestBatch(Scenario):
                 payload = case.payload(technique=import_path(name), batch_size=size, headroom_bytes=HEADROOM_BYTES)
                 cgroup = MemoryCgroup.create() if cap["kind"] == "cgroup" else None
                 if cgroup is not None:
-                    payload.update(cgroup={"path": str(cgroup.path), "version": cgroup.version},
-                                   budget_bytes=BUDGET_BYTES)  # fmt: skip
+                    payload.update(cgroup=cgroup.named(), budget_bytes=BUDGET_BYTES)
                 try:
                     reply = case.launcher.submit(
                         case.spec.device, BatchFits(), payload, fresh=True, timeout=case.timeout, cgroup=cgroup

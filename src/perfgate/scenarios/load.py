@@ -36,34 +36,25 @@ class Load(Scenario):
     samples_memory = True
 
     def conduct(self, case: CaseContext) -> None:
-        from perfgate.scenarios.serving_memory import RuntimeOverhead
-        from perfgate.technique import get_technique, import_path
+        from perfgate.scenarios.serving_memory import runtime_overhead
 
-        workdir = Path(case.payload()["workdir"]) / "load" / case.spec.model
-        reference_file = workdir / "reference.npy"
+        reference_file = str(Path(load_payload(case, REFERENCE)["workdir"]) / "reference.npy")
         key = (self.name, REFERENCE, case.spec.model)
         if key not in case.memo:
-            payload = case.payload(technique=import_path(REFERENCE), workdir=str(workdir), texts=TEXTS,
-                                   write_reference=str(reference_file))  # fmt: skip
+            payload = load_payload(case, REFERENCE, write_reference=reference_file)
             reference = case.submit(self, payload, timeout=case.memory_timeout)
             if reference is None:
                 return
             case.memo[key] = reference
-        technique = get_technique(case.spec.technique)
-        payload = case.payload(technique=import_path(case.spec.technique), workdir=str(workdir), texts=TEXTS,
-                               reference=str(reference_file), imports=list(technique.runtime_modules()))  # fmt: skip
+        payload = load_payload(case, case.spec.technique, reference=reference_file)
         data = case.memo[key] if case.spec.technique == REFERENCE else None
         if data is None:
             data = case.submit(self, payload, timeout=case.memory_timeout)
             if data is None:
                 return
-        overhead_key = (RuntimeOverhead.name, tuple(payload["imports"]), case.spec.model)
-        if overhead_key not in case.memo:
-            overhead = case.submit(RuntimeOverhead(), payload, timeout=case.memory_timeout)
-            if overhead is None:
-                return
-            case.memo[overhead_key] = overhead
-        case.result.metrics["load"] = load_figures(data, case.memo[overhead_key])
+        overhead = runtime_overhead(case, payload)
+        if overhead is not None:
+            case.result.metrics["load"] = load_figures(data, overhead)
 
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
         import importlib
@@ -71,8 +62,8 @@ class Load(Scenario):
         import numpy as np
         import torch
 
-        from perfgate.cgroup import worker_cgroup
-        from perfgate.memory import evict_from_page_cache, mapped_file_bytes, process_memory, reset_peak
+        from perfgate.cgroup import join_in_worker
+        from perfgate.memory import mapped_file_bytes, process_memory, reset_peak
         from perfgate.model import load_model
         from perfgate.technique import load_technique
         from perfgate.techniques.loading import LoadStrategy, placement
@@ -89,12 +80,10 @@ class Load(Scenario):
         model = load_model(ref["name"], ref["task"], location, ref["device"])  # tokenizer and config only
         inputs = model.inputs(list(payload["eval_texts"])[: payload["texts"]], None)
         workdir = Path(payload["workdir"])
-        cgroup = worker_cgroup(payload.get("cgroup"))
-        if cgroup is not None:  # capped from here: the weights' pages are read in (and charged) afresh
-            evict_from_page_cache(location)
-            cap_base = cgroup.usage()
-            cgroup.limit(cap_base + payload["cap_bytes"])
-            cgroup.reset_peak()
+        joined = join_in_worker(payload.get("cgroup"), location)
+        if joined is not None:  # capped from here, the weights' pages read in (and charged) afresh
+            cgroup, cap_base = joined
+            cgroup.cap(cap_base + payload["cap_bytes"])
         with torch_threads(payload["threads"]):
             peak_reset = reset_peak()
             start = time.monotonic()
@@ -121,7 +110,7 @@ class Load(Scenario):
                 f"cuda:{index}": int(torch.cuda.max_memory_allocated(index))
                 for index in range(torch.cuda.device_count())
             }
-        if cgroup is not None:
+        if joined is not None:
             figures["cgroup"] = {"base": cap_base, "peak": cgroup.peak(), "usage": cgroup.usage()}
         if "write_reference" in payload:
             Path(payload["write_reference"]).parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +122,15 @@ class Load(Scenario):
             figures["reference_scale"] = float(np.abs(reference).max())
         strategy.clean_up(workdir)
         return figures
+
+
+def load_payload(case: CaseContext, strategy: str, **changes: Any) -> dict[str, Any]:
+    """A load job's payload: the strategy, its imports, the model's own work directory, the sentences."""
+    from perfgate.technique import get_technique, import_path
+
+    workdir = Path(case.payload()["workdir"]) / "load" / case.spec.model
+    imports = list(get_technique(strategy).runtime_modules())
+    return case.payload(technique=import_path(strategy), imports=imports, workdir=str(workdir), texts=TEXTS, **changes)
 
 
 def stored_bytes(checkpoint: Path) -> int:
@@ -184,18 +182,13 @@ class LoadUnderCap(Load):
     def conduct(self, case: CaseContext) -> None:
         from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
         from perfgate.outcome import Outcome
-        from perfgate.technique import get_technique, import_path
 
         try:
             cgroup = MemoryCgroup.create()
         except CgroupUnavailable as error:
             case.result.outcome, case.result.detail = Outcome.ERROR, f"no memory cap for the worker: {error}"
             return
-        technique = get_technique(case.spec.technique)
-        payload = case.payload(technique=import_path(case.spec.technique), texts=TEXTS, cap_bytes=CAP_BYTES,
-                               workdir=str(Path(case.payload()["workdir"]) / "load" / case.spec.model),
-                               imports=list(technique.runtime_modules()),
-                               cgroup={"path": str(cgroup.path), "version": cgroup.version})  # fmt: skip
+        payload = load_payload(case, case.spec.technique, cap_bytes=CAP_BYTES, cgroup=cgroup.named())
         try:
             reply = case.launcher.submit(case.spec.device, self, payload, fresh=True, timeout=case.memory_timeout,
                                          cgroup=cgroup)  # fmt: skip

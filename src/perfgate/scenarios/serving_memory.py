@@ -144,7 +144,7 @@ class BuildArtifacts(Scenario):
         return {"load_seconds": time.perf_counter() - start}
 
 
-def _runtime_overhead(case: CaseContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+def runtime_overhead(case: CaseContext, payload: dict[str, Any]) -> dict[str, Any] | None:
     """The overhead of ``payload``'s imports for this model, device and threads: once per session."""
     spec = case.spec
     key = (RuntimeOverhead.name, tuple(payload["imports"]), spec.model, spec.device, spec.threads)
@@ -196,7 +196,7 @@ def _arm(case: CaseContext, name: str, memoize: bool) -> dict[str, Any] | None:
             return None
         if memoize:
             case.memo[key] = data
-    overhead = _runtime_overhead(case, payload)
+    overhead = runtime_overhead(case, payload)
     if overhead is None:
         return None
     return with_attributable({**data, "technique": name}, overhead)

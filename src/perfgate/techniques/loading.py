@@ -50,9 +50,14 @@ class LoadStrategy(Technique):
         from perfgate.model import load_module
 
         module = load_module(task, self.checkpoint(location), device, **self.options(workdir))
-        return module, {}
+        return module, self.details()
 
     def options(self, workdir: Path) -> dict[str, Any]:
+        """``from_pretrained``'s options beyond fp32 and safetensors."""
+        return {}
+
+    def details(self) -> dict[str, Any]:
+        """What the report shows of this strategy's settings."""
         return {}
 
     def clean_up(self, workdir: Path) -> None:  # only offloading leaves files behind
@@ -101,6 +106,18 @@ class _Offload(LoadStrategy):
     requires = (Requirement("accelerate", "pip install accelerate"),)
     max_memory_cpu: ClassVar[int] = OFFLOAD_CPU_BYTES
 
+    def checkpoint(self, location: Path) -> Path:
+        path = super().checkpoint(location)
+        self.check_budget(path)
+        return path
+
+    def max_memory(self) -> dict[int | str, int]:
+        """accelerate's ``max_memory``: what each device may hold, the rest going to the offload folder."""
+        return {"cpu": self.max_memory_cpu}
+
+    def details(self) -> dict[str, Any]:
+        return {"max_memory_cpu": self.max_memory_cpu}
+
     def folder(self, workdir: Path) -> Path:
         return workdir / "offload" / self.name
 
@@ -136,17 +153,12 @@ class OffloadToDisk(_Offload):
     name = "load-offload"
     summary = 'device_map="auto" with max_memory {"cpu": 200MB}: the rest offloaded to a disk folder'
 
-    def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
-        from perfgate.model import load_module
-
-        path = self.checkpoint(location)
-        self.check_budget(path)
-        module = load_module(task, path, device, **self.options(workdir))
-        return module, {"max_memory_cpu": self.max_memory_cpu}
-
     def options(self, workdir: Path) -> dict[str, Any]:
-        return {"device_map": "auto", "max_memory": {"cpu": self.max_memory_cpu},
-                "offload_folder": str(self.offload_folder(workdir))}  # fmt: skip
+        return {
+            "device_map": "auto",
+            "max_memory": self.max_memory(),
+            "offload_folder": str(self.offload_folder(workdir)),
+        }
 
 
 class OffloadAcrossGpuCpuDisk(OffloadToDisk):
@@ -156,9 +168,8 @@ class OffloadAcrossGpuCpuDisk(OffloadToDisk):
     max_memory_cpu = 150 * MB  # above GPT-2's 147 MB embedding, the largest layer
     max_memory_gpu: ClassVar[int] = 150 * MB
 
-    def options(self, workdir: Path) -> dict[str, Any]:
-        return {"device_map": "auto", "max_memory": {0: self.max_memory_gpu, "cpu": self.max_memory_cpu},
-                "offload_folder": str(self.offload_folder(workdir))}  # fmt: skip
+    def max_memory(self) -> dict[int | str, int]:
+        return {0: self.max_memory_gpu, "cpu": self.max_memory_cpu}
 
 
 class EmptyThenDispatch(_Offload):
@@ -170,17 +181,16 @@ class EmptyThenDispatch(_Offload):
         import transformers
 
         path = self.checkpoint(location)
-        self.check_budget(path)
         config = transformers.AutoConfig.from_pretrained(path)
         with accelerate.init_empty_weights():
             empty = getattr(transformers, TASKS[task]).from_config(config)
         empty.tie_weights()
         no_split = list(getattr(empty, "_no_split_modules", None) or [])
         module = accelerate.load_checkpoint_and_dispatch(
-            empty, str(path), device_map="auto", max_memory={"cpu": self.max_memory_cpu},
+            empty, str(path), device_map="auto", max_memory=self.max_memory(),
             offload_folder=str(self.offload_folder(workdir)), no_split_module_classes=no_split, dtype="float32",
         )  # fmt: skip
-        return module.eval(), {"no_split_module_classes": no_split, "max_memory_cpu": self.max_memory_cpu}
+        return module.eval(), {"no_split_module_classes": no_split, **self.details()}
 
 
 class RandomInitThenStateDict(LoadStrategy):
