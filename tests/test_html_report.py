@@ -132,3 +132,27 @@ def test_the_loading_tables_are_in_the_html_report():
     assert "<td>cpu 150, disk 336</td>" in page
     assert "<h2>Loading under a memory cap</h2>" in page
     assert "<td>no: killed inside its cgroup</td>" in page
+
+
+def test_the_training_tables_and_figure_are_in_the_html_report():
+    from tests.test_training import MB, batch_figures, loader_figures, training_figures
+
+    record = run(20)
+    steps = CaseResult(spec=CaseSpec("minilm", "train-adafactor", scenario="train-step"), hardware_class="c",
+                       outcome=Outcome.MEASURED, verdict=Verdict.PASS)  # fmt: skip
+    steps.metrics["training"] = training_figures(0.001, 750 * MB, 0.4 * MB, 0.4 * MB)
+    steps.metrics["speed"] = {"estimate": {"speedup": 0.9, "ci_low": 0.85, "ci_high": 0.95, "noisy": False}}
+    loader = CaseResult(spec=CaseSpec("minilm", "train-dataloader-workers-2", scenario="train-dataloader"),
+                        hardware_class="c", outcome=Outcome.MEASURED)  # fmt: skip
+    loader.metrics["training"] = loader_figures(0.97)
+    sized = CaseResult(spec=CaseSpec("minilm", "train-grad-checkpointing", scenario="train-batch"),
+                       hardware_class="c", outcome=Outcome.MEASURED)  # fmt: skip
+    sized.metrics["train_batch"] = batch_figures(8, 32)
+    record.cases += [steps, loader, sized]
+    page = html_report(record)
+    assert "<h2>Training</h2>" in page
+    assert page.count("<table>") >= 4, "the summary, the recipes, the loader workers, the batch search"
+    assert "<td>1.78x</td><td>0.97</td>" in page, "the loader table after the recipes' table"
+    assert "<h2>Training batch size</h2>" in page
+    assert "<h2>Training: speed and memory per recipe; throughput over batch sizes</h2>" in page
+    assert len(images(page)) == 4  # speedup, accuracy against speed, memory, training

@@ -100,3 +100,114 @@ def test_the_training_section_puts_the_recipe_beside_fp32():
     case.metrics["speed"] = {"estimate": {"speedup": 1.25, "ci_low": 1.2, "ci_high": 1.3}}
     text = "\n".join(Training().section([case]))
     assert "| minilm | train-x | 8x64 | 20.0 → 25.0 | 1.25x [1.20, 1.30] | 0.001 | 1000 → 800 | 46.0 (46.0) |" in text
+
+
+def test_a_recipe_refuses_a_negative_worker_count():
+    with pytest.raises(ValueError, match="dataloader_num_workers=-1 must be 0 or more"):
+        Recipe(dataloader_num_workers=-1)
+
+
+@pytest.mark.parametrize(
+    ("step", "item", "batch", "steps", "workers", "expected"),
+    [
+        (1.0, 0.125, 8, 8, 0, 1.0),  # no workers: nothing overlaps
+        (1.0, 0.125, 8, 8, 2, 16 / 9),  # loading a batch costs a step: after the first batch, steps back to back
+        (1.0, 0.0, 8, 8, 2, 1.0),  # free loading: nothing to gain
+        (1.0, 0.5, 8, 4, 2, 20 / 10),  # loading-bound: batches ready at 4, 4, 8, 8; steps end at 5, 6, 9, 10
+        (3.0, 0.125, 8, 4, 2, 16 / 13),  # compute-bound: only the first batch's load is left
+    ],
+)
+def test_the_prefetch_prediction_follows_the_loaders_schedule(step, item, batch, steps, workers, expected):
+    from perfgate.training import prefetch_prediction
+
+    assert prefetch_prediction(step, item, batch, steps, workers) == pytest.approx(expected)
+
+
+def test_a_loader_with_workers_gives_the_batches_in_order_and_each_fetch_waits(monkeypatch):
+    import torch
+
+    from perfgate import training
+    from perfgate.training import SlowDataset, data_loader, samples_of
+
+    batches = [
+        {"input_ids": torch.arange(8).reshape(4, 2) + 8 * i, "labels": torch.arange(4) + 4 * i} for i in range(3)
+    ]
+    waits: list[float] = []
+    monkeypatch.setattr(training.time, "sleep", waits.append)
+    dataset = SlowDataset(samples_of(batches), 0.25)
+    assert len(dataset) == 12
+    dataset[5]
+    assert waits == [0.25]
+    for workers in (0, 2):
+        loaded = list(data_loader(SlowDataset(samples_of(batches), 0.0), 4, workers))
+        assert [torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+                for a, b in zip(loaded, batches, strict=True)] == [True] * 3  # fmt: skip
+
+
+def test_train_step_refuses_a_loader_recipe_naming_the_scenario_that_measures_it():
+    from types import SimpleNamespace
+
+    from perfgate.scenarios.train_step import TrainStep
+
+    case = SimpleNamespace(spec=CaseSpec("minilm", "train-dataloader-workers-2", scenario="train-step"))
+    with pytest.raises(TypeError, match="scenario='train-dataloader'"):
+        TrainStep().conduct(case)  # type: ignore[arg-type]
+
+
+def loader_figures(efficiency: float) -> dict:
+    figures = training_figures(0.0, 800 * MB, 46 * MB, 46 * MB)
+    del figures["memory"]
+    figures["data"] = {"workers": 2, "steps_per_epoch": 8, "step_seconds": 0.2, "item_seconds": 0.025,
+                       "predicted_speedup": 1.78, "prefetch_efficiency": efficiency}  # fmt: skip
+    return figures
+
+
+def test_the_prefetch_efficiency_passes_and_fails_and_shows_in_the_section():
+    thresholds = Thresholds("train-x", "c", True, {"min_prefetch_efficiency": 0.8}, {"min_prefetch_efficiency": "f"})
+    assert [c.verdict for c in Training().checks(loader_figures(0.95), thresholds, "m")] == ["pass"]
+    assert [c.verdict for c in Training().checks(loader_figures(0.6), thresholds, "m")] == ["fail"]
+    case = CaseResult(CaseSpec("minilm", "train-x", scenario="train-dataloader"), "c", outcome=Outcome.MEASURED)
+    case.metrics["training"] = loader_figures(0.95)
+    text = "\n".join(Training().section([case]))
+    assert "| minilm | train-x | 2 | 200 | 25.0 | 8 | 1.78x | 0.95 |" in text
+
+
+def batch_figures(base: int, cand: int) -> dict:
+    def arm(largest: int) -> dict:
+        sweep = [{"batch_size": 2**k, "samples_per_second": 10.0 * 2**k, "peak_bytes": (400 + 30 * 2**k) * MB}
+                 for k in range(largest.bit_length())]  # fmt: skip
+        return {"technique": "t", "largest": largest, "tries": [], "sweep": sweep}
+
+    return {"seq_len": 128, "cap": {"kind": "cgroup", "version": 1, "budget_bytes": 768 * MB},
+            "baseline": arm(base), "candidate": arm(cand), "ratio": cand / base}  # fmt: skip
+
+
+def test_the_training_batch_ratio_passes_and_fails_and_the_sweep_shows():
+    from perfgate.metrics.training import TrainingBatch
+
+    limits = {"min_train_batch_fit_ratio": 2.0}
+    thresholds = Thresholds("train-x", "c", True, limits, dict.fromkeys(limits, "f"))
+    assert [c.verdict for c in TrainingBatch().checks(batch_figures(8, 20), thresholds, "m")] == ["pass"]
+    assert [c.verdict for c in TrainingBatch().checks(batch_figures(8, 12), thresholds, "m")] == ["fail"]
+    case = CaseResult(CaseSpec("minilm", "train-x", scenario="train-batch"), "c", outcome=Outcome.MEASURED)
+    case.metrics["train_batch"] = batch_figures(8, 4)
+    text = "\n".join(TrainingBatch().section([case]))
+    row = "| minilm | train-x | 128 | cgroup v1, 768 MiB budget | b4 | b8 | 0.50x | "
+    assert row + "b1 10.0 (430) · b2 20.0 (460) · b4 40.0 (520) |" in text
+
+
+def test_a_training_try_fits_a_small_batch_and_is_killed_over_its_budget(micro_model_dir, tmp_path):
+    from perfgate.scenarios.train_batch import TrainFits
+    from perfgate.technique import import_path
+    from tests.capped import submit_in_cgroup
+
+    payload = {
+        "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
+        "technique": import_path("train-adamw"), "threads": 1, "seq_len": 16, "batch_size": 2,
+        "eval_texts": ["The train was late.", "A cat sat on the mat."],
+    }  # fmt: skip
+    fits = submit_in_cgroup(tmp_path, TrainFits(), {**payload, "budget_bytes": 256 * MB})
+    assert fits.outcome == Outcome.MEASURED, fits.detail
+    assert 0 < fits.data["peak_bytes"] <= 256 * MB
+    killed = submit_in_cgroup(tmp_path, TrainFits(), {**payload, "batch_size": 512, "budget_bytes": 4 * MB})
+    assert killed.outcome == Outcome.OOM, (killed.outcome, killed.detail)

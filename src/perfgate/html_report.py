@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
+from perfgate.metrics.compile import CompileCost
 from perfgate.metrics.load import LoadMetric, LoadUnderCapMetric
+from perfgate.metrics.training import Training, TrainingBatch
 from perfgate.outcome import Verdict
 from perfgate.report import (
     columns,
@@ -80,6 +82,55 @@ def _speedup_figure(cases: Sequence[CaseResult]) -> str | None:
     axes.invert_yaxis()
     axes.set_xlabel("speedup against fp32 eager (log scale; bar: 95% CI; colour: verdict)")
     axes.grid(axis="x", which="both", alpha=0.3)
+    return _png(figure)
+
+
+def _training_figure(cases: Sequence[CaseResult]) -> str | None:
+    """Left: each training recipe's step speed against its peak memory, both over fp32 AdamW's. Right:
+    samples per second over the batch sizes that fitted, up to the largest, per recipe."""
+    import matplotlib.pyplot as plt
+
+    steps = [
+        (c, e["speedup"], ratio)
+        for c in cases
+        if (e := speed_estimate(c)) is not None
+        and (ratio := ((c.metrics.get("training") or {}).get("memory") or {}).get("ratio")) is not None
+    ]
+    sweeps = [c for c in cases if "train_batch" in c.metrics]
+    if not steps and not sweeps:
+        return None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for index, (case, speed, memory) in enumerate(steps):
+        shape = case.metrics["training"]
+        left.scatter(speed, memory, color=VERDICT_COLOURS.get(case.verdict, "#757575"), zorder=3)
+        left.annotate(
+            f"{case.spec.technique} {shape['batch_size']}x{shape['seq_len']}", (speed, memory), fontsize=7,
+            xytext=(4, -3 if index % 2 else 4), textcoords="offset points",
+        )  # fmt: skip
+    left.axvline(1.0, color="black", linewidth=0.8)
+    left.axhline(1.0, color="black", linewidth=0.8)
+    left.set_xscale("log")
+    _ratio_axis(left.xaxis)
+    left.set_xlabel("step speedup against fp32 AdamW (log; colour: verdict)")
+    left.set_ylabel("peak memory over fp32 AdamW's")
+    left.grid(alpha=0.3)
+    drawn = set()
+    for case in sweeps:
+        figures = case.metrics["train_batch"]
+        for arm in ("baseline", "candidate"):
+            name = figures[arm]["technique"]
+            if name in drawn:
+                continue
+            drawn.add(name)
+            sweep = figures[arm]["sweep"]
+            right.plot([r["batch_size"] for r in sweep], [r["samples_per_second"] for r in sweep], marker="o",
+                       label=f"{name} (largest b{figures[arm]['largest']})")  # fmt: skip
+    right.set_xscale("log", base=2)
+    right.set_xlabel("batch size (tries that fitted under the cap)")
+    right.set_ylabel("samples per second")
+    right.grid(alpha=0.3)
+    if drawn:
+        right.legend(fontsize=7)
     return _png(figure)
 
 
@@ -262,20 +313,29 @@ def history_points(case_id: str, history: Sequence[tuple[Any, RunRecord]]) -> li
 
 
 def _markdown_table_html(lines: Sequence[str]) -> list[str]:
-    """A summary section (``## title``, prose, one Markdown table) as HTML: the ladder and the loading
-    tables, shown in both."""
+    """A summary section (``## title``, prose and Markdown tables) as HTML: the ladder, the loading and
+    the training sections, shown in both."""
     out: list[str] = []
     rows: list[str] = []
+
+    def close_table() -> None:
+        if rows:
+            out.extend(["<table>", *rows, "</table>"])
+            rows.clear()
+
     for line in lines:
         if line.startswith("## "):
+            close_table()
             out.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("|") and not line.startswith("|---"):
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             tag = "th" if not rows else "td"
             rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
         elif line.strip() and not line.startswith("|"):
+            close_table()
             out.append(f"<p>{html.escape(line)}</p>")
-    return out + (["<table>", *rows, "</table>"] if rows else [])
+    close_table()
+    return out
 
 
 def _gate_tables(gates: Sequence[dict[str, Any]]) -> list[str]:
@@ -326,6 +386,7 @@ def html_report(
         ("Serving memory", _memory_figure(cases)),
         ("Throughput against batch size", _throughput_figure(cases)),
         ("Dynamic batching: p99 latency against arrival rate", _arrivals_figure(cases)),
+        ("Training: speed and memory per recipe; throughput over batch sizes", _training_figure(cases)),
     ]
     if comparison is not None:
         figures.append(("Against the history", _history_figure(comparison, history, record)))
@@ -350,7 +411,8 @@ def html_report(
         *(["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"] if notes else []),
     ]
     body += _markdown_table_html(ladder_section(cases))
-    for section in (LoadMetric().section(cases), LoadUnderCapMetric().section(cases)):
+    sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), CompileCost())
+    for section in (metric.section(cases) for metric in sections):
         body += _markdown_table_html(section)
     if record.gates:
         body += ["<h2>Upgrade gates</h2>", *_gate_tables(record.gates)]

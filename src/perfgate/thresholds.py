@@ -53,6 +53,8 @@ FIELDS: Mapping[str, tuple[float, float, str]] = {
     "max_load_anon_ratio": (0.0, math.inf, "load: anonymous peak beyond the runtime's, over the stored weights"),
     "max_load_output_diff": (0.0, math.inf, "load: largest absolute output difference to the plain fp32 load"),
     "max_loss_diff": (0.0, math.inf, "training: largest loss difference to fp32 AdamW over the first steps"),
+    "min_train_batch_fit_ratio": (0.0, math.inf, "training: largest batch that fits under the cap, over fp32 AdamW's"),
+    "min_prefetch_efficiency": (0.0, math.inf, "training: loader workers' measured speedup over the predicted one"),
     "max_train_memory_ratio": (0.0, math.inf, "training: anonymous peak over the steps, over fp32 AdamW's"),
     "max_state_prediction_error": (0.0, math.inf, "training: optimizer state measured against its rule, relative"),
     "max_offload_resident_ratio": (0.0, math.inf, "offload: RAM held after the first forward, over max_memory cpu"),

@@ -99,6 +99,11 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
+def synchronizer(device: str) -> Callable[[], None]:
+    """Waits for the device's queued work (CUDA), or does nothing (CPU runs synchronously)."""
+    return cuda_synchronizer(device) or (lambda: None)
+
+
 def cuda_synchronizer(device: str) -> Callable[[], None] | None:
     if not device.startswith("cuda"):
         return None

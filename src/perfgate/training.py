@@ -5,8 +5,9 @@ A plain PyTorch loop (``StepRunner``), not the transformers ``Trainer``: on a 22
 per-step work (callbacks, logging, its data collator and sampler) is a visible share of a step and
 would blur the differences measured here. The names follow the Trainer's ``TrainingArguments`` so a
 result maps onto a Trainer setting: ``gradient_accumulation_steps``, ``gradient_checkpointing``,
-``bf16``/``fp16`` (autocast), ``optim`` ("adamw_torch", "adafactor", "adamw_bnb_8bit"), and the same
-optimizer classes the Trainer builds for those names.
+``bf16``/``fp16`` (autocast), ``optim`` ("adamw_torch", "adafactor", "adamw_bnb_8bit"), ``torch_compile``
+(the model compiled, the optimizer step left eager, as the Trainer does) and ``dataloader_num_workers``;
+and the same optimizer classes the Trainer builds for those names.
 
 Optimizer state is predicted from the model's parameters, never typed in: AdamW keeps two fp32 tensors
 per parameter; Adafactor (no first moment, as the Trainer configures it) a row and a column statistic
@@ -18,9 +19,10 @@ per matrix and a full one per vector; 8-bit AdamW two uint8 tensors plus one fp3
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import torch
@@ -28,10 +30,14 @@ if TYPE_CHECKING:
 __all__ = [
     "OPTIMIZERS",
     "Recipe",
+    "SlowDataset",
     "StepRunner",
+    "data_loader",
     "make_optimizer",
     "optimizer_state_bytes",
     "predicted_state_bytes",
+    "prefetch_prediction",
+    "samples_of",
 ]
 
 OPTIMIZERS = ("adamw_torch", "adafactor", "adamw_bnb_8bit")
@@ -47,12 +53,16 @@ class Recipe:
     gradient_checkpointing: bool = False
     autocast: str | None = None  # "bf16" or "fp16" (with a gradient scaler)
     optim: str = "adamw_torch"
+    torch_compile: bool = False
+    dataloader_num_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.optim not in OPTIMIZERS:
             raise ValueError(f"optim={self.optim!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.gradient_accumulation_steps < 1:
             raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be at least 1")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers={self.dataloader_num_workers} must be 0 or more")
 
 
 def make_optimizer(name: str, parameters: Iterable[torch.nn.Parameter], lr: float = 5e-5) -> torch.optim.Optimizer:
@@ -130,6 +140,7 @@ class StepRunner:
         if recipe.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model, self.recipe, self.device = model.train(), recipe, device
+        self.forward = torch.compile(model) if recipe.torch_compile else model
         self.optimizer = make_optimizer(recipe.optim, model.parameters())
         self.scaler = torch.amp.GradScaler(device.partition(":")[0]) if recipe.autocast == "fp16" else None
 
@@ -149,7 +160,7 @@ class StepRunner:
         total = 0.0
         for micro in micro_batches:
             with autocast:
-                loss = self.model(**micro).loss / len(micro_batches)
+                loss = self.forward(**micro).loss / len(micro_batches)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             total += float(loss.detach())
         return total
@@ -190,6 +201,56 @@ def training_batches(
         labels = torch.tensor([draw.randrange(2) for _ in range(batch_size)])
         batches.append({**{k: v.to(device) for k, v in encoded.items()}, "labels": labels.to(device)})
     return batches
+
+
+class SlowDataset:
+    """Samples whose every fetch waits ``seconds_per_item`` first: a read from disk or network, a decode
+    elsewhere; time that holds no core of this machine, so loader workers can overlap it with the step.
+    A map-style dataset (``__getitem__``/``__len__``) the DataLoader batches with its default collate."""
+
+    def __init__(self, samples: list[dict[str, torch.Tensor]], seconds_per_item: float) -> None:
+        self.samples, self.seconds_per_item = samples, seconds_per_item
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        time.sleep(self.seconds_per_item)
+        return self.samples[index]
+
+
+def samples_of(batches: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """The batches as single samples, in order: what a DataLoader with their batch size gives back."""
+    return [{k: v[i] for k, v in batch.items()} for batch in batches for i in range(len(batch["labels"]))]
+
+
+def data_loader(dataset: SlowDataset, batch_size: int, workers: int, pin_memory: bool = False) -> Any:
+    """The Trainer's DataLoader settings that matter here: ``dataloader_num_workers`` workers, not
+    persistent (the Trainer's default), torch's default prefetch of 2 batches per worker, pinned memory
+    for a GPU. In order, not shuffled: both arms see the same batches, so their losses can be compared."""
+    import torch
+
+    return torch.utils.data.DataLoader(
+        cast(Any, dataset), batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory
+    )
+
+
+def prefetch_prediction(step_seconds: float, item_seconds: float, batch_size: int, steps: int, workers: int) -> float:
+    """Predicted speedup of an epoch of ``steps`` steps with ``workers`` loader workers over loading in the
+    training process, from the step's compute time and the per-item cost. In the process, each step waits
+    for its batch: ``steps * (step + batch_size * item)``. The DataLoader hands batch ``i`` to worker
+    ``i % workers``, which loads its batches one after another from the epoch's start, so batch ``i`` is
+    ready at ``(i // workers + 1) * batch_size * item``; a step starts when both its batch and the step
+    before are done. Worker start-up and inter-process transfer are not in the prediction: what they cost
+    shows as an efficiency (measured over predicted) under 1."""
+    load = batch_size * item_seconds
+    serial = steps * (step_seconds + load)
+    if workers == 0:
+        return 1.0
+    clock = 0.0
+    for index in range(steps):
+        clock = max(clock, (index // workers + 1) * load) + step_seconds
+    return serial / clock
 
 
 def load_classifier(location: Any, device: str) -> Any:

@@ -58,6 +58,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.result_cache:ResultCacheGain",
     "perfgate.metrics.arrivals:DynamicBatching",
     "perfgate.metrics.largest_batch:LargestBatch",
+    "perfgate.metrics.training:TrainingBatch",
     "perfgate.metrics.load:LoadMetric",
     "perfgate.metrics.load:LoadUnderCapMetric",
     "perfgate.metrics.training:Training",

@@ -1,6 +1,7 @@
 """Training: the equivalence of a recipe's first steps to fp32 AdamW's, its peak memory over a few
-steps against fp32 AdamW's, and its optimizer state against what the optimizer's rule predicts. (The
-step's speed is the ``speed`` metric, timed ABBA like any other.)"""
+steps against fp32 AdamW's, its optimizer state against what the optimizer's rule predicts, and for
+loader workers the speedup measured over the speedup predicted (``train_batch``: the largest batch that
+fits, and the sweep up to it). The step's speed is the ``speed`` metric, timed ABBA like any other."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Training(Metric):
                     "max_state_prediction_error", memory["candidate"]["state_prediction_error"], higher_is_better=False
                 )
             )
+        if "data" in figures:
+            efficiency = figures["data"]["prefetch_efficiency"]
+            checks.append(Check("min_prefetch_efficiency", efficiency, higher_is_better=True))
         return checks
 
     def cells(self, figures: dict[str, Any]) -> dict[str, str]:
@@ -39,6 +43,9 @@ class Training(Metric):
         if memory.get("ratio") is not None:
             state = memory["candidate"]["optimizer_state_bytes"] / MB
             text += f"; memory {memory['ratio']:.2f}x; state {state:.1f} MB"
+        if "data" in figures:
+            data = figures["data"]
+            text += f"; predicted {data['predicted_speedup']:.2f}x, efficiency {data['prefetch_efficiency']:.2f}"
         return {"train": text}
 
     def section(self, cases: Sequence[CaseResult]) -> list[str]:
@@ -72,8 +79,62 @@ class Training(Metric):
                 f"{rate['baseline']:.1f} → {rate['candidate']:.1f} | {speed} | {f['max_loss_diff']:.2g} | "
                 f"{peaks} | {state} |"
             )
+        loaders = [case for case in rows if "data" in case.metrics[self.name]]
+        if loaders:
+            out += ["", "Loader workers against loading in the training process, epochs timed ABBA; each item "
+                    "costs a fixed wait, set so a batch costs what its step computes. Predicted: from the step's "
+                    "compute time and the cost paid per item, workers' start-up left out.", "",
+                    "| model | recipe | workers | step ms | item ms | steps/epoch | predicted | efficiency |",
+                    "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            for case in loaders:
+                d = case.metrics[self.name]["data"]
+                out.append(
+                    f"| {case.spec.model} | {case.spec.technique} | {d['workers']} | {1000 * d['step_seconds']:.0f} | "
+                    f"{1000 * d['item_seconds']:.1f} | {d['steps_per_epoch']} | {d['predicted_speedup']:.2f}x | "
+                    f"{d['prefetch_efficiency']:.2f} |"
+                )
         return out
 
 
 def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / MB:.0f}"
+
+
+class TrainingBatch(Metric):
+    name = "train_batch"
+    columns = ("largest batch",)
+
+    def measured(self, figures: dict[str, Any]) -> list[Check]:
+        ratio = figures.get("ratio")
+        return [] if ratio is None else [Check("min_train_batch_fit_ratio", ratio, higher_is_better=True)]
+
+    def cells(self, figures: dict[str, Any]) -> dict[str, str]:
+        base, cand = figures["baseline"]["largest"], figures["candidate"]["largest"]
+        return {"largest batch": f"train b{cand} vs fp32 AdamW b{base}"}
+
+    def section(self, cases: Sequence[CaseResult]) -> list[str]:
+        from perfgate.metrics.largest_batch import describe_cap
+
+        rows = [case for case in cases if self.name in case.metrics]
+        if not rows:
+            return []
+        out = ["## Training batch size", "",
+               "Two training steps per try, each try a fresh worker under the cap shown (a cgroup budget beyond "
+               "the imported libraries counts weights, gradients, optimizer state and activations), doubling "
+               "then bisection up to the largest batch that fits. Per fitting size: samples/s of the second "
+               "step and the peak beyond the libraries.", "",
+               "| model | recipe | length | cap | largest | fp32 AdamW largest | ratio | "
+               "sweep: batch samples/s (peak MiB) |",
+               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for case in rows:
+            f = case.metrics[self.name]
+            ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"
+            sweep = " · ".join(
+                f"b{row['batch_size']} {row['samples_per_second']:.1f} ({_mb(row['peak_bytes'])})"
+                for row in f["candidate"]["sweep"]
+            )
+            out.append(
+                f"| {case.spec.model} | {case.spec.technique} | {f['seq_len']} | {describe_cap(f['cap'])} | "
+                f"b{f['candidate']['largest']} | b{f['baseline']['largest']} | {ratio} | {sweep} |"
+            )
+        return out

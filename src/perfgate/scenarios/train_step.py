@@ -10,11 +10,19 @@ Two jobs, each in a fresh worker (a training step leaves allocator and compile s
   step included, so what the allocator kept from it counts, as a user's process would see it; anonymous
   memory sampled from the parent), and the optimizer's state measured against what its rule predicts
   from the model's parameters.
+
+A compiled recipe (``torch_compile``) also records what compiling costs, as the inference compile
+technique does (metric ``compile``): its first step into an empty inductor cache (cold), the first step
+of a fresh compile of fresh weights after ``torch._dynamo.reset()`` with that cache filled (warm: a
+restarted job), the graphs compiled and the graph breaks. The memory worker compiles from that cache.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfgate.scenarios import Isolation, Scenario
@@ -35,10 +43,30 @@ class TrainStep(Scenario):
 
     def conduct(self, case: CaseContext) -> None:
         from perfgate.technique import import_path
-        from perfgate.techniques.training import TRAINING_BASELINE
 
         seq_len = case.spec.seq_len or SEQ_LEN
-        data = case.submit(self, case.payload(baseline=import_path(TRAINING_BASELINE), seq_len=seq_len))
+        recipe = recipe_of(import_path(case.spec.technique))
+        if recipe.dataloader_num_workers:
+            raise TypeError(f"{case.spec.technique} changes only how batches arrive, and train-step serves batches "
+                            "already in memory: measure it with scenario='train-dataloader'")  # fmt: skip
+        compiled: dict[str, Any] = {}
+        if recipe.torch_compile:
+            from perfgate.techniques.compile import new_inductor_cache
+
+            cache = new_inductor_cache(Path(case.payload()["workdir"]))  # this job's cold, the memory job's warm
+            compiled["inductor_cache"] = str(cache)
+        try:
+            self._conduct(case, seq_len, compiled)
+        finally:
+            if compiled:
+                shutil.rmtree(compiled["inductor_cache"], ignore_errors=True)
+
+    def _conduct(self, case: CaseContext, seq_len: int, compiled: dict[str, Any]) -> None:
+        from perfgate.technique import import_path
+        from perfgate.techniques.training import TRAINING_BASELINE
+
+        payload = case.payload(baseline=import_path(TRAINING_BASELINE), seq_len=seq_len, **compiled)
+        data = case.submit(self, payload)
         if data is None:
             return
         case.result.metrics.update(data["metrics"])
@@ -49,7 +77,8 @@ class TrainStep(Scenario):
         for arm, name in (("baseline", TRAINING_BASELINE), ("candidate", case.spec.technique)):
             key = (TrainMemory.name, case.spec.model, name, case.spec.batch_size, seq_len, case.spec.device)
             if key not in case.memo or arm == "candidate":
-                figures = case.submit(TrainMemory(), case.payload(technique=import_path(name), seq_len=seq_len))
+                job = case.payload(technique=import_path(name), seq_len=seq_len, **compiled)
+                figures = case.submit(TrainMemory(), job)
                 if figures is None:
                     return
                 case.memo[key] = memory_figures(figures)
@@ -63,29 +92,51 @@ class TrainStep(Scenario):
 
         from perfgate.comparison import ComparePolicy, compare
         from perfgate.technique import load_technique
-        from perfgate.timing import Timer, cuda_synchronizer, torch_threads
+        from perfgate.timing import Timer, synchronizer, torch_threads
         from perfgate.training import StepRunner, load_classifier, training_batches
 
         ref, device = payload["model"], payload["model"]["device"]
         recipes = {arm: recipe_of(payload[key]) for arm, key in (("baseline", "baseline"), ("candidate", "technique"))}
+        use_inductor_cache(payload)
         with torch_threads(payload["threads"]) as threads:
             runners = {arm: StepRunner(load_classifier(ref["location"], device), recipe, device)
                        for arm, recipe in recipes.items()}  # fmt: skip
-            tokenizer = _tokenizer(ref["location"])
+            tokenizer = tokenizer_of(ref["location"])
             batches = training_batches(tokenizer, list(payload["eval_texts"]), payload["batch_size"],
                                        payload["seq_len"], BATCHES, device)  # fmt: skip
-            losses = {
-                arm: [runner.step(batches[i]) for i in range(EQUIVALENCE_STEPS)] for arm, runner in runners.items()
-            }
+            synchronize = synchronizer(device)
+            first_step: dict[str, float] = {}
+            losses: dict[str, list[float]] = {}
+            for arm, runner in runners.items():
+                began = time.perf_counter()
+                losses[arm] = [runner.step(batches[0])]
+                synchronize()
+                first_step[arm] = time.perf_counter() - began
+                losses[arm] += [runner.step(batches[i]) for i in range(1, EQUIVALENCE_STEPS)]
+            graphs = compile_counters() if recipes["candidate"].torch_compile else None
             cursor = dict.fromkeys(runners, EQUIVALENCE_STEPS)
 
             def step(arm: str) -> float:
                 cursor[arm] += 1
                 return runners[arm].step(batches[cursor[arm] % BATCHES])
 
-            timer = Timer(synchronize=cuda_synchronizer(device))
+            timer = Timer(synchronize=synchronize)
             policy = replace(ComparePolicy(), **payload["policy"])
             comparison = compare(lambda: step("baseline"), lambda: step("candidate"), timer, payload["bound"], policy)
+            metrics: dict[str, Any] = {}
+            if graphs is not None:
+                import torch
+
+                torch._dynamo.reset()  # graphs gone, the cache directory kept: what a restarted job pays
+                rerun = StepRunner(load_classifier(ref["location"], device), recipes["candidate"], device)
+                began = time.perf_counter()
+                rerun.step(batches[0])
+                synchronize()
+                metrics["compile"] = {
+                    "cold_seconds": first_step["candidate"], "warm_seconds": time.perf_counter() - began,
+                    "eager_first_step_seconds": first_step["baseline"], "sweep_lengths": [payload["seq_len"]],
+                    "mode": "default", "dynamic": None, **graphs,
+                }  # fmt: skip
         speed = comparison.to_dict()
         speed["throughput_items_per_second"] = {
             arm: payload["batch_size"] / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
@@ -99,8 +150,9 @@ class TrainStep(Scenario):
             "losses": losses,
             "max_loss_diff": max(differences),
             "samples_per_second": speed["throughput_items_per_second"],
+            "first_step_seconds": first_step,
         }
-        return {"metrics": {"speed": speed, "training": training}, "threads": threads}
+        return {"metrics": {"speed": speed, "training": training, **metrics}, "threads": threads}
 
 
 class TrainMemory(Scenario):
@@ -123,10 +175,11 @@ class TrainMemory(Scenario):
 
         ref, device = payload["model"], payload["model"]["device"]
         recipe = recipe_of(payload["technique"])
+        use_inductor_cache(payload)
         with torch_threads(payload["threads"]):
             model = load_classifier(ref["location"], device)
             runner = StepRunner(model, recipe, device)
-            batches = training_batches(_tokenizer(ref["location"]), list(payload["eval_texts"]),
+            batches = training_batches(tokenizer_of(ref["location"]), list(payload["eval_texts"]),
                                        payload["batch_size"], payload["seq_len"], MEMORY_STEPS, device)  # fmt: skip
             release_freed_memory()
             held = process_memory()
@@ -160,7 +213,26 @@ def recipe_of(path: str) -> Any:
     return technique.recipe
 
 
-def _tokenizer(location: str) -> Any:
+def use_inductor_cache(payload: dict[str, Any]) -> None:
+    """Compile into (or from) the case's own inductor cache: an honest cold compile, and nothing of
+    another case's."""
+    if "inductor_cache" in payload:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = payload["inductor_cache"]
+
+
+def compile_counters() -> dict[str, Any]:
+    """Graphs dynamo compiled in this process so far, and its graph breaks."""
+    import torch
+
+    counters = torch._dynamo.utils.counters
+    return {
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+        "break_reasons": sorted(counters["graph_break"])[:5],
+    }
+
+
+def tokenizer_of(location: str) -> Any:
     import transformers
 
     return transformers.AutoTokenizer.from_pretrained(location)

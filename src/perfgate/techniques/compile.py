@@ -33,6 +33,20 @@ SWEEP_LENGTHS = (8, 16, 24, 32, 48)
 SWEEP_TEXT = "perfgate measures what compiling costs and what it pays back on real inputs " * 8
 
 
+def missing_compiler(name: str, device: str) -> str | None:
+    """Why ``name`` cannot compile here: inductor builds C++ kernels on CPU."""
+    if device == "cpu" and not (shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")):
+        return f"{name} on CPU builds C++ kernels and no C++ compiler was found: install g++"
+    return None
+
+
+def new_inductor_cache(workdir: Path) -> Path:
+    """An empty inductor cache directory under ``workdir``: compiling into it is an honest cold compile,
+    and a warm one (after ``torch._dynamo.reset()``) reads only what this case wrote."""
+    (workdir / "inductor").mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="cold-", dir=workdir / "inductor"))
+
+
 class _TorchCompile(Technique):
     devices = frozenset({"cpu", "cuda"})
     fresh_worker = True
@@ -40,18 +54,15 @@ class _TorchCompile(Technique):
     dynamic: ClassVar[bool | None] = None  # None: automatic dynamic shapes after a recompile
 
     def unavailable_reason(self, task: str, device: str) -> str | None:
-        if device == "cpu" and not (shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")):
-            return f"{self.name} on CPU builds C++ kernels and no C++ compiler was found: install g++"
-        return super().unavailable_reason(task, device)
+        return missing_compiler(self.name, device) or super().unavailable_reason(task, device)
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         import torch
 
         start = time.perf_counter()
-        (workdir / "inductor").mkdir(parents=True, exist_ok=True)
-        cache = Path(tempfile.mkdtemp(prefix="cold-", dir=workdir / "inductor"))
+        cache = new_inductor_cache(workdir)
         atexit.register(shutil.rmtree, cache, True)  # the loaded kernels stay mapped; the files can go
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # honest cold and warm times, per case
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
         module = model.module
         input_dtype = model.input_dtype
         sweep = [cast_inputs(model.inputs([SWEEP_TEXT], length), input_dtype) for length in SWEEP_LENGTHS]

@@ -69,3 +69,21 @@ class AdamW8bit(TrainingRecipe):
     summary = "bitsandbytes AdamW8bit (optim='adamw_bnb_8bit'): blockwise 8-bit optimizer states"
     recipe = Recipe(optim="adamw_bnb_8bit")
     requires = (Requirement("bitsandbytes", "pip install bitsandbytes"),)
+
+
+class CompiledStep(TrainingRecipe):
+    name = "train-torch-compile"
+    summary = "model compiled by torch.compile (inductor), forward and backward; optimizer eager (torch_compile=True)"
+    recipe = Recipe(torch_compile=True)
+    fresh_worker = True  # compiled graphs and the inductor cache are process-wide
+
+    def unavailable_reason(self, task: str, device: str) -> str | None:
+        from perfgate.techniques.compile import missing_compiler
+
+        return missing_compiler(self.name, device) or super().unavailable_reason(task, device)
+
+
+class LoaderWorkers(TrainingRecipe):
+    name = "train-dataloader-workers-2"
+    summary = "batches loaded by 2 DataLoader worker processes, overlapping the step (dataloader_num_workers=2)"
+    recipe = Recipe(dataloader_num_workers=2)

@@ -1,0 +1,145 @@
+"""Training batch size: samples per second and peak memory over batch sizes, up to the largest batch a
+training step fits, for a recipe and for fp32 AdamW; the largest batches' ratio is gated.
+
+The search is the inference one (``largest_batch.search``: doubling, then bisection), each try a fresh
+worker (``train-fits``) that runs two training steps (the first allocates the optimizer's state, the
+second is timed) and reports its peak:
+
+- **CPU**: a memory cgroup of the worker's own (``cgroup.py``), capped at ``BUDGET_BYTES`` beyond the
+  worker with torch and transformers imported, before the model is loaded: the budget counts weights,
+  gradients, optimizer state and activations, as a container with that limit would. The model's files
+  are evicted from the page cache first, so the worker is charged for the weight pages it reads. A kill
+  by the OOM killer inside the group is "does not fit" (the machine has no swap). Without a cgroup the
+  case cannot run: an address-space cap would count reserved, untouched pages, not memory.
+- **CUDA**: the device's own memory; a try that runs out raises inside its worker.
+
+The tries that fit are the sweep: per batch size, samples per second of the timed step and the group's
+(or the device's) peak. The tries near the cap run while the kernel reclaims file pages: their times
+are what a step costs at that edge, and the table marks the largest.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfgate.cgroup import CgroupUnavailable, MemoryCgroup, join_in_worker
+from perfgate.scenarios import Isolation, Scenario
+
+if TYPE_CHECKING:
+    from perfgate.case import CaseContext
+    from perfgate.worker import WorkerState
+
+BUDGET_BYTES = 768 * 2**20  # beyond the libraries: MiniLM's training state is ~350 MiB before activations
+SEQ_LEN = 128
+LARGEST_TRIED = 1024
+
+
+class TrainFits(Scenario):
+    """One try: do two training steps at ``batch_size`` fit within the cap? (A fresh worker per try.)"""
+
+    name = "train-fits"
+    isolation = Isolation.FRESH
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        import torch
+        import transformers  # noqa: F401  (the libraries are in a cgroup's base, not in its budget)
+
+        from perfgate.scenarios.train_step import recipe_of, tokenizer_of
+        from perfgate.timing import synchronizer, torch_threads
+        from perfgate.training import StepRunner, load_classifier, training_batches
+
+        ref, device, size = payload["model"], payload["model"]["device"], payload["batch_size"]
+        joined = join_in_worker(payload.get("cgroup"), Path(ref["location"]))
+        if joined is not None:
+            group, base = joined
+            group.cap(base + payload["budget_bytes"])
+        cuda = device.startswith("cuda")
+        with torch_threads(payload["threads"]):
+            batches = training_batches(tokenizer_of(ref["location"]), list(payload["eval_texts"]), size,
+                                       payload["seq_len"], 2, device)  # fmt: skip
+            runner = StepRunner(load_classifier(ref["location"], device), recipe_of(payload["technique"]), device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            runner.step(batches[0])
+            synchronize = synchronizer(device)
+            synchronize()
+            began = time.perf_counter()
+            runner.step(batches[1])
+            synchronize()
+            seconds = time.perf_counter() - began
+        figures: dict[str, Any] = {"batch_size": size, "step_seconds": seconds}
+        if joined is not None:
+            figures["peak_bytes"] = (joined[0].peak() or joined[0].usage()) - joined[1]
+        elif cuda:
+            figures["peak_bytes"] = torch.cuda.max_memory_allocated(device)
+        return figures
+
+
+def training_cap(device: str) -> dict[str, Any]:
+    """The cap a try runs under: the device's own memory, or a cgroup budget (raises where neither)."""
+    if device.startswith("cuda"):
+        return {"kind": "cuda"}
+    try:
+        probe = MemoryCgroup.create()
+    except CgroupUnavailable as error:
+        raise CgroupUnavailable(f"the training batch search on CPU needs a memory cgroup: {error}") from None
+    probe.remove()
+    return {"kind": "cgroup", "version": probe.version, "budget_bytes": BUDGET_BYTES}
+
+
+class TrainLargestBatch(Scenario):
+    name = "train-batch"
+    isolation = Isolation.SHARED
+
+    def conduct(self, case: CaseContext) -> None:
+        from perfgate.outcome import Outcome
+        from perfgate.scenarios.largest_batch import TryFailed, search
+        from perfgate.technique import import_path
+        from perfgate.techniques.training import TRAINING_BASELINE
+
+        cap = training_cap(case.spec.device)
+        seq_len = case.spec.seq_len or SEQ_LEN
+        figures: dict[str, Any] = {"seq_len": seq_len, "cap": cap}
+        for arm, name in (("baseline", TRAINING_BASELINE), ("candidate", case.spec.technique)):
+            key = (self.name, case.spec.model, name, seq_len, case.spec.device)
+            if key in case.memo:
+                figures[arm] = case.memo[key]
+                continue
+            fitted: dict[int, dict[str, Any]] = {}
+
+            def fits(size: int, name: str = name, fitted: dict[int, dict[str, Any]] = fitted) -> bool:
+                payload = case.payload(technique=import_path(name), batch_size=size, seq_len=seq_len)
+                group = MemoryCgroup.create() if cap["kind"] == "cgroup" else None
+                if group is not None:
+                    payload.update(cgroup=group.named(), budget_bytes=BUDGET_BYTES)
+                try:
+                    reply = case.launcher.submit(
+                        case.spec.device, TrainFits(), payload, fresh=True, timeout=case.timeout, cgroup=group
+                    )
+                finally:
+                    if group is not None:
+                        group.remove()
+                case.result.worker.setdefault("jobs", []).append({"scenario": TrainFits.name, **reply.worker})
+                if reply.outcome == Outcome.OOM:
+                    return False
+                if reply.outcome != Outcome.MEASURED:
+                    case.result.outcome, case.result.detail, case.result.log = reply.outcome, reply.detail, reply.log
+                    raise TryFailed(reply.detail)
+                fitted[size] = reply.data
+                return True
+
+            try:
+                largest, tries = search(fits, LARGEST_TRIED)
+            except TryFailed:
+                return
+            sweep = [{"batch_size": size, "samples_per_second": size / data["step_seconds"],
+                      "peak_bytes": data.get("peak_bytes")} for size, data in sorted(fitted.items())]  # fmt: skip
+            figures[arm] = case.memo[key] = {"technique": name, "largest": largest, "tries": tries, "sweep": sweep}
+        base, cand = figures["baseline"]["largest"], figures["candidate"]["largest"]
+        figures["ratio"] = cand / base if base else None
+        case.result.metrics["train_batch"] = figures
+
+    def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
+        raise NotImplementedError("train-batch runs its tries as train-fits jobs")
