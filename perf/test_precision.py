@@ -11,7 +11,8 @@ TECHNIQUES = ["bf16-cast", "fp16-cast", "bf16-autocast", "fp16-autocast"]
 
 
 @pytest.mark.cpu
-@pytest.mark.parametrize("batch_size", [1, 8])
+# batch 8 nightly (`slow`): it made room in the default run for the training recipes
+@pytest.mark.parametrize("batch_size", [1, pytest.param(8, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("technique", TECHNIQUES)
 def test_precision_on_an_encoder(perfgate: Bench, technique: str, batch_size: int) -> None:
     perfgate.gate("minilm", technique, batch_size=batch_size)

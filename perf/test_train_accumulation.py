@@ -15,7 +15,8 @@ RECIPE = "train-grad-accumulation-4"
 
 @pytest.mark.cpu
 def test_accumulation_against_one_large_batch(perfgate: Bench) -> None:
-    perfgate.gate("minilm", RECIPE, scenario="train-step", batch_size=8)
+    # At 8 x 64 weights, gradients and AdamW's state dominate memory: measured where activations do.
+    perfgate.gate("minilm", RECIPE, scenario="train-step", batch_size=8, memory=False)
 
 
 @pytest.mark.cpu

@@ -14,7 +14,8 @@ RECIPE = "train-grad-checkpointing"
 
 @pytest.mark.cpu
 def test_checkpointing_against_the_plain_step(perfgate: Bench) -> None:
-    perfgate.gate("minilm", RECIPE, scenario="train-step", batch_size=8)
+    # At 8 x 64 weights, gradients and AdamW's state dominate memory: measured where activations do.
+    perfgate.gate("minilm", RECIPE, scenario="train-step", batch_size=8, memory=False)
 
 
 @pytest.mark.cpu

@@ -12,16 +12,18 @@ from perfgate.plugin import Bench
 
 @pytest.mark.cpu
 def test_a_compiled_training_step(perfgate: Bench) -> None:
-    result = perfgate.gate("minilm", "train-torch-compile", scenario="train-step", batch_size=8, memory=False)
+    # tiny-bert: a 2-layer graph compiles in a fraction of MiniLM's ~30 s (nightly, below)
+    result = perfgate.gate("tiny-bert", "train-torch-compile", scenario="train-step", batch_size=8, memory=False)
     compiled = result.metrics["compile"]
     assert compiled["warm_seconds"] < compiled["cold_seconds"], "a filled cache spares the code generation"
     assert compiled["graph_breaks"] == 0, compiled["break_reasons"]
 
 
 @pytest.mark.cpu
-@pytest.mark.slow
-def test_a_compiled_training_step_with_its_memory(perfgate: Bench) -> None:
-    perfgate.gate("minilm", "train-torch-compile", scenario="train-step", batch_size=8)
+@pytest.mark.slow  # ~30 s of cold compile, and a warm compile in the memory worker
+def test_a_compiled_minilm_training_step_with_its_memory(perfgate: Bench) -> None:
+    result = perfgate.gate("minilm", "train-torch-compile", scenario="train-step", batch_size=8)
+    assert result.metrics["compile"]["graph_breaks"] == 0, result.metrics["compile"]["break_reasons"]
 
 
 @pytest.mark.gpu

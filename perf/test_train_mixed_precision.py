@@ -12,7 +12,14 @@ from perfgate.plugin import Bench
 
 @pytest.mark.cpu
 def test_bf16_autocast_on_cpu(perfgate: Bench) -> None:
-    perfgate.gate("minilm", "train-bf16-autocast", scenario="train-step", batch_size=8)
+    perfgate.gate("minilm", "train-bf16-autocast", scenario="train-step", batch_size=8, memory=False)
+
+
+@pytest.mark.cpu
+@pytest.mark.slow
+def test_bf16_autocast_memory_where_activations_dominate(perfgate: Bench) -> None:
+    """fp32 weights and optimizer state stay; the activations kept for backward are bf16."""
+    perfgate.gate("minilm", "train-bf16-autocast", scenario="train-step", batch_size=32, seq_len=128)
 
 
 @pytest.mark.gpu

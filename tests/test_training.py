@@ -123,6 +123,13 @@ def test_the_prefetch_prediction_follows_the_loaders_schedule(step, item, batch,
     assert prefetch_prediction(step, item, batch, steps, workers) == pytest.approx(expected)
 
 
+def test_the_workers_start_up_delays_every_batch():
+    from perfgate.training import prefetch_prediction
+
+    # batches ready at 1.5, 1.5, 2.5, 2.5: steps end at 2.5, 3.5, 4.5, 5.5 against 8 in the process
+    assert prefetch_prediction(1.0, 0.125, 8, 4, 2, startup_seconds=0.5) == pytest.approx(8 / 5.5)
+
+
 def test_a_loader_with_workers_gives_the_batches_in_order_and_each_fetch_waits(monkeypatch):
     import torch
 
@@ -158,7 +165,8 @@ def loader_figures(efficiency: float) -> dict:
     figures = training_figures(0.0, 800 * MB, 46 * MB, 46 * MB)
     del figures["memory"]
     figures["data"] = {"workers": 2, "steps_per_epoch": 8, "step_seconds": 0.2, "item_seconds": 0.025,
-                       "predicted_speedup": 1.78, "prefetch_efficiency": efficiency}  # fmt: skip
+                       "startup_seconds": 0.04, "predicted_speedup": 1.78,
+                       "prefetch_efficiency": efficiency}  # fmt: skip
     return figures
 
 
@@ -169,7 +177,7 @@ def test_the_prefetch_efficiency_passes_and_fails_and_shows_in_the_section():
     case = CaseResult(CaseSpec("minilm", "train-x", scenario="train-dataloader"), "c", outcome=Outcome.MEASURED)
     case.metrics["training"] = loader_figures(0.95)
     text = "\n".join(Training().section([case]))
-    assert "| minilm | train-x | 2 | 200 | 25.0 | 8 | 1.78x | 0.95 |" in text
+    assert "| minilm | train-x | 2 | 200 | 25.0 | 40 | 8 | 1.78x | 0.95 |" in text
 
 
 def batch_figures(base: int, cand: int) -> dict:

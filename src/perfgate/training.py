@@ -235,21 +235,23 @@ def data_loader(dataset: SlowDataset, batch_size: int, workers: int, pin_memory:
     )
 
 
-def prefetch_prediction(step_seconds: float, item_seconds: float, batch_size: int, steps: int, workers: int) -> float:
+def prefetch_prediction(
+    step_seconds: float, item_seconds: float, batch_size: int, steps: int, workers: int, startup_seconds: float = 0.0
+) -> float:
     """Predicted speedup of an epoch of ``steps`` steps with ``workers`` loader workers over loading in the
-    training process, from the step's compute time and the per-item cost. In the process, each step waits
-    for its batch: ``steps * (step + batch_size * item)``. The DataLoader hands batch ``i`` to worker
-    ``i % workers``, which loads its batches one after another from the epoch's start, so batch ``i`` is
-    ready at ``(i // workers + 1) * batch_size * item``; a step starts when both its batch and the step
-    before are done. Worker start-up and inter-process transfer are not in the prediction: what they cost
-    shows as an efficiency (measured over predicted) under 1."""
+    training process, from the step's compute time, the per-item cost and the workers' start-up. In the
+    process, each step waits for its batch: ``steps * (step + batch_size * item)``. The DataLoader hands
+    batch ``i`` to worker ``i % workers``, which loads its batches one after another once the workers
+    are up, so batch ``i`` is ready at ``startup + (i // workers + 1) * batch_size * item``; a step
+    starts when both its batch and the step before are done. Inter-process transfer is not in the
+    prediction: what it costs shows as an efficiency (measured over predicted) under 1."""
     load = batch_size * item_seconds
     serial = steps * (step_seconds + load)
     if workers == 0:
         return 1.0
     clock = 0.0
     for index in range(steps):
-        clock = max(clock, (index // workers + 1) * load) + step_seconds
+        clock = max(clock, startup_seconds + (index // workers + 1) * load) + step_seconds
     return serial / clock
 
 
@@ -260,6 +262,9 @@ def load_classifier(location: Any, device: str) -> Any:
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(location, num_labels=2)
+    # Set before the first step: the model sets it on its first forward otherwise, and a compiled step
+    # would then recompile on its second (a guard on the config), outside what the cold compile measures.
+    config.problem_type = "single_label_classification"
     for name, value in list(vars(config).items()):  # attention dropout is a rate in the config, not a module
         if isinstance(value, float) and ("dropout" in name or name.endswith("pdrop")):
             setattr(config, name, 0.0)

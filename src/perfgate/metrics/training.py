@@ -83,14 +83,16 @@ class Training(Metric):
         if loaders:
             out += ["", "Loader workers against loading in the training process, epochs timed ABBA; each item "
                     "costs a fixed wait, set so a batch costs what its step computes. Predicted: from the step's "
-                    "compute time and the cost paid per item, workers' start-up left out.", "",
-                    "| model | recipe | workers | step ms | item ms | steps/epoch | predicted | efficiency |",
-                    "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                    "compute time, the cost paid per item and the workers' start-up, by the loader's schedule.", "",
+                    "| model | recipe | workers | step ms | item ms | start-up ms | steps/epoch | predicted | "
+                    "efficiency |",
+                    "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
             for case in loaders:
                 d = case.metrics[self.name]["data"]
                 out.append(
                     f"| {case.spec.model} | {case.spec.technique} | {d['workers']} | {1000 * d['step_seconds']:.0f} | "
-                    f"{1000 * d['item_seconds']:.1f} | {d['steps_per_epoch']} | {d['predicted_speedup']:.2f}x | "
+                    f"{1000 * d['item_seconds']:.1f} | {1000 * d.get('startup_seconds', 0.0):.0f} | "
+                    f"{d['steps_per_epoch']} | {d['predicted_speedup']:.2f}x | "
                     f"{d['prefetch_efficiency']:.2f} |"
                 )
         return out
@@ -102,7 +104,7 @@ def _mb(value: int | None) -> str:
 
 class TrainingBatch(Metric):
     name = "train_batch"
-    columns = ("largest batch",)
+    columns = ("train batch",)
 
     def measured(self, figures: dict[str, Any]) -> list[Check]:
         ratio = figures.get("ratio")
@@ -110,7 +112,7 @@ class TrainingBatch(Metric):
 
     def cells(self, figures: dict[str, Any]) -> dict[str, str]:
         base, cand = figures["baseline"]["largest"], figures["candidate"]["largest"]
-        return {"largest batch": f"train b{cand} vs fp32 AdamW b{base}"}
+        return {"train batch": f"largest b{cand} vs fp32 AdamW b{base}"}
 
     def section(self, cases: Sequence[CaseResult]) -> list[str]:
         from perfgate.metrics.largest_batch import describe_cap

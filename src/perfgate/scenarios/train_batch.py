@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from perfgate.case import CaseContext
     from perfgate.worker import WorkerState
 
-BUDGET_BYTES = 768 * 2**20  # beyond the libraries: MiniLM's training state is ~350 MiB before activations
+# Beyond the libraries. Measured on MiniLM at 128 tokens: fp32 AdamW holds ~600 MiB at batch 1 (the
+# weights' file pages and their anonymous copy, gradients, two AdamW states, the allocator's pools) and
+# ~20 MiB more per sequence; 704 MiB leaves room for a few sequences, so the search takes about six
+# tries (each a fresh worker, ~5 s), and a recipe that saves memory shows it as a multiple of that.
+BUDGET_BYTES = 704 * 2**20
 SEQ_LEN = 128
 LARGEST_TRIED = 1024
 

@@ -8,7 +8,8 @@ One fresh worker, two models from the same weights:
 2. The step's compute time, on batches already in memory (median of ``COMPUTE_STEPS``), and the
    per-item cost set from it: ``compute / batch_size``, so loading a batch costs what computing on it
    costs (where prefetching can gain most) whatever the machine's speed. The cost actually paid per
-   fetch is measured (a sleep overshoots).
+   fetch is measured (a sleep overshoots), and so is the workers' start-up: from a new iterator to
+   its first batch at no loading cost (median of ``STARTUP_EPOCHS``).
 3. Epochs of ``STEPS_PER_EPOCH`` steps timed ABBA, each through a new iterator: non-persistent workers
    (the Trainer's default) start with each epoch and are gone when it ends, so neither arm's workers
    load while the other arm is timed. An epoch pays its workers' start-up, as a user's epoch would.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 STEPS_PER_EPOCH = 8
 COMPUTE_STEPS = 5
 COST_FETCHES = 16  # fetches timed to measure the per-item cost paid
+STARTUP_EPOCHS = 3
 # One warm-up epoch per arm in the comparison: the equivalence epochs already warmed both up, and an
 # epoch is seconds long.
 EPOCH_TIMING = {"warmup_min_calls": 1, "warmup_window": 1}
@@ -90,6 +92,13 @@ class TrainDataLoader(Scenario):
                 synchronize()
                 compute.append(time.perf_counter() - began)
             step_seconds = statistics.median(compute[1:])
+            workers = recipes["candidate"].dataloader_num_workers
+            startup = []
+            for _ in range(STARTUP_EPOCHS):
+                began = time.perf_counter()
+                next(iter(data_loader(dataset, size, workers)))
+                startup.append(time.perf_counter() - began)
+            startup_seconds = statistics.median(startup)
             dataset.seconds_per_item = step_seconds / size
             began = time.perf_counter()
             for index in range(COST_FETCHES):
@@ -104,8 +113,7 @@ class TrainDataLoader(Scenario):
         speed["throughput_items_per_second"] = {
             arm: samples / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
         }
-        workers = recipes["candidate"].dataloader_num_workers
-        predicted = prefetch_prediction(step_seconds, item_seconds, size, STEPS_PER_EPOCH, workers)
+        predicted = prefetch_prediction(step_seconds, item_seconds, size, STEPS_PER_EPOCH, workers, startup_seconds)
         differences = [abs(a - b) for a, b in zip(losses["baseline"], losses["candidate"], strict=True)]
         training = {
             "recipe": asdict(recipes["candidate"]),
@@ -119,6 +127,7 @@ class TrainDataLoader(Scenario):
                 "steps_per_epoch": STEPS_PER_EPOCH,
                 "step_seconds": step_seconds,
                 "item_seconds": item_seconds,
+                "startup_seconds": startup_seconds,
                 "predicted_speedup": predicted,
                 "prefetch_efficiency": speed["estimate"]["speedup"] / predicted,
             },
