@@ -219,3 +219,19 @@ def test_a_training_try_fits_a_small_batch_and_is_killed_over_its_budget(micro_m
     assert 0 < fits.data["peak_bytes"] <= 256 * MB
     killed = submit_in_cgroup(tmp_path, TrainFits(), {**payload, "batch_size": 512, "budget_bytes": 4 * MB})
     assert killed.outcome == Outcome.OOM, (killed.outcome, killed.detail)
+
+
+@pytest.mark.parametrize(("step", "limit", "largest"), [(1, 37, 37), (4, 37, 36), (4, 3, 0), (4, 8, 8)])
+def test_an_accumulating_recipes_search_tries_whole_micro_batches_only(step, limit, largest):
+    from perfgate.scenarios.train_batch import search_in_steps
+
+    asked: list[int] = []
+
+    def fits(size: int) -> bool:
+        asked.append(size)
+        return size <= limit
+
+    found, tries = search_in_steps(fits, step)
+    assert found == largest
+    assert all(size % step == 0 for size in asked)
+    assert [size for size, _ in tries] == asked

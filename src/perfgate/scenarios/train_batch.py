@@ -1,9 +1,9 @@
 """Training batch size: samples per second and peak memory over batch sizes, up to the largest batch a
 training step fits, for a recipe and for fp32 AdamW; the largest batches' ratio is gated.
 
-The search is the inference one (``largest_batch.search``: doubling, then bisection), each try a fresh
-worker (``train-fits``) that runs two training steps (the first allocates the optimizer's state, the
-second is timed) and reports its peak:
+The search is the inference one (``largest_batch.search``: doubling, then bisection; for an accumulating
+recipe over whole numbers of its micro-batches), each try a fresh worker (``train-fits``) that runs two
+training steps (the first allocates the optimizer's state, the second is timed) and reports its peak:
 
 - **CPU**: a memory cgroup of the worker's own (``cgroup.py``), capped at ``BUDGET_BYTES`` beyond the
   worker with torch and transformers imported, before the model is loaded: the budget counts weights,
@@ -81,6 +81,15 @@ class TrainFits(Scenario):
         return figures
 
 
+def search_in_steps(fits: Any, step: int, largest_tried: int = LARGEST_TRIED) -> tuple[int, list[tuple[int, bool]]]:
+    """``largest_batch.search`` over batches that are whole multiples of ``step`` (an accumulating
+    recipe splits its batch into that many micro-batches); the sizes in batch units."""
+    from perfgate.scenarios.largest_batch import search
+
+    units, tries = search(lambda count: fits(count * step), largest_tried // step)
+    return units * step, [(count * step, ok) for count, ok in tries]
+
+
 def training_cap(device: str) -> dict[str, Any]:
     """The cap a try runs under: the device's own memory, or a cgroup budget (raises where neither)."""
     if device.startswith("cuda"):
@@ -99,7 +108,8 @@ class TrainLargestBatch(Scenario):
 
     def conduct(self, case: CaseContext) -> None:
         from perfgate.outcome import Outcome
-        from perfgate.scenarios.largest_batch import TryFailed, search
+        from perfgate.scenarios.largest_batch import TryFailed
+        from perfgate.scenarios.train_step import recipe_of
         from perfgate.technique import import_path
         from perfgate.techniques.training import TRAINING_BASELINE
 
@@ -135,7 +145,7 @@ class TrainLargestBatch(Scenario):
                 return True
 
             try:
-                largest, tries = search(fits, LARGEST_TRIED)
+                largest, tries = search_in_steps(fits, recipe_of(import_path(name)).gradient_accumulation_steps)
             except TryFailed:
                 return
             sweep = [{"batch_size": size, "samples_per_second": size / data["step_seconds"],
