@@ -89,6 +89,7 @@ def _training_figure(cases: Sequence[CaseResult]) -> str | None:
     """Left: each training recipe's step speed against its peak memory, both over fp32 AdamW's. Right:
     samples per second over the batch sizes that fitted, up to the largest, per recipe."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     steps = [
         (c, e["speedup"], ratio)
@@ -103,15 +104,17 @@ def _training_figure(cases: Sequence[CaseResult]) -> str | None:
     for index, (case, speed, memory) in enumerate(steps):
         shape = case.metrics["training"]
         left.scatter(speed, memory, color=VERDICT_COLOURS.get(case.verdict, "#757575"), zorder=3)
+        faster = speed > 1  # labels of faster recipes go left of their point, inside the axes
         left.annotate(
             f"{case.spec.technique} {shape['batch_size']}x{shape['seq_len']}", (speed, memory), fontsize=7,
-            xytext=(4, -3 if index % 2 else 4), textcoords="offset points",
+            xytext=(-4 if faster else 4, -3 if index % 2 else 4), textcoords="offset points",
+            ha="right" if faster else "left",
         )  # fmt: skip
     left.axvline(1.0, color="black", linewidth=0.8)
     left.axhline(1.0, color="black", linewidth=0.8)
-    left.set_xscale("log")
-    _ratio_axis(left.xaxis)
-    left.set_xlabel("step speedup against fp32 AdamW (log; colour: verdict)")
+    left.margins(x=0.35, y=0.15)  # room for the labels right of the points
+    left.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    left.set_xlabel("step speedup against fp32 AdamW (colour: verdict)")
     left.set_ylabel("peak memory over fp32 AdamW's")
     left.grid(alpha=0.3)
     drawn = set()
@@ -126,6 +129,7 @@ def _training_figure(cases: Sequence[CaseResult]) -> str | None:
             right.plot([r["batch_size"] for r in sweep], [r["samples_per_second"] for r in sweep], marker="o",
                        label=f"{name} (largest b{figures[arm]['largest']})")  # fmt: skip
     right.set_xscale("log", base=2)
+    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     right.set_xlabel("batch size (tries that fitted under the cap)")
     right.set_ylabel("samples per second")
     right.grid(alpha=0.3)

@@ -32,8 +32,9 @@ class CompileCost(Metric):
         out = [
             "## torch.compile",
             "",
-            "Cold: first call into an empty inductor cache. Warm: first call after a reset, cache filled. "
-            "Graphs: distinct graphs compiled at batch 1 over the sequence lengths listed.",
+            "Cold: first call into an empty inductor cache (a training step: its first step, forward and "
+            "backward). Warm: first call after a reset, cache filled. Graphs: distinct graphs compiled over the "
+            "sequence lengths listed, at batch 1 for inference and at the case's batch for a training step.",
             "",
             "| model | technique | batch | cold s | warm s | graphs (lengths) | graph breaks |",
             "|---|---|---|---|---|---|---|",

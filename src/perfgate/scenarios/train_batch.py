@@ -14,8 +14,9 @@ training steps (the first allocates the optimizer's state, the second is timed) 
 - **CUDA**: the device's own memory; a try that runs out raises inside its worker.
 
 The tries that fit are the sweep: per batch size, samples per second of the timed step and the group's
-(or the device's) peak. The tries near the cap run while the kernel reclaims file pages: their times
-are what a step costs at that edge, and the table marks the largest.
+(or the device's) peak. The tries near the cap run while the kernel reclaims clean file pages to stay
+under it: their times are what a step costs at that edge, and where that reclaim succeeds moves the
+largest batch between runs (b10-b16 for fp32 AdamW at 704 MiB), which the thresholds' margins carry.
 """
 
 from __future__ import annotations
