@@ -151,14 +151,15 @@ def test_a_loader_with_workers_gives_the_batches_in_order_and_each_fetch_waits(m
                 for a, b in zip(loaded, batches, strict=True)] == [True] * 3  # fmt: skip
 
 
-def test_train_step_refuses_a_loader_recipe_naming_the_scenario_that_measures_it():
+@pytest.mark.parametrize("scenario", ["train-step", "train-batch"])
+def test_an_in_memory_scenario_refuses_a_loader_recipe_naming_the_scenario_that_measures_it(scenario):
     from types import SimpleNamespace
 
-    from perfgate.scenarios.train_step import TrainStep
+    from perfgate.scenarios import get_scenario
 
-    case = SimpleNamespace(spec=CaseSpec("minilm", "train-dataloader-workers-2", scenario="train-step"))
-    with pytest.raises(TypeError, match="scenario='train-dataloader'"):
-        TrainStep().conduct(case)  # type: ignore[arg-type]
+    case = SimpleNamespace(spec=CaseSpec("minilm", "train-dataloader-workers-2", scenario=scenario))
+    with pytest.raises(TypeError, match=f"{scenario} serves batches already in memory.*scenario='train-dataloader'"):
+        get_scenario(scenario).conduct(case)  # type: ignore[arg-type]
 
 
 def loader_figures(efficiency: float) -> dict:

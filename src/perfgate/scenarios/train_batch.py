@@ -110,10 +110,11 @@ class TrainLargestBatch(Scenario):
     def conduct(self, case: CaseContext) -> None:
         from perfgate.outcome import Outcome
         from perfgate.scenarios.largest_batch import TryFailed
-        from perfgate.scenarios.train_step import recipe_of
+        from perfgate.scenarios.train_step import in_memory_recipe, recipe_of
         from perfgate.technique import import_path
         from perfgate.techniques.training import TRAINING_BASELINE
 
+        in_memory_recipe(case.spec.technique, self.name)
         cap = training_cap(case.spec.device)
         seq_len = case.spec.seq_len or SEQ_LEN
         figures: dict[str, Any] = {"seq_len": seq_len, "cap": cap}

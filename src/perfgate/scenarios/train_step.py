@@ -42,13 +42,9 @@ class TrainStep(Scenario):
     isolation = Isolation.FRESH
 
     def conduct(self, case: CaseContext) -> None:
-        from perfgate.technique import import_path
 
         seq_len = case.spec.seq_len or SEQ_LEN
-        recipe = recipe_of(import_path(case.spec.technique))
-        if recipe.dataloader_num_workers:
-            raise TypeError(f"{case.spec.technique} changes only how batches arrive, and train-step serves batches "
-                            "already in memory: measure it with scenario='train-dataloader'")  # fmt: skip
+        recipe = in_memory_recipe(case.spec.technique, self.name)
         compiled: dict[str, Any] = {}
         if recipe.torch_compile:
             from perfgate.techniques.compile import new_inductor_cache
@@ -211,6 +207,18 @@ def recipe_of(path: str) -> Any:
         raise TypeError(f"{technique.name} is not a training recipe (techniques/training.py): the train-step "
                         "scenario measures one of the train-* techniques")  # fmt: skip
     return technique.recipe
+
+
+def in_memory_recipe(technique: str, scenario: str) -> Any:
+    """The technique's recipe, refused where it changes only how batches arrive: ``scenario`` serves
+    batches already in memory."""
+    from perfgate.technique import import_path
+
+    recipe = recipe_of(import_path(technique))
+    if recipe.dataloader_num_workers:
+        raise TypeError(f"{technique} changes only how batches arrive, and {scenario} serves batches already in "
+                        "memory: measure it with scenario='train-dataloader'")  # fmt: skip
+    return recipe
 
 
 def use_inductor_cache(payload: dict[str, Any]) -> None:
