@@ -136,7 +136,32 @@ def search(fits: Any, largest_tried: int = LARGEST_TRIED) -> tuple[int, list[tup
     return low, tries
 
 
-def memory_cap(device: str) -> dict[str, Any]:
+def try_under_cap(case: CaseContext, scenario: Scenario, payload: dict[str, Any], cap: dict[str, Any]) -> Any:
+    """One try in a fresh worker under ``cap`` (a cgroup of its own where the cap is one): its data when it
+    fitted, None when it ran out of memory; any other outcome is recorded on the case and ends the search
+    (``TryFailed``)."""
+    from perfgate.outcome import Outcome
+
+    group = MemoryCgroup.create() if cap["kind"] == "cgroup" else None
+    if group is not None:
+        payload = {**payload, "cgroup": group.named(), "budget_bytes": cap["budget_bytes"]}
+    try:
+        reply = case.launcher.submit(
+            case.spec.device, scenario, payload, fresh=True, timeout=case.timeout, cgroup=group
+        )
+    finally:
+        if group is not None:
+            group.remove()
+    case.result.worker.setdefault("jobs", []).append({"scenario": scenario.name, **reply.worker})
+    if reply.outcome == Outcome.OOM:
+        return None
+    if reply.outcome != Outcome.MEASURED:
+        case.result.outcome, case.result.detail, case.result.log = reply.outcome, reply.detail, reply.log
+        raise TryFailed(reply.detail)
+    return reply.data
+
+
+def memory_cap(device: str, budget_bytes: int = BUDGET_BYTES) -> dict[str, Any]:
     """Which cap the tries run under: CUDA's own memory, a cgroup budget, or an address-space cap."""
     if device.startswith("cuda"):
         return {"kind": "cuda"}
@@ -145,7 +170,7 @@ def memory_cap(device: str) -> dict[str, Any]:
     except CgroupUnavailable as error:
         return {"kind": "address-space", "headroom_bytes": HEADROOM_BYTES, "why_not_cgroup": str(error)}
     probe.remove()
-    return {"kind": "cgroup", "version": probe.version, "budget_bytes": BUDGET_BYTES}
+    return {"kind": "cgroup", "version": probe.version, "budget_bytes": budget_bytes}
 
 
 class LargestBatch(Scenario):
@@ -153,7 +178,6 @@ class LargestBatch(Scenario):
     isolation = Isolation.SHARED
 
     def conduct(self, case: CaseContext) -> None:
-        from perfgate.outcome import Outcome
         from perfgate.spec import BASELINE
         from perfgate.technique import import_path
 
@@ -163,23 +187,7 @@ class LargestBatch(Scenario):
 
             def fits(size: int, name: str = name) -> bool:
                 payload = case.payload(technique=import_path(name), batch_size=size, headroom_bytes=HEADROOM_BYTES)
-                cgroup = MemoryCgroup.create() if cap["kind"] == "cgroup" else None
-                if cgroup is not None:
-                    payload.update(cgroup=cgroup.named(), budget_bytes=BUDGET_BYTES)
-                try:
-                    reply = case.launcher.submit(
-                        case.spec.device, BatchFits(), payload, fresh=True, timeout=case.timeout, cgroup=cgroup
-                    )
-                finally:
-                    if cgroup is not None:
-                        cgroup.remove()
-                case.result.worker.setdefault("jobs", []).append({"scenario": BatchFits.name, **reply.worker})
-                if reply.outcome == Outcome.OOM:
-                    return False
-                if reply.outcome != Outcome.MEASURED:
-                    case.result.outcome, case.result.detail, case.result.log = reply.outcome, reply.detail, reply.log
-                    raise TryFailed(reply.detail)
-                return True
+                return try_under_cap(case, BatchFits(), payload, cap) is not None
 
             try:
                 largest, tries = search(fits)

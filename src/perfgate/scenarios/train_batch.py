@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfgate.cgroup import CgroupUnavailable, MemoryCgroup, join_in_worker
+from perfgate.cgroup import CgroupUnavailable, join_in_worker
 from perfgate.scenarios import Isolation, Scenario
+from perfgate.scenarios.largest_batch import memory_cap
 
 if TYPE_CHECKING:
     from perfgate.case import CaseContext
@@ -92,15 +93,12 @@ def search_in_steps(fits: Any, step: int, largest_tried: int = LARGEST_TRIED) ->
 
 
 def training_cap(device: str) -> dict[str, Any]:
-    """The cap a try runs under: the device's own memory, or a cgroup budget (raises where neither)."""
-    if device.startswith("cuda"):
-        return {"kind": "cuda"}
-    try:
-        probe = MemoryCgroup.create()
-    except CgroupUnavailable as error:
-        raise CgroupUnavailable(f"the training batch search on CPU needs a memory cgroup: {error}") from None
-    probe.remove()
-    return {"kind": "cgroup", "version": probe.version, "budget_bytes": BUDGET_BYTES}
+    """The cap a try runs under: the device's own memory, or a cgroup budget (raises where neither: an
+    address-space cap would count reserved, untouched pages)."""
+    cap = memory_cap(device, BUDGET_BYTES)
+    if cap["kind"] == "address-space":
+        raise CgroupUnavailable(f"the training batch search on CPU needs a memory cgroup: {cap['why_not_cgroup']}")
+    return cap
 
 
 class TrainLargestBatch(Scenario):
@@ -108,8 +106,7 @@ class TrainLargestBatch(Scenario):
     isolation = Isolation.SHARED
 
     def conduct(self, case: CaseContext) -> None:
-        from perfgate.outcome import Outcome
-        from perfgate.scenarios.largest_batch import TryFailed
+        from perfgate.scenarios.largest_batch import TryFailed, try_under_cap
         from perfgate.scenarios.train_step import in_memory_recipe, recipe_of
         from perfgate.technique import import_path
         from perfgate.techniques.training import TRAINING_BASELINE
@@ -127,24 +124,10 @@ class TrainLargestBatch(Scenario):
 
             def fits(size: int, name: str = name, fitted: dict[int, dict[str, Any]] = fitted) -> bool:
                 payload = case.payload(technique=import_path(name), batch_size=size, seq_len=seq_len)
-                group = MemoryCgroup.create() if cap["kind"] == "cgroup" else None
-                if group is not None:
-                    payload.update(cgroup=group.named(), budget_bytes=BUDGET_BYTES)
-                try:
-                    reply = case.launcher.submit(
-                        case.spec.device, TrainFits(), payload, fresh=True, timeout=case.timeout, cgroup=group
-                    )
-                finally:
-                    if group is not None:
-                        group.remove()
-                case.result.worker.setdefault("jobs", []).append({"scenario": TrainFits.name, **reply.worker})
-                if reply.outcome == Outcome.OOM:
-                    return False
-                if reply.outcome != Outcome.MEASURED:
-                    case.result.outcome, case.result.detail, case.result.log = reply.outcome, reply.detail, reply.log
-                    raise TryFailed(reply.detail)
-                fitted[size] = reply.data
-                return True
+                data = try_under_cap(case, TrainFits(), payload, cap)
+                if data is not None:
+                    fitted[size] = data
+                return data is not None
 
             try:
                 largest, tries = search_in_steps(fits, recipe_of(import_path(name)).gradient_accumulation_steps)

@@ -42,7 +42,6 @@ class TrainStep(Scenario):
     isolation = Isolation.FRESH
 
     def conduct(self, case: CaseContext) -> None:
-
         seq_len = case.spec.seq_len or SEQ_LEN
         recipe = in_memory_recipe(case.spec.technique, self.name)
         compiled: dict[str, Any] = {}
@@ -88,6 +87,7 @@ class TrainStep(Scenario):
 
         from perfgate.comparison import ComparePolicy, compare
         from perfgate.technique import load_technique
+        from perfgate.techniques.compile import compile_counters
         from perfgate.timing import Timer, synchronizer, torch_threads
         from perfgate.training import StepRunner, load_classifier, training_batches
 
@@ -109,7 +109,7 @@ class TrainStep(Scenario):
                 synchronize()
                 first_step[arm] = time.perf_counter() - began
                 losses[arm] += [runner.step(batches[i]) for i in range(1, EQUIVALENCE_STEPS)]
-            graphs = compile_counters() if recipes["candidate"].torch_compile else None
+            graphs = compile_counters() if recipes["candidate"].torch_compile else None  # the baseline is eager
             cursor = dict.fromkeys(runners, EQUIVALENCE_STEPS)
 
             def step(arm: str) -> float:
@@ -226,18 +226,6 @@ def use_inductor_cache(payload: dict[str, Any]) -> None:
     another case's."""
     if "inductor_cache" in payload:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = payload["inductor_cache"]
-
-
-def compile_counters() -> dict[str, Any]:
-    """Graphs dynamo compiled in this process so far, and its graph breaks."""
-    import torch
-
-    counters = torch._dynamo.utils.counters
-    return {
-        "graphs": int(counters["stats"]["unique_graphs"]),
-        "graph_breaks": int(sum(counters["graph_break"].values())),
-        "break_reasons": sorted(counters["graph_break"])[:5],
-    }
 
 
 def tokenizer_of(location: str) -> Any:

@@ -40,6 +40,18 @@ def missing_compiler(name: str, device: str) -> str | None:
     return None
 
 
+def compile_counters() -> dict[str, Any]:
+    """Graphs dynamo compiled in this process since its counters were last cleared, and its graph breaks."""
+    import torch
+
+    counters = torch._dynamo.utils.counters
+    return {
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+        "break_reasons": sorted(counters["graph_break"])[:5],
+    }
+
+
 def new_inductor_cache(workdir: Path) -> Path:
     """An empty inductor cache directory under ``workdir``: compiling into it is an honest cold compile,
     and a warm one (after ``torch._dynamo.reset()``) reads only what this case wrote."""
@@ -78,8 +90,7 @@ class _TorchCompile(Technique):
         torch._dynamo.reset()
         cold = call(self._compile(module), sweep[0])
         torch._dynamo.reset()  # graphs gone, cache directory kept: what a restarted server pays
-        counters = torch._dynamo.utils.counters
-        counters.clear()
+        torch._dynamo.utils.counters.clear()  # compile_counters() then counts the sweep alone
         compiled = self._compile(module)
         warm = call(compiled, sweep[0])
         for inputs in sweep[1:]:
@@ -87,10 +98,8 @@ class _TorchCompile(Technique):
         figures = {
             "cold_seconds": cold,
             "warm_seconds": warm,
-            "graphs": int(counters["stats"]["unique_graphs"]),
             "sweep_lengths": list(SWEEP_LENGTHS),
-            "graph_breaks": int(sum(counters["graph_break"].values())),
-            "break_reasons": sorted(counters["graph_break"])[:5],
+            **compile_counters(),
             "mode": self.mode or "default",
             "dynamic": self.dynamic,
         }
