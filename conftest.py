@@ -1,4 +1,6 @@
-"""The project's own configuration of perfgate: its embedded default models."""
+"""The project's own configuration of perfgate: its embedded default models, and the planted techniques
+the perf suite measures to show that its own checks can fail (``perf/planted.py``; registered here, not in
+``perf/``, so that the project's thresholds file may name them whichever folder a run selects)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,17 @@ import os
 
 import pytest
 
+from perfgate import register_technique
 from perfgate.model import ModelRegistry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fixture models are local; never reach for a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+register_technique("planted-fp32-copy-leak", "perf.planted:LeaksAnFp32Copy")
+register_technique("planted-half-cosine", "perf.planted:BendsOutputsToHalfCosine")
+register_technique("planted-cuda-device-assert", "perf.planted:TriggersADeviceSideAssert")
+register_technique("planted-offload-below-largest-layer", "perf.planted:OffloadBelowTheLargestLayer")
+register_technique("planted-offload-unwritable-folder", "perf.planted:OffloadToAnUnwritableFolder")
 
 
 def pytest_perfgate_register_models(registry: ModelRegistry, config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ from perfgate.techniques.loading import OffloadToDisk
 
 class LeaksAnFp32Copy(Technique):
     name = "planted-fp32-copy-leak"
+    derive_thresholds = False  # a planted fault: what it measures is never its bound
     summary = "fp32 eager, plus a clone of every parameter kept alive (anonymous memory)"
     devices = frozenset({"cpu", "cuda"})
 
@@ -33,6 +34,31 @@ class LeaksAnFp32Copy(Technique):
             independent_of_source=False,
             details={"leaked_bytes": copy_bytes},
         )
+
+
+class BendsOutputsToHalfCosine(Technique):
+    """fp32 eager whose every output row is turned to a cosine of exactly 0.5 with fp32's, its norm kept:
+    what broken int8 scales look like. A fidelity floor must fail it on every hardware class."""
+
+    name = "planted-half-cosine"
+    derive_thresholds = False  # a planted fault: what it measures is never its bound
+    summary = "fp32 eager, each output row turned 60 degrees away from fp32's (cosine 0.5)"
+    devices = frozenset({"cpu", "cuda"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import torch
+
+        def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            out = model.run(inputs)
+            rows = out.reshape(out.shape[0], -1).float()
+            unit = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-30)
+            other = torch.roll(rows, shifts=1, dims=1)  # deterministic, and not parallel to the row
+            other = other - (other * unit).sum(dim=1, keepdim=True) * unit
+            other = other / other.norm(dim=1, keepdim=True).clamp_min(1e-30)
+            bent = (0.5 * unit + 0.75**0.5 * other) * rows.norm(dim=1, keepdim=True)
+            return bent.reshape(out.shape).to(out.dtype)
+
+        return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)
 
 
 class TriggersADeviceSideAssert(Technique):

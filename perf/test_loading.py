@@ -18,10 +18,16 @@ def test_a_load_strategy_keeps_its_promise(perfgate, strategy):
 
 
 @pytest.mark.cpu
-def test_the_random_init_anti_pattern_fails_the_anonymous_peak_check(perfgate):
+def test_the_random_init_anti_pattern_holds_a_second_full_copy_in_anonymous_memory(perfgate):
+    """Random init allocates every weight in anonymous memory before the state dict is copied in: its
+    anonymous peak is at least the stored bytes on any machine (memory-mapped loads stay near 0.15x).
+    Where the class has a bound for the memory-mapped promise, the check against it fails too."""
     result = perfgate.measure("gpt2-124m-random", "load-state-dict", scenario="load")
-    failed = {check.name for check in result.failures()}
-    assert "max_load_anon_ratio" in failed, result.checks
+    assert result.outcome == "measured", result.detail
+    ratio = result.metrics["load"]["anon_peak_ratio"]
+    assert ratio >= 1.0, f"anonymous peak {ratio:.2f}x the stored weights: the second full copy went unseen"
+    if "max_load_anon_ratio" in result.thresholds["values"]:
+        assert "max_load_anon_ratio" in {check.name for check in result.failures()}, result.checks
 
 
 @pytest.mark.cpu

@@ -103,3 +103,15 @@ def test_decide_reads_the_interval_against_the_bound(low, high, bound, expected)
     estimate = estimate_speedup([1.0, 1.0], [1.0, 1.0])
     estimate = type(estimate)(math.sqrt(low * high), low, high, 10, 0.01, False)
     assert decide(estimate, bound) is expected
+
+
+def test_an_ungated_comparison_stops_at_five_percent_or_half_the_budget():
+    """Nothing is decided without a bound: ±5% (or half the budget when the noise is wide) is enough."""
+    quiet = run(3, 0.01, 0.01, bound=None)
+    assert quiet.stop_reason == "interval narrow enough"
+    assert math.log(quiet.estimate.ci_high / quiet.estimate.ci_low) / 2 <= 0.05
+    noisy = run(7, 0.01, 0.01, bound=None, sigma=0.3)
+    assert noisy.stop_reason == "budget spent"
+    assert POLICY.budget_seconds / 2 <= noisy.elapsed_seconds < POLICY.budget_seconds / 2 + 0.2
+    gated = run(7, 0.01, 0.01, bound=1.0, sigma=0.3)
+    assert gated.elapsed_seconds >= POLICY.budget_seconds  # a bound still gets the whole budget

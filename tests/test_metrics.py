@@ -59,8 +59,16 @@ def test_the_summary_names_figures_measured_without_a_threshold_on_a_gated_class
     from perfgate.report import markdown_summary
     from perfgate.results import RunRecord
 
-    result = CaseResult(CaseSpec("m", "t"), "cpu-avx2", outcome=Outcome.MEASURED, metrics={"memory": {"ratio": 1.3}})
-    judge(result, Thresholds("t", "cpu-avx2", True, {"min_cosine": 0.9}, {"min_cosine": "f"}))
+    result = CaseResult(
+        CaseSpec("m", "t"), "cpu-avx2", outcome=Outcome.MEASURED,
+        metrics={"memory": {"ratio": 1.3}, "speed": {
+            "estimate": {"speedup": 1.3, "ci_low": 1.2, "ci_high": 1.4, "pairs": 10, "spread": 0.01, "noisy": False},
+            "latency": {"baseline": {"p50": 0.002}, "candidate": {"p50": 0.0015}},
+            "bound": 1.1, "verdict": "pass", "stop_reason": "decided",
+        }},
+    )  # fmt: skip
+    judge(result, Thresholds("t", "cpu-avx2", True, {"min_speedup": 1.1}, {"min_speedup": "f"}))
+    assert result.verdict == "pass"
     summary = markdown_summary(RunRecord(fingerprint={}, config={}, cases=[result]))
     assert "- max_memory_ratio is measured but not gated on cpu-avx2 (1 cases)" in summary
 

@@ -176,28 +176,45 @@ def test_a_user_technique_that_hangs_is_recorded_as_a_timeout_and_the_run_goes_o
     assert [c["outcome"] for c in cases] == ["timeout", "measured"]
 
 
-def test_an_unknown_hardware_class_is_measured_and_recorded_but_not_gated(project, micro_model_dir):
-    project.makefile(".toml", thresholds='[techniques."fp32-eager".cpu-avx2]\nmin_speedup = 50.0\n')
-    project.makepyfile("def test_it(perfgate):\n    perfgate.gate('micro', 'fp32-eager', batch_size=2)\n")
-    result = project.runpytest_subprocess(
-        f"--perfgate-model=micro={micro_model_dir}:text-classification",
-        "--perfgate-hardware-class=cpu-riscv-someday",
-        f"--perfgate-thresholds={project.path / 'thresholds.toml'}",
-        "--perfgate-budget=1",
-        "--perfgate-memory=off",
-        "--perfgate-report-dir=out",
+def test_on_an_unknown_class_fidelity_still_judges_and_speed_is_recorded_ungated(project, micro_model_dir):
+    """A user's runner of a class nobody measured: the shipped and the user's fidelity floors judge there."""
+    plant(project, 'register_technique("planted-half-cosine", "perf.planted:BendsOutputsToHalfCosine")\n')
+    project.makefile(".toml", thresholds='[techniques."planted-half-cosine".default]\nmin_cosine = 0.9\n')
+    project.makepyfile(
+        """
+        def test_broken(perfgate):
+            perfgate.gate('micro', 'planted-half-cosine', batch_size=2)
+
+        def test_good(perfgate):
+            perfgate.gate('micro', 'attention-eager', batch_size=2)
+        """
     )
-    result.assert_outcomes(passed=1)
+    options = [*micro_run(micro_model_dir), "--perfgate-hardware-class=cpu-riscv-someday", "--perfgate-memory=off",
+               f"--perfgate-thresholds={project.path / 'thresholds.toml'}"]  # fmt: skip
+    result = project.runpytest_subprocess(*options)
+    result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
+            "*cosine 0.5* misses >= min_cosine 0.9*",
             "*UNGATED*",
-            "hardware class cpu-riscv-someday has no thresholds for fp32-eager: measured and recorded, not gated",
+            "hardware class cpu-riscv-someday has no speed or memory thresholds for attention-eager: measured and "
+            "recorded (UNGATED); fidelity and sizes judged",
         ]
     )
-    (case,) = json.loads((project.path / "out" / "results.json").read_text())["cases"]
-    assert case["verdict"] == "ungated"
-    assert case["metrics"]["speed"]["samples"]["baseline"]
-    assert "not gated" in (project.path / "out" / "summary.md").read_text()
+    broken, good = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    assert broken["verdict"] == "fail"
+    assert good["verdict"] == "ungated"
+    assert good["metrics"]["speed"]["samples"]["baseline"]
+    fidelity = {c["name"]: c for c in good["checks"]}["min_cosine"]
+    assert fidelity["verdict"] == "pass"
+    assert "shipped.toml" in fidelity["message"]
+
+    required = project.runpytest_subprocess(*options, "--perfgate-require-gated", "-k", "good")
+    required.assert_outcomes(failed=1)
+    required.stdout.fnmatch_lines(
+        ["*min_speedup measured with no threshold on cpu-riscv-someday, and --perfgate-require-gated is on*"
+         "perfgate thresholds derive --history HISTORY --class cpu-riscv-someday*"]
+    )  # fmt: skip
 
 
 def test_slow_tests_skip_with_the_reason_unless_the_marker_expression_names_them(project):

@@ -6,7 +6,7 @@ import pytest
 
 from perfgate.errors import ConfigError, ThresholdsError
 from perfgate.technique import technique_names
-from perfgate.thresholds import Check, load_thresholds
+from perfgate.thresholds import FIELDS, HARDWARE_FIELDS, SHIPPED, Check, layers, load_thresholds
 
 TECHNIQUE = "onnxruntime-o2"
 FILE = """
@@ -51,13 +51,60 @@ def test_a_class_with_only_a_family_section_is_gated_on_the_family_values(tmp_pa
     assert found.values["max_memory_ratio"] == 2.0
 
 
-def test_an_unknown_hardware_class_is_not_gated(tmp_path):
+def test_on_an_unknown_class_speed_has_no_bound_but_default_fidelity_still_judges(tmp_path):
     found = load_thresholds([write(tmp_path, FILE)], technique_names()).lookup(TECHNIQUE, "gpu-sm90")
     assert not found.gated
     assert found.speed_bound() is None
-    check = Check("min_cosine", 0.5, higher_is_better=True).judge(found, "ctx")
-    assert check is not None
-    assert check.verdict == "ungated"
+    broken = Check("min_cosine", 0.5, higher_is_better=True).judge(found, "ctx")
+    assert broken is not None
+    assert broken.verdict == "fail"
+    assert "0.5 misses >= min_cosine 0.999" in broken.message
+    good = Check("min_cosine", 0.9995, higher_is_better=True).judge(found, "ctx")
+    assert good is not None
+    assert good.verdict == "pass"
+
+
+def test_every_field_says_whether_it_depends_on_the_hardware_and_derived_ones_have_a_rule():
+    assert {"min_speedup", "max_slowdown", "max_memory_ratio", "min_batching_gain"} <= HARDWARE_FIELDS
+    assert not {"min_cosine", "min_top1", "max_size_ratio", "max_compile_graphs", "max_graph_breaks"} & HARDWARE_FIELDS
+    assert all(FIELDS[name].rule for name in HARDWARE_FIELDS)
+
+
+def test_the_layers_are_shipped_then_ini_then_per_class_files_then_the_override(tmp_path):
+    ini = write(tmp_path, FILE)
+    (tmp_path / "thresholds.d").mkdir()
+    per_class = write(
+        tmp_path / "thresholds.d", '[techniques."onnxruntime-o2".cpu-avx2]\nmin_speedup = 1.4\n', "cpu-avx2.toml"
+    )
+    override = write(tmp_path, '[techniques."onnxruntime-o2".cpu-avx2]\nmin_speedup = 1.6\n', "user.toml")
+    paths = layers(ini, tmp_path, override)
+    assert paths == [SHIPPED, ini, per_class, override]
+    found = load_thresholds(paths, technique_names()).lookup(TECHNIQUE, "cpu-avx2")
+    assert found.values["min_speedup"] == 1.6
+    assert layers(None, tmp_path / "elsewhere", None) == [SHIPPED]
+
+
+def test_the_shipped_defaults_hold_only_hardware_independent_fields_in_default_sections():
+    shipped = load_thresholds([SHIPPED], technique_names())
+    for path, technique, section in shipped.class_sections():
+        assert section == "default", f"{path}: {technique}.{section}"
+    for technique in shipped.techniques():
+        for _, name, _, _ in shipped.applicable(technique, "cpu-unknown-test"):
+            assert name not in HARDWARE_FIELDS, f"{technique}: {name} depends on the hardware"
+    int8 = shipped.lookup("onnxruntime-o1-int8-static", "cpu-unknown-test")
+    assert (
+        Check("min_cosine", 0.891, higher_is_better=True).judge(int8, "MiniLM static int8 as measured").verdict
+        == "pass"
+    )
+    assert Check("min_cosine", 0.5, higher_is_better=True).judge(int8, "a broken int8 model").verdict == "fail"
+
+
+def test_applicable_names_the_section_and_file_of_each_field_on_a_class(tmp_path):
+    path = write(tmp_path, FILE)
+    rows = load_thresholds([path], technique_names()).applicable(TECHNIQUE, "cpu-avx2")
+    assert ("default", "min_cosine", str(path), 0.999) in rows
+    assert ("cpu-avx2.models.minilm/b8", "min_speedup", str(path), 1.1) in rows
+    assert [row[0] for row in rows].index("cpu") < [row[0] for row in rows].index("cpu-avx2")
 
 
 def test_a_later_file_overrides_an_earlier_one_field_by_field(tmp_path):

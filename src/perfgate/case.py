@@ -3,13 +3,14 @@ it through (``CaseContext``), and the judge that turns its metrics into one verd
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from perfgate.metrics import all_metrics
 from perfgate.outcome import Outcome, Verdict
 from perfgate.spec import CaseSpec
-from perfgate.thresholds import SPEED_FIELDS, CheckResult
+from perfgate.thresholds import HARDWARE_FIELDS, SPEED_FIELDS, CheckResult
 
 if TYPE_CHECKING:
     from perfgate.launcher import Launcher
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from perfgate.thresholds import Thresholds
 
 __all__ = ["CaseContext", "CaseResult", "judge"]
+
+MEMORY_JOBS = frozenset({"serving-memory", "runtime-overhead"})  # the jobs a memory pass adds to a case
 
 
 @dataclass
@@ -33,8 +36,9 @@ class CaseResult:
     worker: dict[str, Any] = field(default_factory=dict)  # jobs: pid, fresh, start and load seconds
     thresholds: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
-    ungated: list[str] = field(default_factory=list)  # threshold fields measured here but set for no class
+    ungated: list[str] = field(default_factory=list)  # hardware-dependent fields measured here without a bound
     verdict: Verdict = Verdict.INCONCLUSIVE
+    wall_seconds: float = 0.0  # from the case's start to its verdict, in the pytest process
 
     @property
     def context(self) -> str:
@@ -46,6 +50,18 @@ class CaseResult:
         """What isolation cost this case outside the timed blocks: worker starts and model loads."""
         jobs = self.worker.get("jobs", [])
         return float(sum(job.get("start_seconds", 0.0) + job.get("load_seconds", 0.0) for job in jobs))
+
+    def time_split(self) -> dict[str, float]:
+        """Where the case's wall time went: worker starts and model loads (setup), serving-memory jobs
+        (memory), and the rest — timing, fidelity, the scenario's own work (measurement)."""
+        jobs = self.worker.get("jobs", [])
+        memory = sum(
+            job.get("wall_seconds", 0.0) - job.get("start_seconds", 0.0) - job.get("load_seconds", 0.0)
+            for job in jobs
+            if job.get("scenario") in MEMORY_JOBS
+        )
+        setup = self.setup_seconds
+        return {"setup": setup, "memory": memory, "measurement": max(self.wall_seconds - setup - memory, 0.0)}
 
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if c.verdict == Verdict.FAIL]
@@ -67,25 +83,33 @@ class CaseResult:
 
 
 def judge(result: CaseResult, thresholds: Thresholds) -> None:
-    """Every metric's checks, then one verdict: an outcome that is not a result fails; any FAIL fails;
-    an undecided check is INCONCLUSIVE; a class without thresholds is UNGATED."""
+    """Every metric's checks, then one verdict, the first that applies:
+
+    FAIL          an outcome that is not a result, or any check fails
+    INCONCLUSIVE  a check could not decide (the speed interval straddles its bound)
+    RECORDED      the case measured no threshold field at all (arrivals, calibration)
+    UNGATED       no hardware-dependent field it measured has a bound here (fidelity and sizes still judged)
+    PASS          at least one hardware-dependent field was judged, and every check holds
+    """
     checks: list[CheckResult] = []
-    ungated: list[str] = []
+    measured: list[str] = []
     for metric in all_metrics():
         if metric.name in result.metrics:
             figures = result.metrics[metric.name]
             checks += metric.checks(figures, thresholds, result.context)
-            ungated += [c.name for c in metric.measured(figures) if not _bounded(c.name, thresholds)]
-    result.checks, result.ungated = checks, ungated
+            measured += [c.name for c in metric.measured(figures)]
+    hardware = [name for name in measured if name in HARDWARE_FIELDS]
+    result.checks = checks
+    result.ungated = [name for name in hardware if not _bounded(name, thresholds)]
     verdicts = {c.verdict for c in checks}
-    if result.outcome != Outcome.MEASURED:
-        result.verdict = Verdict.FAIL
-    elif not thresholds.gated:
-        result.verdict = Verdict.UNGATED
-    elif Verdict.FAIL in verdicts:
+    if result.outcome != Outcome.MEASURED or Verdict.FAIL in verdicts:
         result.verdict = Verdict.FAIL
     elif Verdict.INCONCLUSIVE in verdicts:
         result.verdict = Verdict.INCONCLUSIVE
+    elif not measured:
+        result.verdict = Verdict.RECORDED
+    elif len(result.ungated) == len(hardware):
+        result.verdict = Verdict.UNGATED
     else:
         result.verdict = Verdict.PASS
 
@@ -123,8 +147,12 @@ class CaseContext:
         from perfgate.scenarios import Isolation
 
         fresh = scenario.isolation is Isolation.FRESH or self.fresh_worker
+        started = time.perf_counter()
         reply = self.launcher.submit(self.spec.device, scenario, payload, fresh=fresh, timeout=timeout or self.timeout)
-        self.result.worker.setdefault("jobs", []).append({"scenario": scenario.name, **reply.worker})
+        wall = time.perf_counter() - started
+        self.result.worker.setdefault("jobs", []).append(
+            {"scenario": scenario.name, **reply.worker, "wall_seconds": wall}
+        )
         if reply.outcome != Outcome.MEASURED:
             self.result.outcome = reply.outcome
             prefix = "" if scenario.name == self.spec.scenario else f"{scenario.name}: "

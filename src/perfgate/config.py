@@ -2,7 +2,8 @@
 
 Precedence, highest first: command line > environment > ini (pytest.ini / [tool.pytest.ini_options])
 > default. Thresholds are layered instead of replaced: the ini file is the base and a file from the
-command line or environment overrides it field by field. A bad value raises ``pytest.UsageError``
+command line or environment overrides it field by field, over the thresholds shipped with perfgate and
+under the per-class files of ``thresholds.d/`` (``thresholds.layers``). A bad value raises ``pytest.UsageError``
 naming where it came from.
 """
 
@@ -20,6 +21,7 @@ import pytest
 from perfgate.errors import ConfigError
 from perfgate.model import TASKS, ModelSource
 from perfgate.placement import parse_gpu_list
+from perfgate.thresholds import layers
 
 __all__ = ["OPTIONS", "Option", "Settings", "add_options", "read_settings", "user_models"]
 
@@ -38,12 +40,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _switch(text: str) -> bool:
+    return {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}[text.lower()]
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # Settings attribute; flag --perfgate-<name>, env PERFGATE_<NAME>, ini perfgate_<name>
     help: str
     parse: Callable[[str], Any] = str
     default: Any = None
+    switch: bool = False  # the flag takes no value and means "on"; env and ini say on/off
 
     @property
     def flag(self) -> str:
@@ -95,6 +102,14 @@ OPTIONS = (
         lambda t: {"on": True, "off": False}[t],
         True,
     ),
+    Option(
+        "require_gated",
+        "fail a case whose speed, memory and other hardware-dependent figures have no threshold on this class "
+        "(a runner that should be gated but is not); RECORDED scenarios are exempt",
+        _switch,
+        False,
+        switch=True,
+    ),
 )
 
 
@@ -113,6 +128,7 @@ class Settings:
     case_timeout: float
     kill_grace: float
     memory: bool
+    require_gated: bool = False
     history: Path | None = None
     gpus: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
@@ -126,8 +142,13 @@ class Settings:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("perfgate", "perfgate: A/B performance gates for model optimizations")
     for option in OPTIONS:
+        shape: dict[str, Any] = {"action": "store_const", "const": "on"} if option.switch else {}
         group.addoption(
-            option.flag, dest=f"perfgate_{option.name}", default=None, help=f"{option.help} [env {option.env}]"
+            option.flag,
+            dest=f"perfgate_{option.name}",
+            default=None,
+            help=f"{option.help} [env {option.env}]",
+            **shape,
         )
         parser.addini(option.ini, option.help, default=None)
     group.addoption(
@@ -153,13 +174,13 @@ def read_settings(config: pytest.Config) -> Settings:
                 f"perfgate: {source} {option.name}={raw!r} is invalid ({error}); {option.help}"
             ) from None
         sources[option.name] = source
-    thresholds = []
     ini_thresholds = config.getini("perfgate_thresholds")
-    if ini_thresholds:
-        thresholds.append(root / str(ini_thresholds))
     override = config.getoption("perfgate_thresholds") or os.environ.get("PERFGATE_THRESHOLDS")
-    if override:
-        thresholds.append(Path(override).expanduser().resolve())
+    thresholds = layers(
+        root / str(ini_thresholds) if ini_thresholds else None,
+        root,
+        Path(override).expanduser().resolve() if override else None,
+    )
     values["thresholds"] = thresholds
     values["report_dir"] = root / Path(values["report_dir"]).expanduser()
     values["cache_dir"] = root / Path(values["cache_dir"]).expanduser()  # absolute: exporters chdir

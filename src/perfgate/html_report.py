@@ -37,6 +37,7 @@ __all__ = ["html_report", "pareto_front"]
 
 VERDICT_COLOURS = {
     Verdict.PASS: "#2e7d32", Verdict.FAIL: "#c62828", Verdict.INCONCLUSIVE: "#ef6c00", Verdict.UNGATED: "#757575",
+    Verdict.RECORDED: "#1565c0",
 }  # fmt: skip
 
 

@@ -21,7 +21,10 @@ class Outcome(enum.StrEnum):
 
 
 class Verdict(enum.StrEnum):
-    PASS = "pass"
+    """Most severe first: a case's verdict is the first that applies (``case.judge``)."""
+
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
-    UNGATED = "ungated"
+    UNGATED = "ungated"  # no hardware-dependent bound here: measured and recorded; fidelity still judged
+    RECORDED = "recorded"  # the scenario has no threshold field at all: a measurement to read
+    PASS = "pass"

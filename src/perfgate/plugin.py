@@ -87,6 +87,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"perfgate: hardware {session.hardware.describe()}",
         f"perfgate: {session.settings.describe()}, thresholds "
         + (", ".join(str(p) for p in session.settings.thresholds) or "none"),
+        f"perfgate: {session.coverage()}",
     ]
 
 
@@ -233,14 +234,15 @@ class Bench:
             warnings.warn(InconclusiveWarning("; ".join(undecided)), stacklevel=2)
         return result
 
-    @staticmethod
-    def enforce(result: CaseResult) -> None:
+    def enforce(self, result: CaseResult) -> None:
         if result.outcome != Outcome.MEASURED:
             log = f"\n--- worker log (last lines) ---\n{result.log}" if result.log else ""
             pytest.fail(f"{result.context}: outcome {result.outcome}: {result.detail}{log}", pytrace=False)
         failures = result.failures()
         if failures:
             pytest.fail("\n".join(check.message for check in failures), pytrace=False)
+        if result.verdict == Verdict.UNGATED and self.session.settings.require_gated:
+            pytest.fail(self.session.ungated_message(result), pytrace=False)
         if result.verdict == Verdict.INCONCLUSIVE:
             undecided = [c.message for c in result.checks if c.verdict == Verdict.INCONCLUSIVE]
             warnings.warn(InconclusiveWarning("; ".join(undecided)), stacklevel=2)

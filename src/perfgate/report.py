@@ -22,6 +22,7 @@ __all__ = [
     "stack_lines",
     "summary_rows",
     "text_table",
+    "time_section",
     "ungated_fields",
     "ungated_lines",
     "ungated_techniques",
@@ -29,7 +30,8 @@ __all__ = [
 
 
 def ungated_techniques(cases: Sequence[CaseResult]) -> dict[str, list[str]]:
-    """Hardware class -> techniques with no thresholds at all on it (measured and recorded only)."""
+    """Hardware class -> techniques whose speed, memory and other hardware-dependent figures have no
+    threshold on it (measured and recorded; their fidelity and sizes are still judged)."""
     found: dict[str, set[str]] = {}
     for case in cases:
         if case.verdict == Verdict.UNGATED:
@@ -40,8 +42,8 @@ def ungated_techniques(cases: Sequence[CaseResult]) -> dict[str, list[str]]:
 def ungated_lines(cases: Sequence[CaseResult]) -> list[str]:
     """What was measured but not judged, one line each: whole techniques, then single fields."""
     lines = [
-        f"hardware class {hardware_class} has no thresholds for {', '.join(techniques)}: measured and recorded, "
-        "not gated"
+        f"hardware class {hardware_class} has no speed or memory thresholds for {', '.join(techniques)}: "
+        "measured and recorded (UNGATED); fidelity and sizes judged"
         for hardware_class, techniques in ungated_techniques(cases).items()
     ]
     lines += [
@@ -60,6 +62,31 @@ def ungated_fields(cases: Sequence[CaseResult]) -> dict[tuple[str, str], int]:
         for name in case.ungated:
             counts[(name, case.hardware_class)] = counts.get((name, case.hardware_class), 0) + 1
     return dict(sorted(counts.items()))
+
+
+def time_section(cases: Sequence[CaseResult], slowest: int = 10) -> list[str]:
+    """Where the run's time went: per test module, then the slowest cases split into setup, memory
+    jobs and measurement (what to move to the nightly selection when the default run grows)."""
+    timed = [case for case in cases if case.wall_seconds > 0]
+    if not timed:
+        return []
+    modules: dict[str, float] = {}
+    for case in timed:
+        module = case.nodeid.split("::")[0] or "(no test)"
+        modules[module] = modules.get(module, 0.0) + case.wall_seconds
+    total = sum(modules.values())
+    out = ["", "## Where the time went", "", f"{total:.0f} s in {len(timed)} cases.", ""]
+    out += ["| test module | wall s | share |", "|---|---|---|"]
+    out += [f"| {m} | {t:.0f} | {t / total:.0%} |" for m, t in sorted(modules.items(), key=lambda kv: -kv[1])]
+    out += ["", f"The {min(slowest, len(timed))} slowest cases:", ""]
+    out += ["| case | wall s | setup s | memory s | measurement s |", "|---|---|---|---|---|"]
+    for case in sorted(timed, key=lambda c: -c.wall_seconds)[:slowest]:
+        split = case.time_split()
+        out.append(
+            f"| `{case.spec.case_id}` | {case.wall_seconds:.1f} | {split['setup']:.1f} | {split['memory']:.1f} | "
+            f"{split['measurement']:.1f} |"
+        )
+    return out
 
 
 def isolation_line(cases: Sequence[CaseResult]) -> str:
@@ -176,7 +203,17 @@ def stack_lines(cases: Sequence[CaseResult]) -> list[str]:
 
 def columns() -> tuple[str, ...]:
     metric_columns = [column for metric in all_metrics() for column in metric.columns]
-    return ("model", "technique", "batch", *metric_columns[:1], "verdict", *metric_columns[1:], "setup s", "outcome")
+    return (
+        "model",
+        "technique",
+        "batch",
+        *metric_columns[:1],
+        "verdict",
+        *metric_columns[1:],
+        "setup s",
+        "wall s",
+        "outcome",
+    )
 
 
 def summary_rows(cases: Sequence[CaseResult]) -> list[tuple[str, ...]]:
@@ -189,6 +226,7 @@ def summary_rows(cases: Sequence[CaseResult]) -> list[tuple[str, ...]]:
                 cells.update(metric.cells(case.metrics[metric.name]))
         cells["verdict"] = case.verdict.upper()
         cells["setup s"] = f"{case.setup_seconds:.1f}"
+        cells["wall s"] = f"{case.wall_seconds:.1f}"
         cells["outcome"] = case.outcome if not case.detail else f"{case.outcome}: {case.detail[:60]}"
         rows.append(tuple(cells.get(column, "-") for column in header))
     return rows
@@ -220,7 +258,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
         "Speedup is baseline time / candidate time (fp32 eager baseline, same worker process, interleaved ABBA",
         "pairs); memory is the candidate's serving memory attributable to the model relative to fp32 (see the",
         "memory section); size is bytes of weights; setup s is what isolation cost the case outside the timed",
-        "blocks (worker starts, model loads).",
+        "blocks (worker starts, model loads); wall s is the case from start to verdict.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -231,6 +269,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     if ungated:
         out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]
     out += ladder_section(record.cases)
+    out += time_section(record.cases)
     stacks = stack_lines(record.cases)
     if stacks:
         out += ["", "## Stacks against their parts", "", *[f"- {line}" for line in stacks]]

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,8 @@ from perfgate.report import fit_job_summary, markdown_summary
 from perfgate.results import RunRecord, write_atomically
 from perfgate.scenarios import get_scenario
 from perfgate.spec import BASELINE, CaseSpec
-from perfgate.technique import Technique, get_technique, import_path, technique_names
-from perfgate.thresholds import Thresholds, ThresholdsFile, load_thresholds
+from perfgate.technique import STACK_SEPARATOR, Technique, get_technique, import_path, technique_names
+from perfgate.thresholds import Thresholds, ThresholdsFile, class_files_dir, load_thresholds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -134,6 +135,41 @@ class PerfgateSession:
         )
         return override or found
 
+    def capabilities(self, device: str = "cpu") -> list[str]:
+        """The capability sections this machine is judged under, read from its CPU flags (or GPU)."""
+        return [self.hardware.capability(dtype, device) for dtype in ("bf16", "fp16", "int8")]
+
+    def coverage(self) -> str:
+        """Which thresholds sections apply on this machine's CPU class, for the report header."""
+        hardware_class = self.hardware_class("cpu")
+        counts = dict.fromkeys((hardware_class, "cpu", *self.capabilities()), 0)
+        for _, _, section in self.thresholds.class_sections():
+            if section in counts:
+                counts[section] += 1
+        described = "; ".join(f"{level}: {count} techniques" for level, count in counts.items())
+        note = "" if counts[hardware_class] else (
+            f" ({hardware_class} has no sections: fidelity and sizes from 'default' judge, speed and memory "
+            "are recorded UNGATED where no family or capability section applies)"
+        )  # fmt: skip
+        return f"thresholds sections for this CPU (capabilities from its flags) — {described}{note}"
+
+    def ungated_message(self, result: CaseResult) -> str:
+        """Why --perfgate-require-gated fails an UNGATED case, and how to gate it."""
+        spec, hardware_class = result.spec, result.hardware_class
+        files = ", ".join(str(p) for p in self.settings.thresholds)
+        target = class_files_dir(self._ini_thresholds(), self.config.rootpath) / f"{hardware_class}.toml"
+        return (
+            f"{result.context}: {', '.join(sorted(set(result.ungated)))} measured with no threshold on "
+            f'{hardware_class}, and --perfgate-require-gated is on: no section [techniques."{spec.technique}".'
+            f"{hardware_class}] (nor its family or capability) in {files}. Gate this runner: store a few nightly "
+            f"runs (perfgate store), then `perfgate thresholds derive --history HISTORY --class {hardware_class} "
+            f"--output {target}`, review the diff and commit it"
+        )
+
+    def _ini_thresholds(self) -> Path | None:
+        ini = self.config.getini("perfgate_thresholds")
+        return self.config.rootpath / str(ini) if ini else None
+
     @functools.cached_property
     def sentences(self) -> list[str]:
         path = self.settings.sentences
@@ -187,11 +223,13 @@ class PerfgateSession:
         result.thresholds = {
             "capability": self.capability(spec),
             "gated": thresholds.gated,
+            "derivable": all(get_technique(part).derive_thresholds for part in spec.technique.split(STACK_SEPARATOR)),
             "values": dict(thresholds.values),
             "origins": dict(thresholds.origins),
         }
         self._ensure_record().cases.append(result)
         self.save()  # recorded as started before it runs
+        started = time.perf_counter()
         try:
             context = self._context(spec, result, thresholds)
             if memory is False:
@@ -205,6 +243,7 @@ class PerfgateSession:
             result.detail = f"{type(error).__name__}: {error}"[:500]
             raise
         finally:
+            result.wall_seconds = time.perf_counter() - started
             judge(result, thresholds)
             self.save()
         return result

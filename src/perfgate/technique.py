@@ -123,6 +123,9 @@ class Technique(ABC):
     # The reduced-precision math the variant relies on ("bf16", "fp16", "int8", "fp8"), or None: its
     # thresholds are then looked up under the detected capability (cpu-bf16-native, cpu-int8-emulated...).
     native_math: ClassVar[str | None] = None
+    # False for a variant whose thresholds state a promise it is there to break (an anti-pattern, a
+    # planted fault): `perfgate thresholds derive` must not turn what it measured into its bound.
+    derive_thresholds: ClassVar[bool] = True
 
     def runtime_modules(self) -> tuple[str, ...]:
         """Libraries a process serving this variant imports; the runtime-overhead worker imports the

@@ -9,16 +9,24 @@ File layout (TOML)::
     min_speedup = 1.8
     [techniques."onnxruntime-o2".cpu-avx2.models."minilm/b8"]   # one model and batch size
     min_speedup = 1.1
-    [techniques."onnxruntime-o2".default]    # fields shared by every gated class
+    [techniques."onnxruntime-o2".default]    # every class, known or not
     min_cosine = 0.999
 
-A technique is *gated* on a hardware class when the file has a section for that class, its family
-(``cpu``, ``gpu``) or, for a technique that declares ``native_math``, the detected capability
-(``cpu-bf16-native``, ``cpu-fp16-emulated``, ``gpu-bf16-native``...). Fields resolve level by level,
-``default`` → family → capability → exact class, and within a level from the section to its
-``models.NAME`` and ``models."NAME/bBATCH"`` tables, the later winning.
-On a class with no section the case is measured and recorded but not gated, and the report says so. A
-user file overrides the shipped one field by field.
+Fields resolve level by level, ``default`` → family (``cpu``, ``gpu``) → capability (for a technique
+that declares ``native_math``: ``cpu-bf16-native``, ``cpu-int8-emulated``, ``gpu-fp16-native``...) →
+exact class, and within a level from the section to its ``models.NAME`` and ``models."NAME/bBATCH"``
+tables, the later winning. Every value that resolves gates.
+
+Each field says whether it depends on the hardware (``FIELDS``). Hardware-independent fields — fidelity
+of exact rewrites, sizes, graph counts, state prediction — belong in ``default`` and judge on every class,
+including one nobody measured. Hardware-dependent ones — speed, memory, gains, fits — belong in a family,
+capability or class section: on a class without one they are measured and recorded, and the case's
+verdict says UNGATED (``case.judge``).
+
+Files layer, later ones overriding earlier ones field by field (``layers``): the defaults shipped inside
+this package (``shipped.toml``: floors that catch breakage on any model), the ini file, the per-class files
+in ``thresholds.d/`` beside it (what ``perfgate thresholds derive`` writes), then a
+``--perfgate-thresholds`` file.
 """
 
 from __future__ import annotations
@@ -33,37 +41,147 @@ from typing import Any
 from perfgate.errors import ThresholdsError
 from perfgate.technique import STACK_SEPARATOR
 
-__all__ = ["FIELDS", "Check", "CheckResult", "Thresholds", "ThresholdsFile", "load_thresholds"]
+__all__ = [
+    "FIELDS",
+    "HARDWARE_FIELDS",
+    "SHIPPED",
+    "Check",
+    "CheckResult",
+    "Field",
+    "Rule",
+    "Thresholds",
+    "ThresholdsFile",
+    "class_files_dir",
+    "layers",
+    "load_thresholds",
+    "project_ini_thresholds",
+]
 
-# field -> (lowest allowed value, highest allowed value, what it bounds)
-FIELDS: Mapping[str, tuple[float, float, str]] = {
-    "min_speedup": (0.0, math.inf, "lower CI bound of baseline/candidate time must reach it"),
-    "max_slowdown": (0.0, math.inf, "candidate may be this fraction slower (0.1 = 10%), judged on the CI"),
-    "max_memory_ratio": (0.0, math.inf, "candidate/baseline serving memory attributable to the model"),
-    "max_size_ratio": (0.0, math.inf, "candidate/baseline bytes of weights"),
-    "min_cosine": (-1.0, 1.0, "lowest row cosine to fp32 outputs"),
-    "min_top1": (0.0, 1.0, "share of rows whose argmax agrees with fp32"),
-    "min_task_ratio": (0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)"),
-    "max_compile_graphs": (1.0, math.inf, "graphs torch.compile builds over the fixed length sweep"),
-    "max_graph_breaks": (0.0, math.inf, "graph breaks while tracing"),
-    "max_energy_ratio": (0.0, math.inf, "candidate/baseline GPU energy per inference (NVML)"),
-    "min_batching_gain": (0.0, math.inf, "batch sweep: best length-sorted throughput over batch-1 throughput"),
-    "min_cache_gain": (0.0, math.inf, "result cache: lower CI bound of the stream's speedup with the cache"),
-    "min_batch_fit_ratio": (0.0, math.inf, "largest batch that fits under the same memory cap, over fp32's"),
-    "max_load_anon_ratio": (0.0, math.inf, "load: anonymous peak beyond the runtime's, over the stored weights"),
-    "max_load_output_diff": (0.0, math.inf, "load: largest absolute output difference to the plain fp32 load"),
-    "max_loss_diff": (0.0, math.inf, "training: largest loss difference to fp32 AdamW over the first steps"),
-    "min_train_batch_fit_ratio": (0.0, math.inf, "training: largest batch that fits under the cap, over fp32 AdamW's"),
-    "min_prefetch_efficiency": (0.0, math.inf, "training: loader workers' measured speedup over the predicted one"),
-    "max_train_memory_ratio": (0.0, math.inf, "training: anonymous peak over the steps, over fp32 AdamW's"),
-    "max_state_prediction_error": (0.0, math.inf, "training: optimizer state measured against its rule, relative"),
-    "max_offload_resident_ratio": (0.0, math.inf, "offload: RAM held after the first forward, over max_memory cpu"),
+SHIPPED = Path(__file__).with_name("shipped.toml")
+CLASS_FILES = "thresholds.d"  # beside the ini file: one file per hardware class, as `derive` writes them
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How ``perfgate thresholds derive`` turns one field's values over several runs into a threshold: a
+    floor is ``factor`` x the lowest value; a ceiling the larger of ``factor`` x the highest and the
+    highest + ``margin``. The margins are the ones the project's own thresholds were written by."""
+
+    factor: float
+    margin: float = 0.0
+
+    def apply(self, values: list[float], floor: bool) -> float:
+        if floor:
+            return self.factor * min(values)
+        return max(self.factor * max(values), max(values) + self.margin)
+
+    def describe(self, floor: bool) -> str:
+        if floor:
+            return f"{self.factor:g} x the lowest"
+        return f"max(highest x {self.factor:g}, highest + {self.margin:g})"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One threshold field: its range, what it bounds, whether it depends on the hardware, and the rule
+    ``perfgate thresholds derive`` writes it by (hardware-dependent fields only)."""
+
+    low: float
+    high: float
+    meaning: str
+    hardware: bool  # True: speed, memory, gains, fits; False: exact or library-fixed (fidelity, sizes, graphs)
+    rule: Rule | None = None
+
+
+SPEED_RULE = Rule(0.75)  # of the lowest lower CI bound: a runner 20% slower than the measured ones passes
+GAIN_RULE = Rule(0.75)  # batching gain, loader efficiency: ratios of medians, speed's margin
+FIT_RULE = Rule(0.85)  # largest batch under a cap: the search is exact for a cap, the fp32 arm moves 3-4%
+MEMORY_RULE = Rule(1.15, 0.10)  # serving and training memory ratios: a few MB move a small fp32 side
+LOAD_RULE = Rule(1.15, 0.05)  # load peaks and offload residency over stored bytes (hundreds of MB)
+FIELDS: Mapping[str, Field] = {
+    "min_speedup": Field(0.0, math.inf, "lower CI bound of baseline/candidate time must reach it", True, SPEED_RULE),
+    "max_slowdown": Field(
+        0.0, math.inf, "candidate may be this fraction slower (0.1 = 10%), judged on the CI", True, SPEED_RULE
+    ),
+    "max_memory_ratio": Field(
+        0.0, math.inf, "candidate/baseline serving memory attributable to the model", True, MEMORY_RULE
+    ),
+    "max_size_ratio": Field(0.0, math.inf, "candidate/baseline bytes of weights", False),
+    "min_cosine": Field(-1.0, 1.0, "lowest row cosine to fp32 outputs", False),
+    "min_top1": Field(0.0, 1.0, "share of rows whose argmax agrees with fp32", False),
+    "min_task_ratio": Field(0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)", False),
+    "max_compile_graphs": Field(1.0, math.inf, "graphs torch.compile builds over the fixed length sweep", False),
+    "max_graph_breaks": Field(0.0, math.inf, "graph breaks while tracing", False),
+    "max_energy_ratio": Field(0.0, math.inf, "candidate/baseline GPU energy per inference (NVML)", True, MEMORY_RULE),
+    "min_batching_gain": Field(
+        0.0,
+        math.inf,
+        "batch sweep: best length-sorted throughput over batch-1 throughput",
+        True,
+        GAIN_RULE,
+    ),
+    "min_cache_gain": Field(
+        0.0, math.inf, "result cache: lower CI bound of the stream's speedup with the cache", True, SPEED_RULE
+    ),
+    "min_batch_fit_ratio": Field(
+        0.0,
+        math.inf,
+        "largest batch that fits under the same memory cap, over fp32's",
+        True,
+        FIT_RULE,
+    ),
+    "max_load_anon_ratio": Field(
+        0.0,
+        math.inf,
+        "load: anonymous peak beyond the runtime's, over the stored weights",
+        True,
+        LOAD_RULE,
+    ),
+    "max_load_output_diff": Field(
+        0.0, math.inf, "load: largest absolute output difference to the plain fp32 load", False
+    ),
+    "max_loss_diff": Field(
+        0.0, math.inf, "training: largest loss difference to fp32 AdamW over the first steps", False
+    ),
+    "min_train_batch_fit_ratio": Field(
+        0.0,
+        math.inf,
+        "training: largest batch that fits under the cap, over fp32 AdamW's",
+        True,
+        FIT_RULE,
+    ),
+    "min_prefetch_efficiency": Field(
+        0.0,
+        math.inf,
+        "training: loader workers' measured speedup over the predicted one",
+        True,
+        GAIN_RULE,
+    ),
+    "max_train_memory_ratio": Field(
+        0.0, math.inf, "training: anonymous peak over the steps, over fp32 AdamW's", True, MEMORY_RULE
+    ),
+    "max_state_prediction_error": Field(
+        0.0, math.inf, "training: optimizer state measured against its rule, relative", False
+    ),
+    "max_offload_resident_ratio": Field(
+        0.0,
+        math.inf,
+        "offload: RAM held after the first forward, over max_memory cpu",
+        True,
+        LOAD_RULE,
+    ),
 }
+HARDWARE_FIELDS = frozenset(name for name, spec in FIELDS.items() if spec.hardware)
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
 
 
 @dataclass(frozen=True)
 class Thresholds:
+    """What one case is judged against: every field that resolved for its technique, class and model.
+
+    A value gates wherever it resolves; ``gated`` says whether any section beyond ``default`` (the family,
+    the capability or the exact class) named the technique, i.e. whether anyone measured this hardware."""
+
     technique: str
     hardware_class: str
     gated: bool
@@ -77,7 +195,7 @@ class Thresholds:
             bounds.append(self.values["min_speedup"])
         if "max_slowdown" in self.values:
             bounds.append(1 / (1 + self.values["max_slowdown"]))
-        return max(bounds) if self.gated and bounds else None
+        return max(bounds) if bounds else None
 
     def describe(self, name: str) -> str:
         return f"{name} {self.values[name]:g} ({self.origins[name]})"
@@ -86,7 +204,10 @@ class Thresholds:
 class ThresholdsFile:
     def __init__(self, sections: Mapping[str, Mapping[str, Mapping[str, float]]], origins: Mapping[str, str]):
         self._sections = sections  # technique -> class -> field -> value
-        self._origins = origins  # "technique/class" -> file it came from
+        self._origins = origins  # "technique/class" and "technique/class/field" -> the file it came from
+
+    def techniques(self) -> list[str]:
+        return sorted(self._sections)
 
     def class_sections(self) -> list[tuple[str, str, str]]:
         """(file, technique, hardware class or family) for every section, to check the names exist."""
@@ -97,13 +218,27 @@ class ThresholdsFile:
             if ".models." not in key
         ]
 
+    def applicable(
+        self, technique: str, hardware_class: str, capability: str | None = None
+    ) -> list[tuple[str, str, str, float]]:
+        """(section, field, file, value) of every field that resolves on this class, model tables included,
+        in resolution order (a later row for the same field and model wins)."""
+        classes = self._sections.get(technique, {})
+        rows = []
+        for level in _levels(hardware_class, capability):
+            for key in sorted(k for k in classes if k == level or k.startswith(f"{level}.models.")):
+                rows += [
+                    (key, name, self._origins[f"{technique}/{key}/{name}"], value)
+                    for name, value in classes[key].items()
+                ]
+        return rows
+
     def lookup(
         self, technique: str, hardware_class: str, model: str = "", batch_size: int = 0, capability: str | None = None
     ) -> Thresholds:
         classes = self._sections.get(technique, {})
-        family = hardware_class.split("-", maxsplit=1)[0]
-        levels = ("default", family, *([capability] if capability else []), hardware_class)
-        gated = any(level in classes for level in levels[1:])
+        levels = _levels(hardware_class, capability)
+        gated = any(level in classes or any(k.startswith(f"{level}.models.") for k in classes) for level in levels[1:])
         values: dict[str, float] = {}
         origins: dict[str, str] = {}
         chain = [
@@ -119,8 +254,37 @@ class ThresholdsFile:
                     origins.pop(name, None)
             for name, value in section.items():
                 values[name] = value
-                origins[name] = f"{self._origins[f'{technique}/{key}']} [{technique}.{key}]"
+                origins[name] = f"{self._origins[f'{technique}/{key}/{name}']} [{technique}.{key}]"
         return Thresholds(technique, hardware_class, gated, values, origins)
+
+
+def _levels(hardware_class: str, capability: str | None) -> tuple[str, ...]:
+    family = hardware_class.split("-", maxsplit=1)[0]
+    return ("default", family, *([capability] if capability else []), hardware_class)
+
+
+def class_files_dir(ini_file: Path | None, rootdir: Path) -> Path:
+    """Where the per-class files live: ``thresholds.d/`` beside the ini file, else in the rootdir."""
+    return (ini_file.parent if ini_file is not None else rootdir) / CLASS_FILES
+
+
+def project_ini_thresholds(rootdir: Path) -> Path | None:
+    """The ``perfgate_thresholds`` ini value of a project's pyproject.toml, for commands outside pytest."""
+    pyproject = rootdir / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    try:
+        ini = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {}).get("ini_options", {})
+    except tomllib.TOMLDecodeError as error:
+        raise ThresholdsError(pyproject, "syntax", str(error), "fix the TOML syntax") from None
+    value = ini.get("perfgate_thresholds")
+    return rootdir / str(value) if value else None
+
+
+def layers(ini_file: Path | None, rootdir: Path, override: Path | None) -> list[Path]:
+    """The files a run reads, in the order they override each other: shipped, ini, per class, flag."""
+    class_files = sorted(class_files_dir(ini_file, rootdir).glob("*.toml"))
+    return [SHIPPED, *([ini_file] if ini_file else []), *class_files, *([override] if override else [])]
 
 
 def load_thresholds(paths: list[Path], known_techniques: list[str]) -> ThresholdsFile:
@@ -132,6 +296,7 @@ def load_thresholds(paths: list[Path], known_techniques: list[str]) -> Threshold
             for hardware_class, values in classes.items():
                 sections.setdefault(technique, {}).setdefault(hardware_class, {}).update(values)
                 origins[f"{technique}/{hardware_class}"] = str(path)
+                origins.update({f"{technique}/{hardware_class}/{name}": str(path) for name in values})
     return ThresholdsFile(sections, origins)
 
 
@@ -182,7 +347,7 @@ def _fields(path: Path, key: str, values: dict[str, Any]) -> dict[str, float]:
 def _value(path: Path, key: str, name: str, value: Any) -> float:
     if name not in FIELDS:
         raise ThresholdsError(path, key, value, f"unknown field {name!r}; fields are {', '.join(FIELDS)}")
-    low, high, meaning = FIELDS[name]
+    low, high, meaning = FIELDS[name].low, FIELDS[name].high, FIELDS[name].meaning
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
@@ -217,7 +382,7 @@ class Check:
         limit = thresholds.values[self.name]
         ok = self.measured >= limit if self.higher_is_better else self.measured <= limit
         relation = ">=" if self.higher_is_better else "<="
-        verdict = ("pass" if ok else "fail") if thresholds.gated else "ungated"
+        verdict = "pass" if ok else "fail"
         message = (
             f"{context}: {self.name.removeprefix('min_').removeprefix('max_')} {self.measured:.4g} "
             f"{'meets' if ok else 'misses'} {relation} {thresholds.describe(self.name)}"
