@@ -3,11 +3,12 @@ reasons given where none can be made, and a real worker killed inside its group 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
+from perfgate.cgroup import CgroupUnavailable, MemoryCgroup, SubtreeDelegation
 from perfgate.launcher import JobReply
 from tests.capped import real_cgroup, submit_in_cgroup
 
@@ -26,13 +27,61 @@ def test_v1_finds_the_memory_hierarchys_group_and_says_when_children_get_no_cont
     assert list((tmp_path / "memory" / "jobs" / "42").iterdir()) == [], "the half-made group is removed"
 
 
-def test_v2_finds_the_unified_group_when_it_has_the_memory_controller(tmp_path):
+def v2_group(tmp_path: Path, procs: list[int], subtree: str = "") -> tuple[Path, Path]:
     group = tmp_path / "session"
     group.mkdir()
     (group / "cgroup.controllers").write_text("cpu io memory pids\n")
-    proc_self = plant_tree(tmp_path, ["0::/session"])
-    with pytest.raises(CgroupUnavailable, match="session gives its children no memory controller"):
+    (group / "cgroup.subtree_control").write_text(subtree)
+    (group / "cgroup.procs").write_text("".join(f"{pid}\n" for pid in procs))
+    return group, plant_tree(tmp_path, ["0::/session"])
+
+
+def test_v2_enables_memory_for_its_children_from_a_leaf_and_undoes_it(tmp_path):
+    """A planted v2 tree whose group holds only this process: it moves into a leaf of its own, enables the
+    controller for the children, makes the capped group; at exit all of it is undone."""
+    group, proc_self = v2_group(tmp_path, [os.getpid()])
+    child = MemoryCgroup.create(tmp_path, proc_self)
+    delegation = SubtreeDelegation.active
+    try:
+        assert child.version == 2
+        assert child.path.parent == group
+        assert delegation is not None
+        assert (group / "cgroup.subtree_control").read_text() == "+memory"
+        assert (delegation.leaf / "cgroup.procs").read_text() == str(os.getpid())
+        child.limit(123)
+        assert (child.path / "memory.max").read_text() == "123"
+        assert MemoryCgroup.create(tmp_path, proc_self).path != child.path  # one delegation, many groups
+    finally:  # a real group's interface files vanish with it; a planted one's must go first
+        for made in [*group.glob("perfgate-[0-9]*"), *group.glob("perfgate-home-*")]:
+            for file in made.iterdir():
+                file.unlink()
+        for made in group.glob("perfgate-[0-9]*"):
+            made.rmdir()
+        assert delegation is not None
+        delegation.undo()
+    assert (group / "cgroup.subtree_control").read_text() == "-memory"
+    assert (group / "cgroup.procs").read_text() == str(os.getpid())
+    assert not delegation.leaf.exists()
+    assert SubtreeDelegation.active is None
+
+
+def test_v2_leaves_a_group_holding_other_processes_alone_and_says_why(tmp_path):
+    group, proc_self = v2_group(tmp_path, [os.getpid(), 1])  # PID 1 is nobody's child here
+    with pytest.raises(CgroupUnavailable, match=r"its 1 other process\(es\) moved out"):
         MemoryCgroup.create(tmp_path, proc_self)
+    assert (group / "cgroup.subtree_control").read_text() == ""
+    assert sorted(p.name for p in group.iterdir()) == ["cgroup.controllers", "cgroup.procs", "cgroup.subtree_control"]
+
+
+def test_v2_with_the_controller_already_delegated_moves_nothing(tmp_path):
+    group, proc_self = v2_group(tmp_path, [1], subtree="memory")
+    child = MemoryCgroup.create(tmp_path, proc_self)
+    assert SubtreeDelegation.active is None
+    assert [p.name for p in group.glob("perfgate-*")] == [child.path.name]
+
+
+def test_v2_without_the_memory_controller_says_so(tmp_path):
+    group, proc_self = v2_group(tmp_path, [os.getpid()])
     (group / "cgroup.controllers").write_text("cpu io pids\n")
     with pytest.raises(CgroupUnavailable, match="no memory cgroup controller is mounted"):
         MemoryCgroup.create(tmp_path, proc_self)

@@ -6,20 +6,28 @@ Going over it gets the worker killed by the kernel's OOM killer inside its group
 records as an ``oom`` outcome; the rest of the machine (which may have no swap) sees no pressure.
 
 A child group is made under this process's own memory cgroup (cgroup v1 ``memory`` hierarchy, or the
-unified v2 hierarchy when the memory controller is delegated to it). Making one needs write access
+unified v2 hierarchy when the memory controller is available to it). Making one needs write access
 there, usually root; where it cannot be made, ``MemoryCgroup.create`` raises ``CgroupUnavailable``
 with the reason, and callers fall back (the largest-batch search to an address-space cap) or skip.
+
+On v2 the controller must also be enabled for the group's children (its ``cgroup.subtree_control``),
+and the kernel refuses that for a group that holds processes. Where the group holds only this process
+and its own workers, ``SubtreeDelegation`` moves them into a leaf it makes (``perfgate-home-PID``),
+enables ``+memory`` there, and at exit undoes both: the controller disabled again if it enabled it,
+the processes moved back, the leaf removed. A group holding anyone else's processes is left alone.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["CgroupUnavailable", "MemoryCgroup", "join_in_worker"]
+__all__ = ["CgroupUnavailable", "MemoryCgroup", "SubtreeDelegation", "join_in_worker"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -40,6 +48,8 @@ class MemoryCgroup:
     def create(cls, root: Path = CGROUP_ROOT, proc_self: Path = Path("/proc/self/cgroup")) -> MemoryCgroup:
         """A new, empty group under this process's own; ``CgroupUnavailable`` says why there is none."""
         parent, version = _own_memory_group(root, proc_self)
+        if version == 2 and "memory" not in _read_words(parent / "cgroup.subtree_control"):
+            SubtreeDelegation.enable(parent)
         path = parent / f"perfgate-{os.getpid()}-{next(_serial)}"
         try:
             path.mkdir()
@@ -47,7 +57,7 @@ class MemoryCgroup:
             raise CgroupUnavailable(f"cannot make a memory cgroup in {parent}: {error.strerror}") from None
         group = cls(path, version)
         limit_file = path / ("memory.limit_in_bytes" if version == 1 else "memory.max")
-        if not limit_file.exists():
+        if version == 1 and not limit_file.exists():
             group.remove()
             raise CgroupUnavailable(f"{parent} gives its children no memory controller (no {limit_file.name})")
         group._no_swap()
@@ -108,6 +118,73 @@ class MemoryCgroup:
 
     def _read_int(self, name: str) -> int:
         return int(self._read(name).split()[0])
+
+
+@dataclass
+class SubtreeDelegation:
+    """cgroup v2: the memory controller enabled for the children of ``group``, which this process owns
+    (it and its descendants are the only processes in it). One per group per process; undone at exit."""
+
+    group: Path
+    leaf: Path
+    moved: list[int] = field(default_factory=list)
+    enabled: bool = False
+
+    active: ClassVar[SubtreeDelegation | None] = None  # the one this process made, if any
+
+    @classmethod
+    def enable(cls, group: Path, pid: int | None = None) -> SubtreeDelegation:
+        if cls.active is not None and cls.active.group == group:
+            return cls.active
+        pid = os.getpid() if pid is None else pid
+        ours = {pid, *_descendants(pid)}
+        held = {int(word) for word in _read_words(group / "cgroup.procs")}
+        others = held - ours
+        if others:
+            raise CgroupUnavailable(
+                f"{group} gives its children no memory controller, and enabling it (cgroup.subtree_control) "
+                f"would need its {len(others)} other process(es) moved out; run perfgate in a group of its own "
+                "(e.g. systemd-run --user --scope -p Delegate=yes pytest ...)"
+            )
+        delegation = cls(group, group / f"perfgate-home-{pid}")
+        try:
+            delegation.leaf.mkdir(exist_ok=True)
+            for member in sorted(held & ours):
+                (delegation.leaf / "cgroup.procs").write_text(str(member))
+                delegation.moved.append(member)
+            (group / "cgroup.subtree_control").write_text("+memory")
+            delegation.enabled = True
+        except OSError as error:
+            delegation.undo()
+            raise CgroupUnavailable(
+                f"cannot enable the memory controller for the children of {group}: {error.strerror}"
+            ) from None
+        cls.active = delegation
+        atexit.register(delegation.undo)
+        return delegation
+
+    def undo(self) -> None:
+        """The controller disabled again if this enabled it, the processes moved back, the leaf removed."""
+        with contextlib.suppress(OSError):
+            if self.enabled:
+                (self.group / "cgroup.subtree_control").write_text("-memory")
+                self.enabled = False
+            for member in self.moved:
+                with contextlib.suppress(ProcessLookupError):
+                    (self.group / "cgroup.procs").write_text(str(member))
+            self.moved = []
+            self.leaf.rmdir()
+        if SubtreeDelegation.active is self:
+            SubtreeDelegation.active = None
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def join_in_worker(named: dict[str, Any] | None, model_files: Path) -> tuple[MemoryCgroup, int] | None:

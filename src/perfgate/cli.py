@@ -1,6 +1,7 @@
 """The ``perfgate`` console script: ``compare`` a run against the history, ``store`` a run in it,
-``report`` (HTML), ``merge`` (several runners), ``export`` (pytest-benchmark JSON), and ``gate`` (may a
-candidate model or environment replace the current one).
+``report`` (HTML), ``merge`` (several runners), ``export`` (pytest-benchmark JSON), ``gate`` (may a
+candidate model or environment replace the current one), and ``thresholds derive`` / ``thresholds show``
+(gate a new runner's class from its stored runs; what gates on a class).
 
 Exit codes: 0 nothing regressed (every gate passed); 1 at least one regression (a gate failed); 2 bad
 input (a missing or corrupt file, a missing model directory or interpreter, an unknown option), with
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from perfgate.errors import PerfgateError
 from perfgate.results import RunRecord
+from perfgate.thresholds import HARDWARE_FIELDS
 
 __all__ = ["main"]
 
@@ -74,10 +77,32 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--cache-dir", type=Path, default=Path("~/.cache/perfgate"), help="device locks live here")
     gate.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
     gate.add_argument("--json", type=Path, help="also write the verdicts and figures as JSON")
+    _add_thresholds(commands)
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
     return parser
+
+
+def _add_thresholds(commands: Any) -> None:
+    thresholds = commands.add_parser("thresholds", help="derive a hardware class's thresholds; show what gates")
+    actions = thresholds.add_subparsers(dest="action", required=True)
+    derive = actions.add_parser(
+        "derive", help="write the hardware-dependent thresholds of one class from stored runs (perfgate store)"
+    )
+    derive.add_argument("--history", type=Path, required=True, help="directory of stored results files")
+    derive.add_argument("--class", dest="hardware_class", help="hardware class (default: this machine's CPU class)")
+    derive.add_argument("--min-runs", type=int, default=3, help="refuse with fewer comparable runs (3)")
+    derive.add_argument(
+        "--output", type=Path, help="file to write (default: thresholds.d/CLASS.toml beside the project's ini file)"
+    )
+    show = actions.add_parser("show", help="per technique, which fields gate on a class, from which section and file")
+    show.add_argument("--class", dest="hardware_class", help="hardware class (default: this machine's CPU class)")
+    show.add_argument("--thresholds", type=Path, help="a file over the project's (as --perfgate-thresholds)")
+    show.add_argument(
+        "--check", action="store_true",
+        help="print nothing; exit 0 when the class has a derived file in thresholds.d, 1 when it has none",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "gate":
             return _gate(args)
+        if args.command == "thresholds":
+            return _thresholds(args)
         if args.command == "store":
             args.history.mkdir(parents=True, exist_ok=True)
             print(f"stored {store_run(args.results, args.history)}")
@@ -141,6 +168,49 @@ def main(argv: list[str] | None = None) -> int:
 
         write_atomically(args.json, json.dumps(comparison.to_dict(), indent=1))
     return comparison.exit_code()
+
+
+def _thresholds(args: argparse.Namespace) -> int:
+    from perfgate.derive import derive
+    from perfgate.hardware import detect
+    from perfgate.history import load_history
+    from perfgate.results import write_atomically
+    from perfgate.thresholds import class_files_dir, layers, load_thresholds, project_ini_thresholds
+
+    root = Path.cwd()
+    ini = project_ini_thresholds(root)
+    hardware = detect()
+    hardware_class = args.hardware_class or hardware.hardware_class("cpu")
+    if args.action == "derive":
+        if args.min_runs < 1:
+            raise PerfgateError(f"--min-runs={args.min_runs}: derive from at least 1 run")
+        derived = derive(load_history(args.history), hardware_class, args.min_runs)
+        output = args.output or class_files_dir(ini, root) / f"{hardware_class}.toml"
+        write_atomically(output, derived.toml())
+        print(
+            f"wrote {output}: {len(derived.values)} thresholds for {hardware_class} from {len(derived.runs)} runs"
+            + (f"; {len(derived.left_out)} left out (in too few runs)" if derived.left_out else "")
+        )
+        return 0
+    if args.check:
+        return 0 if (class_files_dir(ini, root) / f"{hardware_class}.toml").is_file() else 1
+    from perfgate.technique import get_technique, technique_names
+
+    paths = layers(ini, root, args.thresholds)
+    thresholds = load_thresholds(paths, technique_names())
+    print(f"hardware class {hardware_class}; files, later overriding earlier: {', '.join(map(str, paths))}")
+    for technique in thresholds.techniques():
+        dtype = get_technique(technique.split("+")[0]).native_math if "+" not in technique else None
+        capability = hardware.capability(dtype) if dtype else None
+        rows = thresholds.applicable(technique, hardware_class, capability)
+        if not rows:
+            continue
+        hardware_rows = [row for row in rows if row[1] in HARDWARE_FIELDS or row[1] == "max_slowdown"]
+        state = "speed/memory gated" if hardware_rows else "fidelity and sizes only (speed and memory UNGATED)"
+        print(f"\n{technique}: {state}")
+        for section, name, path, value in rows:
+            print(f"  {name} = {value:g}  [{section}] {path}")
+    return 0
 
 
 def _gate(args: argparse.Namespace) -> int:

@@ -1,0 +1,164 @@
+"""``perfgate thresholds derive``: the hardware-dependent thresholds of one class, from stored runs.
+
+A team gates a new runner by running the suite nightly for a few nights (``perfgate store`` fills a
+history directory), then deriving that class's file, reviewing the diff and committing it. Each value
+follows its field's rule (``thresholds.FIELDS[...].rule``, the rules the project's own file was written
+by) over every comparable run that measured it, and carries a comment naming the values and runs; the
+header names each run's file, date and fingerprint. Hardware-independent fields (fidelity, sizes, graph
+counts) are not derived: they hold on every class and live in ``default`` sections.
+
+Sections are keyed by model and batch (``models."minilm/b8"``), the most specific level, so a derived
+value never leaks to a batch size it was not measured at. Runs are comparable when their hardware class
+matches and the kernel libraries agree in major.minor with the newest run (``history.incompatibility``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perfgate.case import CaseResult
+from perfgate.errors import PerfgateError
+from perfgate.metrics import all_metrics
+from perfgate.outcome import Outcome
+from perfgate.results import RunRecord
+from perfgate.thresholds import FIELDS, HARDWARE_FIELDS
+
+__all__ = ["DerivedFile", "derive", "observations"]
+
+DECIMALS = 2
+
+
+class TooFewRuns(PerfgateError, ValueError):
+    """Fewer comparable runs than the rules need."""
+
+
+@dataclass
+class Derived:
+    section: str  # techniques."T".CLASS.models."MODEL/bN"
+    name: str
+    value: float
+    values: list[tuple[int, float]]  # (run number, measured value)
+    note: str = ""
+
+
+@dataclass
+class DerivedFile:
+    hardware_class: str
+    runs: list[tuple[Path, RunRecord]]
+    values: list[Derived] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # "section field: why" for values not derived
+
+    def toml(self) -> str:
+        today = datetime.date.today().isoformat()
+        lines = [
+            f"# Thresholds for hardware class {self.hardware_class}: written by `perfgate thresholds derive` on "
+            f"{today} from {len(self.runs)} comparable runs.",
+            "# Review the diff before committing it; rerun derive after more nights to tighten or loosen it.",
+            "# Runs:",
+        ]
+        for number, (path, record) in enumerate(self.runs, 1):
+            lines.append(f"#   run {number}: {path.name}, started {record.started}, {_fingerprint(record)}")
+        lines.append("# Rules, per field (speed's bound below 1x is written as max_slowdown = 1/bound - 1):")
+        for name in sorted({d.name for d in self.values}):
+            rule = FIELDS["min_speedup" if name == "max_slowdown" else name].rule
+            assert rule is not None  # derived fields have rules
+            lines.append(f"#   {name}: {rule.describe(floor=_floor(name))}, rounded outward to {DECIMALS} decimals")
+        if self.left_out:
+            lines.append("# Not derived (measured in too few of the runs):")
+            lines += [f"#   {line}" for line in self.left_out]
+        lines += ["schema = 1"]
+        current = None
+        for derived in sorted(self.values, key=lambda d: (d.section, d.name)):
+            if derived.section != current:
+                lines += ["", f"[{derived.section}]"]
+                current = derived.section
+            measured = ", ".join(f"{value:.4g} (run {number})" for number, value in derived.values)
+            note = f"; {derived.note}" if derived.note else ""
+            lines.append(f"{derived.name} = {derived.value:g}  # {measured}{note}")
+        return "\n".join(lines) + "\n"
+
+
+def observations(case: CaseResult) -> dict[str, float]:
+    """The hardware-dependent figures a measured case carries, by the threshold field they feed."""
+    if case.outcome != Outcome.MEASURED:
+        return {}
+    found: dict[str, float] = {}
+    for metric in all_metrics():
+        if metric.name in case.metrics:
+            for check in metric.measured(case.metrics[metric.name]):
+                if check.name in HARDWARE_FIELDS and math.isfinite(check.measured):
+                    found[check.name] = check.measured
+    return found
+
+
+def comparable_runs(runs: Sequence[tuple[Path, RunRecord]], hardware_class: str) -> list[tuple[Path, RunRecord]]:
+    """The runs with cases of ``hardware_class`` whose kernel libraries match the newest such run's."""
+    from perfgate.history import incompatibility
+
+    of_class = [(path, run) for path, run in runs if any(c.hardware_class == hardware_class for c in run.cases)]
+    if not of_class:
+        return []
+    newest = of_class[-1][1].fingerprint
+    return [(path, run) for path, run in of_class if incompatibility(newest, run.fingerprint) is None]
+
+
+def derive(runs: Sequence[tuple[Path, RunRecord]], hardware_class: str, min_runs: int = 3) -> DerivedFile:
+    """Every hardware-dependent field measured on ``hardware_class`` in at least ``min_runs`` comparable runs."""
+    chosen = comparable_runs(runs, hardware_class)
+    if len(chosen) < min_runs:
+        raise TooFewRuns(
+            f"{len(chosen)} comparable run(s) of hardware class {hardware_class!r} in the history, fewer than "
+            f"--min-runs={min_runs}: store more nightly runs of that class (perfgate store) and derive again"
+        )
+    measured: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for number, (_, record) in enumerate(chosen, 1):
+        for case in record.cases:
+            if case.hardware_class != hardware_class or not case.thresholds.get("derivable", True):
+                continue
+            spec = case.spec
+            section = f'techniques."{spec.technique}".{hardware_class}.models."{spec.model}/b{spec.batch_size}"'
+            for name, value in observations(case).items():
+                measured.setdefault((section, name), []).append((number, value))
+    result = DerivedFile(hardware_class, list(chosen))
+    for (section, name), values in sorted(measured.items()):
+        runs_seen = len({number for number, _ in values})
+        if runs_seen < min_runs:
+            result.left_out.append(f"{section} {name}: in {runs_seen} of the {len(chosen)} runs")
+            continue
+        result.values.append(_apply(section, name, values))
+    return result
+
+
+def _apply(section: str, name: str, values: list[tuple[int, float]]) -> Derived:
+    rule = FIELDS[name].rule
+    assert rule is not None, f"{name} depends on the hardware and has a rule"
+    floor = _floor(name)
+    bound = rule.apply([value for _, value in values], floor)
+    if name == "min_speedup" and bound < 1:  # the project's spelling of a bound below 1x
+        slowdown = _outward(1 / bound - 1, floor=False)
+        return Derived(section, "max_slowdown", slowdown, values, f"bound {bound:.3f}x")
+    return Derived(section, name, _outward(bound, floor), values)
+
+
+def _floor(name: str) -> bool:
+    return name.startswith("min_")
+
+
+def _outward(value: float, floor: bool) -> float:
+    """Rounded away from the measurements: floors down, ceilings up."""
+    scale = 10.0**DECIMALS
+    scaled = round(value * scale, 6)  # 1.15 x 0.2 is 0.22999...: not a reason to round it down
+    return float(math.floor(scaled) if floor else math.ceil(scaled)) / scale
+
+
+def _fingerprint(record: RunRecord) -> str:
+    cpu = record.fingerprint.get("cpu", {})
+    libraries = record.fingerprint.get("libraries", {})
+    versions = ", ".join(
+        f"{name} {libraries[name]}" for name in ("torch", "transformers", "onnxruntime") if name in libraries
+    )
+    return f"{cpu.get('model', 'unknown CPU')} ({cpu.get('logical_cores', '?')} cores), {versions}"
