@@ -21,6 +21,7 @@ def test_a_result_cache_under_forty_percent_repeats(perfgate, technique):
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # RECORDED, not gated; 30 s on cpu-avx2: the main job on cpu-avx2 (28 min, 2026-12-02) must fit 15
 @pytest.mark.parametrize("technique", ARRIVALS)
 def test_dynamic_batching_under_poisson_arrivals(perfgate, technique):
     result = perfgate.gate("minilm", technique, scenario="arrivals")

@@ -35,6 +35,7 @@ def search(perfgate: Bench, model: str, recipe: str, device: str, **spec: object
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # ~8 fresh workers, 87 s on cpu-avx2: the main job on cpu-avx2 (2026-12-02, 28 min) must fit 15
 def test_fp32_adamw_batch_sizes_up_to_the_largest_that_fits(perfgate: Bench) -> None:
     search(perfgate, "minilm", "train-adamw", "cpu")
 

@@ -11,6 +11,7 @@ from perfgate.plugin import Bench
 
 
 @pytest.mark.cpu
+@pytest.mark.slow  # 72 s on cpu-avx2 (emulated bf16): the main job on cpu-avx2 (2026-12-02, 28 min) must fit 15
 def test_bf16_autocast_on_cpu(perfgate: Bench) -> None:
     perfgate.gate("minilm", "train-bf16-autocast", scenario="train-step", batch_size=8, memory=False)
 
