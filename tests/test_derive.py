@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
+from perfgate import technique
 from perfgate.case import CaseResult
 from perfgate.cli import BAD_INPUT, main
 from perfgate.comparison import SpeedEstimate, decide
@@ -79,6 +81,7 @@ def test_each_field_follows_its_rule_and_names_its_values_runs_and_fingerprints(
     assert "min_speedup = 1.38  # 1.94 (run 1), 2.134 (run 2), 1.843 (run 3)" in text
     assert "run 1: run0.json, started 2026-12-01T00:00:00+00:00, Test CPU (2 cores), torch 2.13.0" in text
     assert f"max_memory_ratio: {FIELDS['max_memory_ratio'].rule.describe(floor=False)}" in text
+    assert "max_slowdown: 0.75 x the lowest speedup, as 1/bound - 1, rounded outward" in text
 
 
 def test_an_anti_pattern_a_failed_case_and_hardware_independent_fields_are_not_derived(tmp_path):
@@ -154,3 +157,23 @@ def test_show_lists_per_technique_the_fields_that_gate_on_a_class_with_section_a
     (tmp_path / "thresholds.d").mkdir()
     (tmp_path / "thresholds.d" / f"{CLASS}.toml").write_text("schema = 1\n")
     assert main(["thresholds", "show", "--class", CLASS, "--check"]) == 0
+
+
+def test_show_knows_the_techniques_a_project_registers_in_its_conftest(tmp_path, capsys, monkeypatch):
+    (tmp_path / "conftest.py").write_text(
+        "from perfgate import Technique, register_technique\n\n\n"
+        "class Ours(Technique):\n"
+        "    name = 'ours'\n"
+        "    summary = 'a project technique'\n\n"
+        "    def apply(self, model, workdir, threads):\n"
+        "        raise NotImplementedError\n\n\n"
+        "register_technique('ours', 'conftest:Ours')\n"
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nperfgate_thresholds = "t.toml"\n')
+    (tmp_path / "t.toml").write_text("[techniques.ours.default]\nmin_cosine = 0.5\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "conftest", raising=False)
+    monkeypatch.setattr(technique, "_registered", dict(technique._registered))
+    assert main(["thresholds", "show", "--class", CLASS]) == 0
+    assert "ours: fidelity and sizes only" in capsys.readouterr().out

@@ -196,6 +196,7 @@ def _thresholds(args: argparse.Namespace) -> int:
         return 0 if (class_files_dir(ini, root) / f"{hardware_class}.toml").is_file() else 1
     from perfgate.technique import get_technique, technique_names
 
+    _import_project_conftest(root)  # a project's own techniques, registered there, may have thresholds
     paths = layers(ini, root, args.thresholds)
     thresholds = load_thresholds(paths, technique_names())
     print(f"hardware class {hardware_class}; files, later overriding earlier: {', '.join(map(str, paths))}")
@@ -211,6 +212,22 @@ def _thresholds(args: argparse.Namespace) -> int:
         for section, name, path, value in rows:
             print(f"  {name} = {value:g}  [{section}] {path}")
     return 0
+
+
+def _import_project_conftest(root: Path) -> None:
+    """Import the project's root ``conftest.py`` as pytest would, so the techniques it registers are known."""
+    import importlib.util
+
+    conftest = root / "conftest.py"
+    if not conftest.is_file():
+        return
+    sys.path.insert(0, str(root))
+    spec = importlib.util.spec_from_file_location("conftest", conftest)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("conftest", module)
+    spec.loader.exec_module(module)
 
 
 def _gate(args: argparse.Namespace) -> int:

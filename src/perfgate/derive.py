@@ -64,9 +64,11 @@ class DerivedFile:
             lines.append(f"#   run {number}: {path.name}, started {record.started}, {_fingerprint(record)}")
         lines.append("# Rules, per field (speed's bound below 1x is written as max_slowdown = 1/bound - 1):")
         for name in sorted({d.name for d in self.values}):
-            rule = FIELDS["min_speedup" if name == "max_slowdown" else name].rule
+            speed = name == "max_slowdown"  # min_speedup's rule, written as a slowdown
+            rule = FIELDS["min_speedup" if speed else name].rule
             assert rule is not None  # derived fields have rules
-            lines.append(f"#   {name}: {rule.describe(floor=_floor(name))}, rounded outward to {DECIMALS} decimals")
+            described = rule.describe(floor=speed or _floor(name)) + (" speedup, as 1/bound - 1" if speed else "")
+            lines.append(f"#   {name}: {described}, rounded outward to {DECIMALS} decimals")
         if self.left_out:
             lines.append("# Not derived (measured in too few of the runs):")
             lines += [f"#   {line}" for line in self.left_out]
