@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 register_technique("planted-fp32-copy-leak", "perf.planted:LeaksAnFp32Copy")
 register_technique("planted-half-cosine", "perf.planted:BendsOutputsToHalfCosine")
+register_technique("planted-three-of-six-layers", "perf.planted:KeepsThreeOfSixLayers")
 register_technique("planted-cuda-device-assert", "perf.planted:TriggersADeviceSideAssert")
 register_technique("planted-offload-below-largest-layer", "perf.planted:OffloadBelowTheLargestLayer")
 register_technique("planted-offload-unwritable-folder", "perf.planted:OffloadToAnUnwritableFolder")

@@ -94,3 +94,29 @@ class OffloadToAnUnwritableFolder(OffloadToDisk):
 
     def folder(self, workdir: Path) -> Path:
         return Path("/proc/perfgate-offload")
+
+
+class KeepsThreeOfSixLayers(Technique):
+    """A copy of the fp32 model with only encoder layers 1, 3 and 5 (``fixtures.models.keep_layers``): about
+    twice as fast and, on MiniLM, 0.45 on the hard retrieval set against fp32's 0.80. Output cosine alone
+    does not name what is lost; the task check must fail it."""
+
+    name = "planted-three-of-six-layers"
+    derive_thresholds = False  # a planted fault: what it measures is never its bound
+    summary = "fp32 copy keeping encoder layers 1, 3 and 5 of six (a cut without distillation)"
+    devices = frozenset({"cpu", "cuda"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import copy
+        import time
+
+        from fixtures.models import keep_layers
+        from perfgate.technique import module_variant
+
+        started = time.perf_counter()
+        module = copy.deepcopy(model.module)
+        base = module.base_model
+        if len(base.encoder.layer) != 6:
+            raise ValueError(f"{model.name} has {len(base.encoder.layer)} encoder layers; this cut needs six")
+        keep_layers(base)
+        return module_variant(self.name, model, module, started, {"layers_kept": [1, 3, 5]})

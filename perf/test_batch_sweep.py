@@ -1,21 +1,17 @@
 """Batching on this machine: throughput and per-item latency over batch sizes 1..16 (1..64 `slow`) in
 three input orders, for fp32 eager and the fastest CPU variant. The gain of length-sorted batching
-over batch 1 is gated where the thresholds file measured it (``min_batching_gain``)."""
+over batch 1, and of sorting over a random order, are gated where the thresholds file measured them
+(``min_batching_gain``, ``min_sorting_gain``)."""
 
 from __future__ import annotations
 
 import pytest
 
 
-def sweep(perfgate, technique: str, largest: int, model: str = "minilm", device: str = "cpu") -> dict:
-    result = perfgate.gate(model, technique, scenario="batch-sweep", batch_size=largest, device=device)
-    figures = result.metrics["batch_sweep"]
-    rows = {(row["order"], row["batch_size"]): row for row in figures["rows"]}
-    sizes = [2**k for k in range(largest.bit_length())]
-    assert set(rows) == {(order, size) for order in ("random", "sorted", "fixed-128") for size in sizes}
-    for size in sizes[1:]:  # by construction: sorting by length pads less than a random order
-        assert rows[("sorted", size)]["padding_share"] <= rows[("random", size)]["padding_share"]
-    return rows
+def sweep(perfgate, technique: str, largest: int, model: str = "minilm", device: str = "cpu") -> None:
+    """Gated where measured: ``min_batching_gain`` and ``min_sorting_gain`` (what removing the random
+    order's padding is worth at the largest batch; tests/test_metrics.py fails a planted sweep)."""
+    perfgate.gate(model, technique, scenario="batch-sweep", batch_size=largest, device=device)
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,18 @@ from perfgate.plugin import Bench
 @pytest.mark.parametrize("technique", ["bf16-cast", "torchao-int8-weight-only", "bitsandbytes-nf4"])
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
 def test_generation_latency(perfgate: Bench, model: str, technique: str) -> None:
-    result = perfgate.gate(model, technique, batch_size=1)
-    for arm in ("baseline", "candidate"):
-        assert result.metrics["generation"][arm]["new_tokens"] == 16
+    """Forward A/B and per-token decoding in the same ABBA rounds (``min_decode_speedup`` where measured)."""
+    perfgate.gate(model, technique, batch_size=1)
 
 
 @pytest.mark.cpu
 # The compiled one is nightly: 71 s of compiling on cpu-avx2, and the main job (28 min there) must fit 15.
 @pytest.mark.parametrize("technique", ["static-cache", pytest.param("static-cache-compile", marks=pytest.mark.slow)])
 def test_the_static_cache_alone_and_compiled(perfgate: Bench, technique: str) -> None:
+    """A static cache changes decoding, not the forward pass: its per-token decode time against the dynamic
+    cache's is what is gated (``min_decode_speedup``; on CPU it measured slower per token)."""
     result = perfgate.gate("tiny-gpt2", technique, batch_size=1, memory=False)
-    assert result.metrics["generation"]["candidate"]["tokens_per_second"] > 0
+    assert result.metrics["generation"]["decode"]["estimate"], "decoding was timed against the dynamic cache's"
 
 
 @pytest.mark.gpu

@@ -21,8 +21,8 @@ def test_precision_on_an_encoder(perfgate: Bench, technique: str, batch_size: in
 @pytest.mark.cpu
 @pytest.mark.slow  # 47 s on cpu-avx2: the main job on cpu-avx2 (28 min, 2026-12-02) must fit 15
 def test_a_bf16_decoder_generates(perfgate: Bench) -> None:
-    result = perfgate.gate("tiny-gpt2", "bf16-cast", batch_size=1)
-    assert result.metrics["generation"]["candidate"]["new_tokens"] == 16
+    """Forward A/B and per-token decoding against fp32 (``min_decode_speedup`` where measured)."""
+    perfgate.gate("tiny-gpt2", "bf16-cast", batch_size=1)
 
 
 @pytest.mark.gpu

@@ -31,7 +31,6 @@ def test_dynamic_int8_pays_off_on_encoders(perfgate: Bench, model: str, techniqu
     "model", [pytest.param("tiny-gpt2", marks=pytest.mark.slow), pytest.param("tiny-t5", marks=pytest.mark.slow)]
 )
 def test_per_channel_int8_holds_on_decoders(perfgate: Bench, model: str) -> None:
-    """The causal LM and the seq2seq model: forward A/B, and generation latency for both arms."""
-    result = perfgate.gate(model, "torch-dynamic-int8-per-channel", batch_size=1)
-    for arm in ("baseline", "candidate"):
-        assert result.metrics["generation"][arm]["new_tokens"] == 16
+    """The causal LM and the seq2seq model: forward A/B, and per-token decoding against fp32 in the same
+    ABBA rounds (``min_decode_speedup`` where measured)."""
+    perfgate.gate(model, "torch-dynamic-int8-per-channel", batch_size=1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perfgate.errors import ConfigError
-from perfgate.fidelity import LabelledSet, load_labelled_set, task_outcomes, task_score
+from perfgate.fidelity import LabelledSet, load_labelled_set, paired_difference, task_outcomes, task_score
 
 # Texts embed to fixed 2-d directions, so which one ranks first is known by construction.
 VECTORS = {
@@ -46,3 +46,20 @@ def test_negatives_are_read_per_query_and_optional(tmp_path):
     path.write_text(json.dumps({"query": "q"}) + "\n")
     with pytest.raises(ConfigError, match="every line must hold either query/positive or text/label"):
         load_labelled_set(path)
+
+
+OUTCOMES = np.random.default_rng(7).random(272) < 0.79  # about MiniLM's score on the hard set
+
+
+def test_the_paired_interval_is_narrower_than_two_independent_ones():
+    """Both models find the same examples hard: pairing keeps that shared difficulty out of the width."""
+    candidate = OUTCOMES.copy()
+    candidate[np.flatnonzero(OUTCOMES)[:8]] = False  # eight examples lost
+    _, low, high = paired_difference(OUTCOMES, candidate, 0.9, 4000, 0)
+    independent = 2 * 1.645 * np.sqrt(2 * OUTCOMES.mean() * (1 - OUTCOMES.mean()) / len(OUTCOMES))
+    assert high - low < independent / 2
+
+
+def test_paired_difference_refuses_outcomes_of_different_lengths():
+    with pytest.raises(ValueError, match="two equal-length outcome vectors"):
+        paired_difference(OUTCOMES, OUTCOMES[:10], 0.9, 100, 0)

@@ -99,3 +99,12 @@ def test_native_math_follows_the_flags_on_cpu_and_the_compute_capability_on_gpu(
     assert Hardware(zen4, gpus).capability("bf16", "cuda:0") == "gpu-bf16-emulated"  # Turing: fp16 tensor cores only
     assert Hardware(zen4, gpus).capability("fp16", "cuda:0") == "gpu-fp16-native"
     assert Hardware(zen4, gpus).capability("bf16", "cuda:1") == "gpu-bf16-native"
+
+
+def test_the_memory_settings_name_the_huge_page_mode_and_torch_s_request(monkeypatch):
+    from perfgate.hardware import memory_settings
+
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    settings = memory_settings()
+    assert settings["THP_MEM_ALLOC_ENABLE"] == "1"
+    assert settings["transparent_hugepage"] in (None, "always", "madvise", "never")

@@ -119,6 +119,12 @@ def test_a_library_minor_version_change_is_incomparable():
     assert incompatibility(patched, FINGERPRINT) is None
 
 
+def test_a_baseline_placed_otherwise_is_incomparable_and_runs_before_the_record_served_it_mapped():
+    copied = {**FINGERPRINT, "baseline_placement": {"weights": "copied"}}
+    assert "were mapped there and are copied here" in incompatibility(copied, FINGERPRINT)
+    assert incompatibility(copied, {**FINGERPRINT, "baseline_placement": {"weights": "copied"}}) is None
+
+
 def test_the_band_widens_with_the_history_spread(tmp_path):
     directory = tmp_path / "noisy"
     directory.mkdir()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from perfgate.case import CaseResult
 from perfgate.metrics import Metric, all_metrics
+from perfgate.metrics.batch_sweep import BatchSweep
+from perfgate.metrics.generation import GenerationLatency
 from perfgate.metrics.memory import ServingMemory
+from perfgate.metrics.result_cache import ResultCacheGain
 from perfgate.metrics.speed import Speed
+from perfgate.metrics.task import TaskScore
 from perfgate.outcome import Outcome
 from perfgate.report import columns, summary_rows
 from perfgate.spec import CaseSpec
@@ -162,3 +166,98 @@ def test_the_largest_batch_section_names_each_cap():
     assert "cgroup v1, 384 MiB budget" in text
     assert "address space +512 MiB (no cgroup: cannot make a memory cgroup)" in text
     assert text.count("| b150 | b100 | 1.50x |") == 3
+
+
+def task_figures(baseline: float, candidate: float, low: float, high: float) -> dict:
+    return {
+        "metric": "retrieval accuracy", "source": "data/paraphrases-hard.jsonl", "examples": 272,
+        "baseline": baseline, "candidate": candidate, "ratio": candidate / baseline,
+        "difference": candidate - baseline, "ci_low": low, "ci_high": high, "confidence": 0.9,
+    }  # fmt: skip
+
+
+def test_task_loss_is_judged_on_the_paired_interval_against_the_margin():
+    thresholds = Thresholds("t", "c", False, {"max_task_loss": 0.03}, {"max_task_loss": "shipped.toml [t.default]"})
+    verdicts = {
+        name: TaskScore().checks(figures, thresholds, "t on m")[0]
+        for name, figures in {
+            "same": task_figures(0.801, 0.798, -0.018, 0.011),
+            "cut": task_figures(0.801, 0.449, -0.40, -0.30),  # three of six layers
+            "straddles": task_figures(0.801, 0.780, -0.045, 0.002),
+        }.items()
+    }
+    assert {name: check.verdict for name, check in verdicts.items()} == {
+        "same": "pass",
+        "cut": "fail",
+        "straddles": "inconclusive",
+    }
+    for text in ("0.449 against fp32's 0.801", "paraphrases-hard.jsonl (272 examples)", "[-0.400, -0.300]",
+                 "max_task_loss 0.03 (shipped.toml [t.default])", "-> FAIL"):  # fmt: skip
+        assert text in verdicts["cut"].message
+    assert TaskScore().cells(task_figures(0.801, 0.449, -0.40, -0.30)) == {
+        "task": "0.449/0.801 -0.352 [-0.400, -0.300]"
+    }
+
+
+def test_without_a_margin_task_accuracy_is_listed_not_judged():
+    assert TaskScore().checks(task_figures(0.801, 0.449, -0.40, -0.30), Thresholds("t", "c", False), "t on m") == []
+
+
+def test_the_task_section_lists_each_case_s_interval_and_verdict():
+    result = CaseResult(spec=CaseSpec("minilm", "cut"), hardware_class="c", outcome=Outcome.MEASURED)
+    result.metrics["task"] = task_figures(0.801, 0.449, -0.40, -0.30)
+    thresholds = Thresholds("cut", "c", False, {"max_task_loss": 0.03}, {"max_task_loss": "f"})
+    result.checks = TaskScore().checks(result.metrics["task"], thresholds, "cut on minilm")
+    lines = TaskScore().section([result])
+    assert lines[0] == "## Task accuracy against fp32"
+    assert "| minilm/cut/b1 | paraphrases-hard.jsonl (272) | 0.801 | 0.449 | -0.352 [-0.400, -0.300] | FAIL |" in lines
+
+
+def sweep_figures(sorted_per_second: float, random_per_second: float) -> dict:
+    rows = [
+        {"order": order, "batch_size": size, "items_per_second": per_second * (size / 16) ** 0.5,
+         "latency_p99_ms": 1.0, "padding_share": share}
+        for order, per_second, share in (("sorted", sorted_per_second, 0.05), ("random", random_per_second, 0.40))
+        for size in (1, 2, 4, 8, 16)
+    ]  # fmt: skip
+    return {"items": 64, "rows": rows}
+
+
+def test_the_sweep_gates_what_sorting_by_length_is_worth_at_the_largest_batch():
+    thresholds = Thresholds("t", "c", True, {"min_sorting_gain": 1.1}, {"min_sorting_gain": "f"})
+    checks = {c.name: c for c in BatchSweep().checks(sweep_figures(300.0, 200.0), thresholds, "t on m")}
+    assert checks["min_sorting_gain"].verdict == "pass", checks
+    planted = {c.name: c for c in BatchSweep().checks(sweep_figures(180.0, 200.0), thresholds, "t on m")}
+    assert planted["min_sorting_gain"].verdict == "fail", "sorting that does not pay must fail its bound"
+    assert "sorting 1.50x at b16" in BatchSweep().cells(sweep_figures(300.0, 200.0))["batching"]
+
+
+def cache_figures(low: float, high: float, predicted: float = 1.6) -> dict:
+    return {"measured": {"speedup": (low + high) / 2, "ci_low": low, "ci_high": high}, "predicted_gain": predicted,
+            "hit_rate": 0.39}  # fmt: skip
+
+
+def test_the_cache_gain_is_judged_against_what_its_hit_rate_predicts():
+    thresholds = Thresholds("t", "c", False, {"max_cache_prediction_error": 0.2}, {"max_cache_prediction_error": "f"})
+
+    def verdict(figures: dict) -> str:
+        (check,) = ResultCacheGain().checks(figures, thresholds, "t on m")
+        return check.verdict
+
+    assert verdict(cache_figures(1.5, 1.7)) == "pass"
+    assert verdict(cache_figures(0.98, 1.02)) == "fail", "a cache that never hits gains nothing"
+    assert verdict(cache_figures(1.1, 1.6)) == "inconclusive"
+
+
+def test_decoding_is_judged_on_its_interval_where_a_decode_bound_exists():
+    decode = {"estimate": {"speedup": 0.4, "ci_low": 0.38, "ci_high": 0.42, "pairs": 20}, "bound": 0.75,
+              "verdict": "fail", "stop_reason": "decided"}  # fmt: skip
+    arm = {"new_tokens": 16, "time_to_first_token": 0.01, "per_token": 0.002}
+    figures = {"baseline": arm, "candidate": {**arm, "per_token": 0.005}, "decode": decode}
+    thresholds = Thresholds("t", "c", True, {"min_decode_speedup": 0.75}, {"min_decode_speedup": "f"})
+    (check,) = GenerationLatency().checks(figures, thresholds, "t on m")
+    assert check.verdict == "fail"
+    assert "decoding 0.400x per token" in check.message
+    assert "2.000 ms, candidate 5.000 ms" in check.message
+    assert GenerationLatency().measured(figures)[0].measured == 0.38
+    assert GenerationLatency().checks({**figures, "decode": {**decode, "bound": None}}, thresholds, "t on m") == []

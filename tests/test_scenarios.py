@@ -99,3 +99,33 @@ def test_a_variant_served_from_built_files_has_them_built_elsewhere_before_its_m
         ("build-artifacts", "OptimizedO2", False),
         ("serving-memory", "OptimizedO2", True),
     ]
+
+
+def test_fp32_task_outcomes_are_scored_once_per_worker_and_each_candidate_every_case(tmp_path):
+    import json
+
+    import numpy as np
+
+    from perfgate.scenarios.ab_forward import _task
+    from perfgate.worker import WorkerState
+
+    labelled = tmp_path / "set.jsonl"
+    labelled.write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(8)) + "\n")
+    scored: list[str] = []
+
+    def outputs(variant: str, texts) -> np.ndarray:  # logits: fp32 right on every text, the candidate on half
+        scored.append(variant)
+        right = [[1.0, 0.0] if int(t[1:]) % 2 == 0 else [0.0, 1.0] for t in texts]
+        return np.array(right if variant == "fp32" else [[1.0, 0.0]] * len(texts))
+
+    payload = {"model": {"name": "m", "location": "m", "device": "cpu"}, "baseline": "fp32", "labelled": str(labelled),
+               "seq_len": None, "policy": {"seed": 0}}  # fmt: skip
+    state = WorkerState()
+    first = _task(payload, state, "fp32", "candidate", outputs)
+    second = _task(payload, state, "fp32", "candidate", outputs)
+    assert scored == ["fp32", "candidate", "candidate"]
+    assert first["baseline"] == 1.0
+    assert first["candidate"] == 0.5
+    assert first["difference"] == -0.5
+    assert first["examples"] == 8
+    assert second["difference"] == first["difference"]

@@ -65,27 +65,3 @@ def test_calibration_finds_the_noise_floor_and_the_smallest_resolved_effect():
     assert outcome.resolved(0.2)
     assert outcome.smallest_resolved in (0.005, 0.2)
     assert "noise floor" in outcome.to_dict()["summary"]
-
-
-def test_generation_latency_separates_prefill_from_per_token_decoding():
-    from perfgate.generation import measure_generation
-
-    clock = FakeClock()
-    prefill, per_token = 0.050, 0.004
-
-    def generate(new_tokens: int) -> None:  # prefill yields the first token; each further token decodes
-        clock.advance(prefill + per_token * (new_tokens - 1))
-
-    latency = measure_generation(generate, fake_timer(clock), new_tokens=16, samples=3)
-    assert abs(latency.time_to_first_token - prefill) < 1e-12
-    assert abs(latency.per_token - per_token) < 1e-12
-    assert abs(latency.tokens_per_second - 250) < 1e-6
-
-
-def test_generation_needs_at_least_two_tokens_to_see_decoding():
-    import pytest
-
-    from perfgate.generation import measure_generation
-
-    with pytest.raises(ValueError, match="new_tokens=1"):
-        measure_generation(lambda n: None, fake_timer(FakeClock()), new_tokens=1)

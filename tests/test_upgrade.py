@@ -12,6 +12,7 @@ import pytest
 from perfgate.arms import Arm
 from perfgate.comparison import Comparison
 from perfgate.errors import ConfigError, UnknownTechniqueError
+from perfgate.fidelity import paired_difference
 from perfgate.outcome import Outcome, Verdict
 from perfgate.report import gate_markdown
 from perfgate.upgrade import (
@@ -22,7 +23,6 @@ from perfgate.upgrade import (
     judge_accuracy,
     judge_memory,
     judge_speed,
-    paired_difference,
     plan_gate,
 )
 
@@ -53,19 +53,6 @@ def test_a_clear_loss_fails_a_small_one_is_inconclusive_and_a_gain_passes():
     assert small.low < -POLICY.accuracy_margin < small.high
     gain = ~with_losses(~CURRENT, 10)  # ten examples the current model got wrong, now right
     assert judge_accuracy(CURRENT.tolist(), gain.tolist(), POLICY, "set").verdict is Verdict.PASS
-
-
-def test_the_paired_interval_is_narrower_than_two_independent_ones():
-    """Both models find the same examples hard: pairing keeps that shared difficulty out of the width."""
-    candidate = with_losses(CURRENT, 8)
-    _, low, high = paired_difference(CURRENT, candidate, 0.9, 4000, 0)
-    independent = 2 * 1.645 * np.sqrt(2 * CURRENT.mean() * (1 - CURRENT.mean()) / len(CURRENT))
-    assert high - low < independent / 2
-
-
-def test_paired_difference_refuses_outcomes_of_different_lengths():
-    with pytest.raises(ValueError, match="two equal-length outcome vectors"):
-        paired_difference(CURRENT, CURRENT[:10], 0.9, 100, 0)
 
 
 def comparison(ratio: float, offset: float = 1.0, pairs: int = 20, seed: int = 0) -> Comparison:

@@ -19,6 +19,7 @@ from typing import Any
 
 from perfgate.errors import ArmFailed, ConfigError
 from perfgate.launcher import WorkerGone, WorkerLate, WorkerProcess
+from perfgate.model import BASELINE_PLACEMENT
 from perfgate.timing import Timer, WarmUp
 
 __all__ = ["ARMS", "Arm", "ArmWorkers", "check_interpreter", "worker_sys_path"]
@@ -85,7 +86,10 @@ class ArmWorkers:
                     )
                 except (WorkerGone, WorkerLate) as error:
                     raise ArmFailed(f"{arm.label}: the worker under {arm.python} did not start: {error}") from None
-            model = {"name": arm.model, "task": arm.task, "location": str(arm.location), "device": payload["device"]}
+            model = {
+                "name": arm.model, "task": arm.task, "location": str(arm.location), "device": payload["device"],
+                "placement": BASELINE_PLACEMENT,  # both arms' weights in torch's allocator, wherever each file put them
+            }  # fmt: skip
             workdir = str(Path(payload["workdir"]) / arm.label)  # artifacts of one library version stay its own
             prepared[name] = self._ask(name, {
                 **payload, "action": "prepare", "arm": name, "model": model, "technique": arm_technique(arm),

@@ -26,6 +26,7 @@ from perfgate.outcome import Verdict
 from perfgate.timing import Timer, WarmUp
 
 __all__ = [
+    "COLLECT_EVERY_ROUNDS",
     "BlockTimer",
     "ComparePolicy",
     "Comparison",

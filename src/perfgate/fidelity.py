@@ -18,8 +18,19 @@ import numpy as np
 import numpy.typing as npt
 
 from perfgate.errors import ConfigError
+from perfgate.outcome import Verdict
 
-__all__ = ["Fidelity", "LabelledSet", "compare_outputs", "load_labelled_set", "task_outcomes", "task_score"]
+__all__ = [
+    "Fidelity",
+    "LabelledSet",
+    "compare_outputs",
+    "load_labelled_set",
+    "non_inferiority",
+    "paired_difference",
+    "task_comparison",
+    "task_outcomes",
+    "task_score",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -128,6 +139,52 @@ def task_outcomes(labelled: LabelledSet, embed: Callable[[Sequence[str]], FloatA
     logits = embed(labelled.texts)
     outcomes: npt.NDArray[np.bool_] = logits.argmax(axis=1) == np.asarray(labelled.labels)
     return outcomes
+
+
+def paired_difference(
+    current: np.ndarray[Any, Any], candidate: np.ndarray[Any, Any], confidence: float, resamples: int, seed: int
+) -> tuple[float, float, float]:
+    """Candidate minus current accuracy, with a paired percentile-bootstrap interval over examples:
+    both scored on the same examples, so resampling pairs keeps their shared difficulty out of the width."""
+    current, candidate = np.asarray(current, dtype=float), np.asarray(candidate, dtype=float)
+    if current.shape != candidate.shape or current.ndim != 1 or len(current) < 2:
+        raise ValueError(f"need two equal-length outcome vectors, got {current.shape} and {candidate.shape}")
+    differences = candidate - current
+    draws = np.random.default_rng(seed).integers(0, len(differences), size=(resamples, len(differences)))
+    means = differences[draws].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(differences.mean()), float(low), float(high)
+
+
+def non_inferiority(low: float, high: float, margin: float) -> Verdict:
+    """A difference's interval against ``-margin``: PASS when it lies wholly above, FAIL when wholly below,
+    INCONCLUSIVE when it straddles (a larger set or a wider margin decides)."""
+    return Verdict.PASS if low >= -margin else Verdict.FAIL if high < -margin else Verdict.INCONCLUSIVE
+
+
+TASK_CONFIDENCE = 0.90  # two-sided, so the low end is a one-sided 95% bound (as the upgrade gate's)
+TASK_RESAMPLES = 5000
+
+
+def task_comparison(
+    labelled: LabelledSet, baseline: npt.NDArray[np.bool_], candidate: npt.NDArray[np.bool_], seed: int
+) -> dict[str, Any]:
+    """Both arms' per-example outcomes on one labelled set, as the task metric's figures: each accuracy,
+    their ratio, and the difference with its paired bootstrap interval."""
+    difference, low, high = paired_difference(baseline, candidate, TASK_CONFIDENCE, TASK_RESAMPLES, seed)
+    scores = {"baseline": float(np.mean(baseline)), "candidate": float(np.mean(candidate))}
+    return {
+        "metric": f"{labelled.kind} accuracy",
+        "source": labelled.source,
+        "examples": len(labelled),
+        **scores,
+        "ratio": scores["candidate"] / scores["baseline"] if scores["baseline"] > 0 else None,
+        "difference": difference,
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": TASK_CONFIDENCE,
+    }
 
 
 def _unit_rows(rows: FloatArray) -> FloatArray:

@@ -8,6 +8,7 @@ detects once per session and caches.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 from collections.abc import Iterable, Mapping
@@ -179,11 +180,23 @@ class Hardware:
             "gpus": [asdict(gpu) for gpu in self.gpus],
             "python": platform.python_version(),
             "libraries": dict(self.libraries),
+            "memory": memory_settings(),
         }
 
     def describe(self) -> str:
         gpus = ", ".join(f"{g.name} ({gpu_class(g)})" for g in self.gpus) or "none"
         return f"cpu {self.hardware_class('cpu')} ({self.cpu.logical_cores} logical cores), cuda: {gpus}"
+
+
+def memory_settings() -> dict[str, str | None]:
+    """What places weights in memory beyond the code: the kernel's transparent huge page mode and
+    whether torch's CPU allocator asks for huge pages."""
+    try:
+        enabled = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        mode: str | None = enabled[enabled.index("[") + 1 : enabled.index("]")]
+    except (OSError, ValueError):
+        mode = None
+    return {"transparent_hugepage": mode, "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE")}
 
 
 def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]:

@@ -216,7 +216,17 @@ def incompatibility(current: dict[str, Any], other: dict[str, Any]) -> str | Non
     for name in KERNEL_LIBRARIES:
         if _major_minor(libraries.get(name)) != _major_minor(others.get(name)):
             return f"{name} {others.get(name)} differs from this run's {libraries.get(name)}"
+    if _placement(current) != _placement(other):
+        return (
+            f"the fp32 baseline's weights were {_placement(other)} there and are {_placement(current)} here "
+            "(placement alone moves every speedup by a few percent)"
+        )
     return None
+
+
+def _placement(fingerprint: dict[str, Any]) -> str:
+    """How the timed baseline's weights lived; runs recorded before it was recorded served them mapped."""
+    return str(fingerprint.get("baseline_placement", {}).get("weights", "mapped"))
 
 
 def _major_minor(version: str | None) -> tuple[str, ...] | None:

@@ -23,7 +23,7 @@ from perfgate.case import CaseContext, CaseResult, judge
 from perfgate.errors import ConfigError, ResultsFileError, ThresholdsError
 from perfgate.hardware import Hardware, detect, known_class
 from perfgate.launcher import Launcher
-from perfgate.model import model_class
+from perfgate.model import BASELINE_PLACEMENT, model_class
 from perfgate.outcome import Outcome
 from perfgate.placement import GpuPlacement, choose_gpu, visible_gpu_ids
 from perfgate.report import fit_job_summary, markdown_summary
@@ -31,7 +31,7 @@ from perfgate.results import RunRecord, write_atomically
 from perfgate.scenarios import get_scenario
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import STACK_SEPARATOR, Technique, get_technique, import_path, technique_names
-from perfgate.thresholds import Thresholds, ThresholdsFile, class_files_dir, load_thresholds
+from perfgate.thresholds import TASK_FIELDS, Thresholds, ThresholdsFile, class_files_dir, load_thresholds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -272,6 +272,7 @@ class PerfgateSession:
                 "location": str(location),
                 "device": spec.device,
                 "calibration_texts": self.sentences,  # for techniques that calibrate (static int8)
+                "placement": BASELINE_PLACEMENT,  # timed jobs; serving memory measures weights as loaded
             },
             "technique": import_path(spec.technique),
             "baseline": import_path(BASELINE),
@@ -282,8 +283,11 @@ class PerfgateSession:
             "timed_texts": self._timed_texts(spec.batch_size),
             "eval_texts": self.sentences,
             "labelled": str(source.eval_file) if source.eval_file else None,
+            # scoring the labelled set costs seconds per arm: only where a task field judges it
+            "score_task": bool(TASK_FIELDS & thresholds.values.keys()),
             "policy": {"min_pairs": s.min_pairs, "budget_seconds": s.budget, "seed": s.seed},
             "bound": thresholds.speed_bound(),
+            "decode_bound": thresholds.values.get("min_decode_speedup"),
             **extra,
         }
         context = CaseContext(
@@ -340,6 +344,8 @@ class PerfgateSession:
     def _ensure_record(self) -> RunRecord:
         if self.record is None:
             fingerprint = self.hardware.fingerprint()
+            # timed jobs copy the fp32 weights into torch's allocator; serving memory keeps them mapped
+            fingerprint["baseline_placement"] = {"weights": BASELINE_PLACEMENT, "serving_memory": "mapped"}
             if self.gpu is not None:
                 fingerprint["gpu_placement"] = asdict(self.gpu)  # which GPU this process's CUDA cases ran on
             self.config.hook.pytest_perfgate_machine_info(info=fingerprint)

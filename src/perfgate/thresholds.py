@@ -45,6 +45,7 @@ __all__ = [
     "FIELDS",
     "HARDWARE_FIELDS",
     "SHIPPED",
+    "TASK_FIELDS",
     "Check",
     "CheckResult",
     "Field",
@@ -106,10 +107,20 @@ FIELDS: Mapping[str, Field] = {
     "max_memory_ratio": Field(
         0.0, math.inf, "candidate/baseline serving memory attributable to the model", True, MEMORY_RULE
     ),
+    "min_decode_speedup": Field(
+        0.0,
+        math.inf,
+        "generation: lower CI bound of fp32's per-token decode time over the candidate's",
+        True,
+        SPEED_RULE,
+    ),
     "max_size_ratio": Field(0.0, math.inf, "candidate/baseline bytes of weights", False),
     "min_cosine": Field(-1.0, 1.0, "lowest row cosine to fp32 outputs", False),
     "min_top1": Field(0.0, 1.0, "share of rows whose argmax agrees with fp32", False),
     "min_task_ratio": Field(0.0, math.inf, "task score relative to fp32 (0.99 = 99% of fp32)", False),
+    "max_task_loss": Field(
+        0.0, 1.0, "task accuracy the candidate may lose to fp32 (0.02 = 2 points), judged on the paired interval", False
+    ),
     "max_compile_graphs": Field(1.0, math.inf, "graphs torch.compile builds over the fixed length sweep", False),
     "max_graph_breaks": Field(0.0, math.inf, "graph breaks while tracing", False),
     "max_energy_ratio": Field(0.0, math.inf, "candidate/baseline GPU energy per inference (NVML)", True, MEMORY_RULE),
@@ -120,8 +131,14 @@ FIELDS: Mapping[str, Field] = {
         True,
         GAIN_RULE,
     ),
+    "min_sorting_gain": Field(
+        0.0, math.inf, "batch sweep: length-sorted over random-order throughput at the largest batch", True, GAIN_RULE
+    ),
     "min_cache_gain": Field(
         0.0, math.inf, "result cache: lower CI bound of the stream's speedup with the cache", True, SPEED_RULE
+    ),
+    "max_cache_prediction_error": Field(
+        0.0, 1.0, "result cache: relative distance of the measured gain's interval from the hit-rate prediction", False
     ),
     "min_batch_fit_ratio": Field(
         0.0,
@@ -173,6 +190,7 @@ FIELDS: Mapping[str, Field] = {
 }
 HARDWARE_FIELDS = frozenset(name for name, spec in FIELDS.items() if spec.hardware)
 SPEED_FIELDS = frozenset({"min_speedup", "max_slowdown"})  # two spellings of one rule
+TASK_FIELDS = frozenset({"min_task_ratio", "max_task_loss"})  # a case scores its labelled set only for these
 
 
 @dataclass(frozen=True)

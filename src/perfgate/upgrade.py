@@ -29,7 +29,7 @@ import numpy as np
 from perfgate.arms import ARMS, Arm, ArmWorkers
 from perfgate.comparison import ComparePolicy, Comparison, compare_blocks, decide, estimate_replicated
 from perfgate.errors import ArmFailed
-from perfgate.fidelity import compare_outputs
+from perfgate.fidelity import compare_outputs, non_inferiority, paired_difference
 from perfgate.launcher import Launcher
 from perfgate.outcome import Outcome, Verdict
 
@@ -39,7 +39,6 @@ __all__ = [
     "GateResult",
     "GateRun",
     "exit_status",
-    "paired_difference",
     "plan_gate",
     "run_gate",
 ]
@@ -116,28 +115,12 @@ class GateResult:
         }
 
 
-def paired_difference(
-    current: np.ndarray[Any, Any], candidate: np.ndarray[Any, Any], confidence: float, resamples: int, seed: int
-) -> tuple[float, float, float]:
-    """Candidate minus current accuracy, with a paired percentile-bootstrap interval over examples:
-    both scored on the same examples, so resampling pairs keeps their shared difficulty out of the width."""
-    current, candidate = np.asarray(current, dtype=float), np.asarray(candidate, dtype=float)
-    if current.shape != candidate.shape or current.ndim != 1 or len(current) < 2:
-        raise ValueError(f"need two equal-length outcome vectors, got {current.shape} and {candidate.shape}")
-    differences = candidate - current
-    draws = np.random.default_rng(seed).integers(0, len(differences), size=(resamples, len(differences)))
-    means = differences[draws].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(differences.mean()), float(low), float(high)
-
-
 def judge_accuracy(current: list[bool], candidate: list[bool], policy: GatePolicy, source: str) -> Check:
     difference, low, high = paired_difference(
         np.asarray(current), np.asarray(candidate), policy.confidence, policy.resamples, policy.seed
     )
     margin = policy.accuracy_margin
-    verdict = Verdict.PASS if low >= -margin else Verdict.FAIL if high < -margin else Verdict.INCONCLUSIVE
+    verdict = non_inferiority(low, high, margin)
     return Check(
         "accuracy",
         verdict,

@@ -44,17 +44,21 @@ class WorkerState:
         self._model: LoadedModel | None = None
         self._variants: dict[tuple[str, int | None], Variant] = {}
         self.held: dict[str, tuple[Callable[[], object], Timer]] = {}  # arms the parent times (held_arm.py)
+        # fp32's per-example task outcomes by model, baseline, labelled set and shape: scored once per worker
+        # (the shared worker lives the whole run), kept across model swaps, so each case scores its candidate only
+        self.baseline_outcomes: dict[tuple[Any, ...], Any] = {}
 
     def model(self, ref: dict[str, Any]) -> LoadedModel:
         """The model ``ref`` names (name, task, location, device), loaded unless it is the current one."""
         from perfgate.model import load_model
 
-        key = (ref["name"], ref["task"], ref["location"], ref["device"])
+        placement = ref.get("placement", "mapped")
+        key = (ref["name"], ref["task"], ref["location"], ref["device"], placement)
         if key != self._key or self._model is None:
             self._model, self._variants, self._key = None, {}, None
             release_freed_memory()
             location = Path(ref["location"]) if Path(ref["location"]).exists() else ref["location"]
-            self._model = load_model(ref["name"], ref["task"], location, ref["device"])
+            self._model = load_model(ref["name"], ref["task"], location, ref["device"], placement)
             self._key = key
         self._model.calibration_texts = list(ref.get("calibration_texts", []))
         return self._model

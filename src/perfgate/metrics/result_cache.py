@@ -6,15 +6,44 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfgate.metrics import Metric
-from perfgate.thresholds import Check
+from perfgate.outcome import Verdict
+from perfgate.thresholds import Check, CheckResult
 
 if TYPE_CHECKING:
     from perfgate.case import CaseResult
+    from perfgate.thresholds import Thresholds
 
 
 class ResultCacheGain(Metric):
     name = "result_cache"
     columns = ("cache",)
+
+    def checks(self, figures: dict[str, Any], thresholds: Thresholds, context: str) -> list[CheckResult]:
+        """``min_cache_gain`` on the interval's low end; ``max_cache_prediction_error``: the interval of the
+        measured gain over the predicted one must lie within ``1 ± error`` (PASS), FAIL when it lies wholly
+        outside (a cache that does not hit, or hits that cost more than a lookup), else INCONCLUSIVE."""
+        results = super().checks(figures, thresholds, context)
+        if "max_cache_prediction_error" in thresholds.values:
+            error, predicted, m = (
+                thresholds.values["max_cache_prediction_error"],
+                figures["predicted_gain"],
+                figures["measured"],
+            )
+            low, high = m["ci_low"] / predicted, m["ci_high"] / predicted
+            if 1 - error <= low and high <= 1 + error:
+                verdict = Verdict.PASS
+            elif high < 1 - error or low > 1 + error:
+                verdict = Verdict.FAIL
+            else:
+                verdict = Verdict.INCONCLUSIVE
+            message = (
+                f"{context}: cache gain {m['speedup']:.2f}x [{m['ci_low']:.2f}, {m['ci_high']:.2f}] at "
+                f"{figures['hit_rate']:.0%} hits, predicted {predicted:.2f}x: measured/predicted "
+                f"[{low:.2f}, {high:.2f}] "
+                f"must lie within 1 ± {thresholds.describe('max_cache_prediction_error')} -> {verdict.value.upper()}"
+            )
+            results.append(CheckResult("max_cache_prediction_error", verdict.value, message))
+        return results
 
     def measured(self, figures: dict[str, Any]) -> list[Check]:
         return [Check("min_cache_gain", figures["measured"]["ci_low"], higher_is_better=True)]

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from perfgate.worker import WorkerState
 
 GENERATION_TOKENS = 16
+SCORING_BATCH = 32  # the labelled set is ~1,400 texts: scored in batches, as the upgrade gate scores it
+DECODE_BUDGET_SHARE = 0.5  # of the case's timing budget, for the interleaved per-token decoding
 
 
 class ABForward(Scenario):
@@ -46,8 +48,8 @@ class ABForward(Scenario):
 
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
         from perfgate.comparison import ComparePolicy, compare
-        from perfgate.fidelity import compare_outputs, load_labelled_set
-        from perfgate.model import directory_bytes
+        from perfgate.fidelity import compare_outputs
+        from perfgate.model import directory_bytes, weight_placement
         from perfgate.timing import Timer, cuda_synchronizer, torch_threads
 
         device, batch_size, seq_len = payload["model"]["device"], payload["batch_size"], payload["seq_len"]
@@ -64,8 +66,9 @@ class ABForward(Scenario):
             reference, produced = outputs(baseline, payload["eval_texts"]), outputs(candidate, payload["eval_texts"])
             logits = model.task != "feature-extraction"
             metrics["fidelity"] = compare_outputs(reference, produced, logits=logits).to_dict()
-            if payload["labelled"]:
-                metrics["task"] = _task(load_labelled_set(Path(payload["labelled"])), baseline, candidate, outputs)
+            if payload["labelled"] and payload.get("score_task", True):
+                scoring = functools.partial(variant_outputs, model=model, batch_size=SCORING_BATCH, seq_len=seq_len)
+                metrics["task"] = _task(payload, state, baseline, candidate, scoring)
             inputs = model.inputs(payload["timed_texts"], seq_len)
             comparison = compare(
                 lambda: baseline.run(inputs), lambda: candidate.run(inputs), timer, payload["bound"], policy
@@ -74,7 +77,8 @@ class ABForward(Scenario):
                 metrics["energy"] = _energy(device, baseline, candidate, inputs, timer)
             generative = model.task in ("text-generation", "text2text-generation")
             if generative and baseline.module is not None and candidate.module is not None:
-                metrics["generation"] = _generation(model, baseline, candidate, inputs, timer)
+                decode_policy = replace(policy, budget_seconds=policy.budget_seconds * DECODE_BUDGET_SHARE)
+                metrics["generation"] = _generation(model, baseline, candidate, inputs, timer, payload, decode_policy)
         speed = comparison.to_dict()
         speed["throughput_items_per_second"] = {
             arm: batch_size / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
@@ -88,9 +92,11 @@ class ABForward(Scenario):
             "candidate_disk_bytes": candidate.disk_bytes,
             "ratio": candidate.memory_bytes / baseline.memory_bytes,
         }
+        variant = {"prepare_seconds": candidate.prepare_seconds, **candidate.details}
+        variant["baseline_weights"] = weight_placement(model.module) if model.module_loaded else None
         return {
             "metrics": metrics,
-            "variant": {"prepare_seconds": candidate.prepare_seconds, **candidate.details},
+            "variant": variant,
             "threads": threads,
             "load_seconds": load_seconds,
         }
@@ -110,15 +116,25 @@ def variant_outputs(
     return np.concatenate(rows).astype(np.float64)
 
 
-def _task(labelled: Any, baseline: Variant, candidate: Variant, outputs: Any) -> dict[str, Any]:
-    from perfgate.fidelity import task_score
+def _task(
+    payload: dict[str, Any], state: WorkerState, baseline: Variant, candidate: Variant, outputs: Any
+) -> dict[str, Any]:
+    """Both arms scored per example on the model's labelled set; fp32's outcomes once per worker (the
+    shared worker lives the whole run, so once per run unless a crash replaced it)."""
+    from perfgate.fidelity import load_labelled_set, task_comparison, task_outcomes
 
-    scores = {
-        arm: task_score(labelled, functools.partial(outputs, variant))
-        for arm, variant in (("baseline", baseline), ("candidate", candidate))
-    }
-    ratio = scores["candidate"] / scores["baseline"] if scores["baseline"] > 0 else None
-    return {"metric": f"{labelled.kind} accuracy", "source": labelled.source, **scores, "ratio": ratio}
+    labelled = load_labelled_set(Path(payload["labelled"]))
+    model = payload["model"]
+    key = (model["name"], model["location"], model["device"], payload["baseline"], payload["labelled"],
+           payload["seq_len"])  # fmt: skip
+    start = time.perf_counter()
+    if key not in state.baseline_outcomes:
+        state.baseline_outcomes[key] = task_outcomes(labelled, functools.partial(outputs, baseline))
+    baseline_seconds = time.perf_counter() - start
+    produced = task_outcomes(labelled, functools.partial(outputs, candidate))
+    figures = task_comparison(labelled, state.baseline_outcomes[key], produced, seed=payload["policy"].get("seed", 0))
+    figures["seconds"] = {"baseline": baseline_seconds, "candidate": time.perf_counter() - start - baseline_seconds}
+    return figures
 
 
 def _energy(device: str, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Any) -> dict[str, Any]:
@@ -133,12 +149,17 @@ def _energy(device: str, baseline: Variant, candidate: Variant, inputs: dict[str
 
 
 def _generation(
-    model: LoadedModel, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Any
-) -> dict[str, Any]:
-    from perfgate.generation import measure_generation, module_generator
+    model: LoadedModel, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Any,
+    payload: dict[str, Any], policy: Any,
+) -> dict[str, Any]:  # fmt: skip
+    from perfgate.generation import compare_decoding, module_generator
 
     pad = model.tokenizer.pad_token_id
-    return {
-        arm: measure_generation(module_generator(variant.module, inputs, pad), timer, GENERATION_TOKENS).to_dict()
-        for arm, variant in (("baseline", baseline), ("candidate", candidate))
-    }
+    return compare_decoding(
+        module_generator(baseline.module, inputs, pad),
+        module_generator(candidate.module, inputs, pad),
+        timer,
+        payload.get("decode_bound"),
+        policy,
+        GENERATION_TOKENS,
+    )

@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from perfgate.worker import WorkerState
 
 
-SCORING_BATCH = 32
-
-
 class HeldArm(Scenario):
     name = "held-arm"
     isolation = Isolation.SHARED
@@ -46,7 +43,7 @@ class HeldArm(Scenario):
         from perfgate.fidelity import load_labelled_set, task_outcomes
         from perfgate.hardware import library_versions
         from perfgate.model import load_model
-        from perfgate.scenarios.ab_forward import variant_outputs
+        from perfgate.scenarios.ab_forward import SCORING_BATCH, variant_outputs
         from perfgate.technique import load_technique
         from perfgate.timing import Timer, cuda_synchronizer
 
@@ -55,11 +52,11 @@ class HeldArm(Scenario):
             torch.set_num_threads(payload["threads"])  # for the worker's life: every block uses it
         threads = torch.get_num_threads()
         start = time.perf_counter()
-        model = load_model(ref["name"], ref["task"], Path(ref["location"]), ref["device"])
+        placement = ref.get("placement", "mapped")
+        model = load_model(ref["name"], ref["task"], Path(ref["location"]), ref["device"], placement)
         variant = load_technique(payload["technique"]).apply(model, Path(payload["workdir"]), payload["threads"])
         load_seconds = time.perf_counter() - start
 
-        # In batches: the labelled set is ~1,400 texts.
         outputs = functools.partial(
             variant_outputs, variant, model=model, batch_size=SCORING_BATCH, seq_len=payload["seq_len"]
         )
