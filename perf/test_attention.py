@@ -29,17 +29,16 @@ def test_attention_on_an_encoder(perfgate: Bench, technique: str, batch_size: in
 
 @pytest.mark.cpu
 def test_the_padding_caveat(perfgate: Bench) -> None:
-    """One sentence padded to 128 tokens against the same sentence unpadded: what fixed shapes cost."""
-    result = perfgate.gate("minilm", "pad-to-128", batch_size=1)
-    assert result.variant["padded_to"] == 128
+    """One sentence padded to 128 tokens against the same sentence unpadded: what fixed shapes cost, gated
+    where measured (cpu-avx2: 0.40x)."""
+    perfgate.gate("minilm", "pad-to-128", batch_size=1)
 
 
 @pytest.mark.gpu
 def test_the_padding_caveat_on_a_gpu(perfgate: Bench) -> None:
     """Batch 1 on a GPU, where a padded sequence runs in the same few kernel launches: the cost of
     fixed shapes there is expected to be small, unlike on CPU (measured there: about 2.4x)."""
-    result = perfgate.gate("bert-base-random", "pad-to-128", device="cuda", batch_size=1, memory=False)
-    assert result.variant["padded_to"] == 128
+    perfgate.gate("bert-base-random", "pad-to-128", device="cuda", batch_size=1, memory=False)
 
 
 @pytest.mark.gpu
