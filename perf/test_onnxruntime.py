@@ -24,7 +24,7 @@ pytestmark = pytest.mark.requires("onnxruntime", "onnx")
 )
 def test_onnxruntime_pays_off_for_single_sequences(perfgate: Bench, model: str, technique: str) -> None:
     result = perfgate.gate(model, technique, batch_size=1)
-    if model == "minilm":  # the gate judged task accuracy on the hard set (perf/test_task_accuracy.py)
+    if (model, technique) == ("minilm", "onnxruntime-o2-int8-dynamic"):  # task accuracy judged on the hard set
         assert "max_task_loss" in {check.name for check in result.checks}, result.checks
 
 
