@@ -257,7 +257,7 @@ def test_decoding_is_judged_on_its_interval_where_a_decode_bound_exists():
     thresholds = Thresholds("t", "c", True, {"min_decode_speedup": 0.75}, {"min_decode_speedup": "f"})
     (check,) = GenerationLatency().checks(figures, thresholds, "t on m")
     assert check.verdict == "fail"
-    assert "decoding 0.400x per token" in check.message
+    assert "decoding per token 0.400x, 95% CI [0.380, 0.420] over 20 pairs" in check.message
     assert "2.000 ms, candidate 5.000 ms" in check.message
     assert GenerationLatency().measured(figures)[0].measured == 0.38
     assert GenerationLatency().checks({**figures, "decode": {**decode, "bound": None}}, thresholds, "t on m") == []

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from perfgate.case import CaseResult
     from perfgate.thresholds import CheckResult, Thresholds
 
-__all__ = ["BUILT_IN", "Metric", "all_metrics", "ratio_cell"]
+__all__ = ["BUILT_IN", "Metric", "all_metrics", "interval_phrase", "ratio_cell"]
 
 
 class Metric(ABC):
@@ -76,3 +76,11 @@ def all_metrics() -> tuple[Metric, ...]:
 
 def ratio_cell(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}x"
+
+
+def interval_phrase(estimate: dict[str, Any]) -> str:
+    """A speed estimate as the messages say it: ``2.093x, 95% CI [1.930, 2.210] over 20 pairs``."""
+    return (
+        f"{estimate['speedup']:.3f}x, 95% CI [{estimate['ci_low']:.3f}, {estimate['ci_high']:.3f}] "
+        f"over {estimate['pairs']} pairs"
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from perfgate.metrics import Metric
+from perfgate.metrics import Metric, interval_phrase
 from perfgate.thresholds import Check, CheckResult
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ class GenerationLatency(Metric):
             return []
         base, cand = figures["baseline"], figures["candidate"]
         message = (
-            f"{context}: decoding {estimate['speedup']:.3f}x per token, 95% CI [{estimate['ci_low']:.3f}, "
-            f"{estimate['ci_high']:.3f}] over {estimate['pairs']} pairs; fp32 {base['per_token'] * 1e3:.3f} ms, "
+            f"{context}: decoding per token {interval_phrase(estimate)}; fp32 {base['per_token'] * 1e3:.3f} ms, "
             f"candidate {cand['per_token'] * 1e3:.3f} ms per token; CI must clear "
             f"{thresholds.describe('min_decode_speedup')} -> {decode['verdict'].upper()} ({decode['stop_reason']})"
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from perfgate.metrics import Metric
+from perfgate.metrics import Metric, interval_phrase
 from perfgate.thresholds import Check, CheckResult
 
 if TYPE_CHECKING:
@@ -29,8 +29,7 @@ class Speed(Metric):
             rule = f"CI must clear {bound:.3g}x from " + "; ".join(thresholds.describe(n) for n in names)
         noisy = f" (noisy: pair spread {estimate['spread']:.2f})" if estimate["noisy"] else ""
         message = (
-            f"{context}: speedup {estimate['speedup']:.3f}x, 95% CI [{estimate['ci_low']:.3f}, "
-            f"{estimate['ci_high']:.3f}] over {estimate['pairs']} pairs{noisy}; baseline p50 "
+            f"{context}: speedup {interval_phrase(estimate)}{noisy}; baseline p50 "
             f"{latency['baseline']['p50'] * 1e3:.3f} ms, candidate p50 {latency['candidate']['p50'] * 1e3:.3f} ms; "
             f"{rule} -> {figures['verdict'].upper()} ({figures['stop_reason']})"
         )
