@@ -9,7 +9,7 @@ import pytest
 
 from perfgate.case import CaseResult
 from perfgate.cli import main
-from perfgate.errors import ConfigError, ResultsFileError
+from perfgate.errors import ConfigError
 from perfgate.history import Status, compare_run, incompatibility, load_history, store_run
 from perfgate.outcome import Outcome
 from perfgate.results import RunRecord
@@ -98,10 +98,28 @@ def test_new_and_missing_cases_are_listed_never_counted(history):
     assert compare_run(current, load_history(history)).exit_code() == 0
 
 
-def test_a_crash_where_the_history_measured_is_a_regression(history):
+def test_a_case_without_a_result_is_failed_and_counts_with_or_without_history(history, tmp_path):
     current = run(9, 3.55)
     current.cases[0].outcome, current.cases[0].detail = Outcome.CRASHED, "SIGSEGV"
-    assert statuses(current, history)["minilm/ort-int8/b1/cpu"] == Status.REGRESSION
+    comparison = compare_run(current, load_history(history))
+    (failed,) = [c for c in comparison.cases if c.status == Status.FAILED]
+    assert "crashed" in failed.detail
+    assert "SIGSEGV" in failed.detail
+    assert comparison.exit_code() == 1
+    current.cases[1].outcome = Outcome.TIMEOUT  # never measured anywhere: still not "unchanged"
+    assert {c.status for c in compare_run(current, []).cases} == {Status.FAILED}
+
+
+def test_a_crashed_night_is_never_part_of_a_reference(history, tmp_path):
+    crashed = run(5, 3.55)
+    crashed.cases[0].outcome = Outcome.OOM
+    crashed.save(tmp_path / "crashed.json")
+    store_run(tmp_path / "crashed.json", history)
+    (case,) = [
+        c for c in compare_run(run(9, 3.55), load_history(history)).cases if c.case_id.endswith("ort-int8/b1/cpu")
+    ]
+    assert case.status == Status.UNCHANGED
+    assert case.figures[0].runs == 5  # the five measured nights, not the crashed one
 
 
 def test_another_hardware_class_is_incomparable_not_a_regression(history):
@@ -142,10 +160,66 @@ def test_the_store_is_append_only(history, tmp_path):
         store_run(again, history)
 
 
-def test_a_corrupt_history_file_is_named_with_the_fix(history):
+def test_a_file_that_does_not_load_is_skipped_and_named_once(history):
     (history / "zz-truncated.json").write_text('{"schema_version": 2, "cases": [')
-    with pytest.raises(ResultsFileError, match=r"zz-truncated\.json.*move it out of the history"):
-        load_history(history)
+    (history / "old.json").write_text(json.dumps({"schema_version": 1, "cases": []}))
+    loaded = load_history(history)
+    assert len(loaded) == 5
+    assert [line.split(":")[0] for line in loaded.skipped] == ["old.json", "zz-truncated.json"]
+    assert "schema_version=1" in loaded.skipped[0]
+    comparison = compare_run(run(9, 3.58), loaded)
+    assert comparison.exit_code() == 0
+    notes = comparison.markdown()
+    assert notes.count("zz-truncated.json") == 1
+    assert "delete it or rerun" not in notes  # the advice for a results file of one's own, not a history's
+
+
+def test_a_night_s_other_json_is_ignored_with_one_note(history, tmp_path):
+    """An artifact as the nightly uploads it: results.json beside compare.json and the reports."""
+    night = history / "12345"
+    night.mkdir()
+    run(6, 3.6).save(night / "results.json")
+    comparison = compare_run(run(9, 3.58), load_history(history))
+    (night / "compare.json").write_text(json.dumps(comparison.to_dict()))
+    (night / "summary.md").write_text("# perfgate\n")
+    loaded = load_history(history)
+    assert len(loaded) == 6
+    assert loaded.ignored == ["12345/compare.json"]
+    again = compare_run(run(9, 3.58), loaded)
+    assert again.exit_code() == 0
+    assert "ignored 1 JSON file(s) that are not results: 12345/compare.json" in again.markdown()
+
+
+def test_other_measurement_settings_are_incomparable(history):
+    current = run(9, 3.58)
+    current.config = {"threads": "2"}
+    comparison = compare_run(current, load_history(history))
+    assert {c.status for c in comparison.cases} == {Status.INCOMPARABLE}
+    assert "threads=None there, 2 here" in comparison.cases[0].detail
+
+
+def test_a_case_at_another_thread_count_is_not_compared_with_this_one(history):
+    current = run(9, 1.0)
+    current.cases[0].threads = 4
+    assert statuses(current, history)["minilm/ort-int8/b1/cpu"] == Status.NEW
+
+
+def test_an_absolute_latency_is_shown_but_never_alerts_alone(history, tmp_path):
+    def with_latency(night: int, seconds: float) -> RunRecord:
+        record = run(night, 3.55)
+        record.cases[0].metrics["speed"]["latency"] = {"candidate": {"p50": seconds}}
+        return record
+
+    directory = tmp_path / "latencies"
+    directory.mkdir()
+    for night in range(5):
+        with_latency(night, 0.010).save(tmp_path / "l.json")
+        store_run(tmp_path / "l.json", directory)
+    comparison = compare_run(with_latency(9, 0.015), load_history(directory))
+    case = comparison.cases[0]
+    assert case.status == Status.UNCHANGED
+    assert [(f.name, f.status) for f in case.figures if f.name == "latency_p50"] == [("latency_p50", Status.REGRESSION)]
+    assert "(shown, not alerting)" in comparison.markdown()
 
 
 def test_the_console_script_exit_codes(history, tmp_path, capsys):
@@ -216,3 +290,96 @@ def test_an_empty_history_makes_every_case_new(tmp_path):
     comparison = compare_run(run(9, 3.5), [])
     assert {c.status for c in comparison.cases} == {Status.NEW}
     assert comparison.exit_code() == 0
+
+
+def store(record: RunRecord, directory: Path, scratch: Path) -> Path:
+    source = scratch / f"{record.started[:10]}.json"
+    record.save(source)
+    return store_run(source, directory)
+
+
+def regressed_night(night: int) -> RunRecord:
+    """A night whose comparison confirmed ort-int8's drop (compare --confirm --annotate wrote it in)."""
+    record = run(night, 2.9)
+    record.against_history = {
+        "minilm/ort-int8/b1/cpu": {"status": "regression", "confirmed": True},
+        "minilm/torch-int8/b1/cpu": {"status": "unchanged", "confirmed": None},
+    }
+    return record
+
+
+def test_a_confirmed_regression_stays_out_of_the_reference_until_it_is_accepted(history, tmp_path, capsys):
+    store(regressed_night(6), history, tmp_path)
+    # The night after: still compared with the five good nights, so it still regresses.
+    assert statuses(run(7, 2.92), history)["minilm/ort-int8/b1/cpu"] == Status.REGRESSION
+    assert main(["accept", "minilm/ort-int8/b1/cpu", "--history", str(history), "--reason", "new ORT kernel",
+                 "--who", "maintainer"]) == 0  # fmt: skip
+    assert "accept-" in capsys.readouterr().out
+    loaded = load_history(history)
+    assert [(a.cases, a.reason, a.who) for a in loaded.acceptances] == [
+        (("minilm/ort-int8/b1/cpu",), "new ORT kernel", "maintainer")
+    ]
+    comparison = compare_run(run(7, 2.92), loaded)
+    found = {c.case_id: c for c in comparison.cases}
+    assert found["minilm/ort-int8/b1/cpu"].status == Status.UNCHANGED  # against the accepted night alone
+    assert found["minilm/ort-int8/b1/cpu"].figures[0].runs == 1
+    assert found["minilm/torch-int8/b1/cpu"].figures[0].runs == 5  # other cases keep their history
+    assert "new ORT kernel" in comparison.markdown()
+    assert comparison.to_dict()["acceptances"][0]["reason"] == "new ORT kernel"
+
+
+def test_an_acceptance_copied_into_several_artifacts_counts_once(history, tmp_path):
+    store(regressed_night(6), history, tmp_path)
+    main(["accept", "minilm/ort-int8/b1/cpu", "--history", str(history), "--reason", "r", "--who", "w"])
+    (marker,) = history.glob("accept-*.json")
+    (history / "night7").mkdir()
+    (history / "night7" / marker.name).write_text(marker.read_text())
+    assert len(load_history(history).acceptances) == 1
+
+
+def test_accepting_an_unknown_case_or_without_a_reason_is_refused(history, capsys):
+    assert main(["accept", "minilm/no-such/b1/cpu", "--history", str(history), "--reason", "r"]) == 2
+    err = capsys.readouterr().err
+    assert "'minilm/no-such/b1/cpu' are not in run" in err
+    assert "minilm/ort-int8/b1/cpu" in err
+    assert main(["accept", "minilm/ort-int8/b1/cpu", "--history", str(history), "--reason", " "]) == 2
+    assert "--reason is empty" in capsys.readouterr().err
+    assert list(history.glob("accept-*.json")) == []
+
+
+def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path, monkeypatch):
+    from perfgate import cli
+
+    seen = []
+
+    def fake_rerun(nodeids, settings):
+        seen.append(settings)
+        again = run(10, 2.95)
+        again.config = settings
+        return again
+
+    monkeypatch.setattr(cli, "rerun_tests", fake_rerun)
+    settings = {"budget": "60.0", "min_pairs": "80", "threads": "None", "seed": "0"}
+    directory = tmp_path / "precise"
+    directory.mkdir()
+    for night, speedup in enumerate(NIGHTS):
+        record = run(night, speedup)
+        record.config = settings
+        store(record, directory, tmp_path)
+    slow = run(9, 2.9)
+    slow.config = settings
+    slow.save(tmp_path / "slow.json")
+    assert main(["compare", str(tmp_path / "slow.json"), "--history", str(directory), "--confirm"]) == 1
+    assert seen == [{"budget": "60.0", "min_pairs": "80", "seed": "0", "threads": "None", "precision": None,
+                     "hardware_class": None}]  # fmt: skip
+
+
+def test_confirm_on_a_pytest_benchmark_run_is_a_clear_refusal(tmp_path, capsys):
+    from tests.test_pytest_benchmark import saved_run
+
+    benchmarks = tmp_path / "benchmarks"
+    for number in range(3):
+        saved_run(benchmarks, number, 1.0e-5)
+    current = saved_run(tmp_path / "now", 9, 1.6e-5)
+    assert main(["compare", str(current), "--history", str(benchmarks), "--confirm"]) == 2
+    assert "pytest-benchmark run" in capsys.readouterr().err

@@ -47,3 +47,48 @@ def test_the_merge_command(tmp_path):
     assert main(["merge", *paths, "--output", str(output)]) == 0
     assert "0.70x" in output.read_text()
     assert main(["merge", str(tmp_path / "absent.json"), "--output", str(output)]) == 2
+
+
+def shard(cpu: str, technique: str, started: str, **config: str) -> RunRecord:
+    record = runner(cpu, 1.5)
+    record.cases[0].spec = CaseSpec("minilm", technique)
+    record.started, record.config = started, dict(config)
+    return record
+
+
+def saved(tmp_path: Path, name: str, record: RunRecord) -> str:
+    path = tmp_path / name / "results.json"
+    record.save(path)
+    return str(path)
+
+
+def test_shards_of_one_class_join_into_one_results_file(tmp_path):
+    one = saved(tmp_path, "shard-1", shard("cpu-avx2", "bf16-cast", "2026-12-03T02:10:00+00:00"))
+    two = saved(tmp_path, "shard-2", shard("cpu-avx2", "fp16-cast", "2026-12-03T02:00:00+00:00"))
+    joined = tmp_path / "nightly" / "results.json"
+    assert main(["merge", one, two, "--results", str(joined)]) == 0
+    record = RunRecord.load(joined)
+    assert [c.spec.case_id for c in record.cases] == ["minilm/bf16-cast/b1/cpu", "minilm/fp16-cast/b1/cpu"]
+    assert record.started == "2026-12-03T02:00:00+00:00"
+    assert record.config["shards"] == "2"
+
+
+def test_shards_of_different_classes_settings_or_overlapping_cases_are_refused(tmp_path, capsys):
+    one = saved(tmp_path, "shard-1", shard("cpu-avx2", "bf16-cast", "2026-12-03T02:00:00+00:00"))
+    other = saved(tmp_path, "shard-2", shard("cpu-amx", "fp16-cast", "2026-12-03T02:00:00+00:00"))
+    joined = tmp_path / "joined.json"
+    assert main(["merge", one, other, "--results", str(joined)]) == 2
+    assert "does not belong with" in capsys.readouterr().err
+    assert not joined.exists()
+    threads = saved(tmp_path, "shard-3", shard("cpu-avx2", "fp16-cast", "2026-12-03T02:00:00+00:00", threads="4"))
+    assert main(["merge", one, threads, "--results", str(joined)]) == 2
+    assert "threads=4" in capsys.readouterr().err
+    again = saved(tmp_path, "shard-4", shard("cpu-avx2", "bf16-cast", "2026-12-03T02:00:00+00:00"))
+    assert main(["merge", one, again, "--results", str(joined)]) == 2
+    assert "'minilm/bf16-cast/b1/cpu' is in shard" in capsys.readouterr().err
+
+
+def test_merge_without_an_output_says_which_to_give(tmp_path, capsys):
+    one = saved(tmp_path, "shard-1", shard("cpu-avx2", "bf16-cast", "2026-12-03T02:00:00+00:00"))
+    assert main(["merge", one]) == 2
+    assert "--results FILE (join shards) or --output FILE" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The ``perfgate`` console script: ``compare`` a run against the history, ``store`` a run in it,
-``report`` (HTML), ``merge`` (several runners), ``export`` (pytest-benchmark JSON), ``gate`` (may a
-candidate model or environment replace the current one), and ``thresholds derive`` / ``thresholds show``
-(gate a new runner's class from its stored runs; what gates on a class).
+``accept`` cases' new figures as their baseline, ``report`` (HTML), ``merge`` (several runners, or one
+run's shards), ``export`` (pytest-benchmark JSON), ``gate`` (may a candidate model or environment
+replace the current one), and ``thresholds derive`` / ``thresholds show`` (gate a new runner's class
+from its stored runs; what gates on a class).
 
 Exit codes: 0 nothing regressed (every gate passed); 1 at least one regression (a gate failed); 2 bad
 input (a missing or corrupt file, a missing model directory or interpreter, an unknown option), with
@@ -51,10 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write the HTML report of a results.json (matplotlib)")
     report.add_argument("results", type=Path)
     report.add_argument("--html", type=Path, required=True, help="the self-contained HTML file to write")
+    report.add_argument("--markdown", type=Path, help="also write the Markdown summary (summary.md) here")
     report.add_argument("--history", type=Path, help="also draw each case against this history")
-    merge = commands.add_parser("merge", help="one report from several runners' results.json files")
+    merge = commands.add_parser(
+        "merge", help="one report from several runners' results.json files, or one run's shards joined"
+    )
     merge.add_argument("results", type=Path, nargs="+")
-    merge.add_argument("--output", type=Path, required=True, help="the merged Markdown report to write")
+    merge.add_argument("--output", type=Path, help="write the side-by-side Markdown report of several runners")
+    merge.add_argument(
+        "--results", dest="joined", type=Path,
+        help="join shards of one run (one hardware class) into this results.json, for compare and the report",
+    )  # fmt: skip
     gate = commands.add_parser(
         "gate", help="model or library upgrade: candidate against current, interleaved, with non-inferiority margins"
     )
@@ -78,10 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
     gate.add_argument("--json", type=Path, help="also write the verdicts and figures as JSON")
     _add_thresholds(commands)
+    _add_history(commands)
+    return parser
+
+
+def _add_history(commands: Any) -> None:
     store = commands.add_parser("store", help="add a results.json to the history (append-only)")
     store.add_argument("results", type=Path)
     store.add_argument("--history", type=Path, required=True)
-    return parser
+    accept = commands.add_parser(
+        "accept", help="accept cases' figures in a run as their new baseline (a marker in the history)"
+    )
+    accept.add_argument("cases", nargs="+", help="case ids as compare prints them, e.g. minilm/ort-int8/b1/cpu")
+    accept.add_argument("--history", type=Path, required=True, help="the history directory compare reads")
+    accept.add_argument("--reason", required=True, help="why: recorded, and quoted when the alert closes")
+    accept.add_argument("--run", type=Path, help="the accepted run (default: the history's newest with these cases)")
+    accept.add_argument("--who", help="who accepts (default: $GITHUB_ACTOR, git's user.name, the login)")
+    accept.add_argument(
+        "--into", type=Path, help="write the marker here instead (a directory uploaded with the night's artifact)"
+    )
 
 
 def _add_thresholds(commands: Any) -> None:
@@ -124,17 +147,18 @@ def main(argv: list[str] | None = None) -> int:
             from perfgate.html_report import html_report
 
             record = RunRecord.load(args.results)
-            past = load_history(args.history) if args.history else []
+            past = load_history(args.history).without(args.results) if args.history else []
             compared = compare_run(record, past) if args.history else None
             write_atomically(args.html, html_report(record, compared, past))
             print(f"wrote {args.html}")
+            if args.markdown:
+                from perfgate.report import markdown_summary
+
+                write_atomically(args.markdown, markdown_summary(record))
+                print(f"wrote {args.markdown}")
             return 0
         if args.command == "merge":
-            from perfgate.merge import merged_markdown
-
-            write_atomically(args.output, merged_markdown([(path, RunRecord.load(path)) for path in args.results]))
-            print(f"wrote {args.output}")
-            return 0
+            return _merge(args)
         if args.command == "gate":
             return _gate(args)
         if args.command == "thresholds":
@@ -143,13 +167,18 @@ def main(argv: list[str] | None = None) -> int:
             args.history.mkdir(parents=True, exist_ok=True)
             print(f"stored {store_run(args.results, args.history)}")
             return 0
+        if args.command == "accept":
+            return _accept(args)
         if args.last < 1:
             raise PerfgateError(f"--last={args.last}: compare with at least 1 run")
         # The run itself may already sit in the history (a .benchmarks directory): never its own baseline.
-        history = [(path, run) for path, run in load_history(args.history) if path.resolve() != args.current.resolve()]
-        comparison = compare_run(load_run(args.current), history, last=args.last, current_path=args.current)
+        history = load_history(args.history).without(args.current)
+        for note in history.notes():
+            print(f"perfgate compare: history {str(args.history)!r}: {note}", file=sys.stderr)
+        current = load_run(args.current)
+        comparison = compare_run(current, history, last=args.last, current_path=args.current)
         if args.confirm:
-            comparison.confirm(rerun_tests, history)
+            comparison.confirm(confirmation_rerun(current), history)
         if args.annotate:
             record = RunRecord.load(args.current)  # a pytest-benchmark run cannot carry it: named error
             record.against_history = {
@@ -170,6 +199,41 @@ def main(argv: list[str] | None = None) -> int:
     return comparison.exit_code()
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from perfgate.merge import join_shards, merged_markdown
+    from perfgate.results import write_atomically
+
+    if args.output is None and args.joined is None:
+        raise PerfgateError("merge: say what to write: --results FILE (join shards) or --output FILE (Markdown)")
+    runs = [(path, RunRecord.load(path)) for path in args.results]
+    if args.joined is not None:
+        joined = join_shards(runs)
+        joined.save(args.joined)
+        print(f"wrote {args.joined}: {len(joined.cases)} cases from {len(runs)} shard(s)")
+    if args.output is not None:
+        write_atomically(args.output, merged_markdown(runs))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _accept(args: argparse.Namespace) -> int:
+    import json
+
+    from perfgate.history import accept_cases, load_history
+    from perfgate.results import write_atomically
+
+    history = load_history(args.history)
+    acceptance = accept_cases(args.cases, history, args.reason, args.who, args.run)
+    stamp = acceptance.when.replace(":", "").replace("-", "").replace("+", "")
+    target = (args.into or args.history) / f"accept-{stamp}-{acceptance.key}.json"
+    write_atomically(target, json.dumps(acceptance.to_dict(), indent=1))
+    print(
+        f"wrote {target}: {', '.join(acceptance.cases)} compare with their figures in {acceptance.run} and later "
+        f"runs from now on ({acceptance.reason!r}, by {acceptance.who})"
+    )
+    return 0
+
+
 def _thresholds(args: argparse.Namespace) -> int:
     from perfgate.derive import derive
     from perfgate.hardware import detect
@@ -184,7 +248,10 @@ def _thresholds(args: argparse.Namespace) -> int:
     if args.action == "derive":
         if args.min_runs < 1:
             raise PerfgateError(f"--min-runs={args.min_runs}: derive from at least 1 run")
-        derived = derive(load_history(args.history), hardware_class, args.min_runs)
+        history = load_history(args.history)
+        for note in history.notes():
+            print(f"perfgate thresholds derive: history {str(args.history)!r}: {note}", file=sys.stderr)
+        derived = derive(history, hardware_class, args.min_runs)
         output = args.output or class_files_dir(ini, root) / f"{hardware_class}.toml"
         write_atomically(output, derived.toml())
         print(
@@ -260,18 +327,41 @@ def _gate(args: argparse.Namespace) -> int:
     return exit_status(results)
 
 
-def rerun_tests(nodeids: list[str]) -> RunRecord:
-    """Run these tests alone in a fresh pytest process (this interpreter, this directory) and return
-    their record: the re-measurement a suspected regression needs before it is believed."""
+# The settings a re-measurement repeats from the original run: what makes its figure the same figure.
+RERUN_SETTINGS = ("budget", "min_pairs", "seed", "threads", "precision", "hardware_class")
+
+
+def confirmation_rerun(original: RunRecord) -> Any:
+    """``rerun_tests`` with the original run's measurement settings; a pytest-benchmark run cannot be
+    re-measured by perfgate (its tests time themselves): a clear refusal instead."""
+    if str(original.fingerprint.get("source", "")).startswith("pytest-benchmark"):
+        raise PerfgateError(
+            "--confirm re-runs perfgate's own cases; this is a pytest-benchmark run: re-run the suspects with "
+            "pytest-benchmark (--benchmark-compare) or compare without --confirm"
+        )
+    settings = {name: original.config.get(name) for name in RERUN_SETTINGS}
+    return lambda nodeids: rerun_tests(nodeids, settings)
+
+
+def rerun_tests(nodeids: list[str], settings: dict[str, Any] | None = None) -> RunRecord:
+    """Run these tests alone in a fresh pytest process (this interpreter, this directory), with the
+    original run's settings, and return their record: the re-measurement a suspected regression needs
+    before it is believed."""
     import subprocess
     import tempfile
 
+    flags = [
+        f"--perfgate-{name.replace('_', '-')}={value}"
+        for name, value in (settings or {}).items()
+        if value is not None and str(value) != "None"
+    ]
     with tempfile.TemporaryDirectory(prefix="perfgate-confirm-") as scratch:
         command = [
             sys.executable,
             "-m",
             "pytest",
             *nodeids,
+            *flags,
             f"--perfgate-report-dir={scratch}",
             "-q",
             "-p",

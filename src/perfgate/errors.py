@@ -71,9 +71,9 @@ class ModelNotFoundError(PerfgateError, FileNotFoundError):
 
 
 class ResultsFileError(PerfgateError, ValueError):
-    def __init__(self, path: object, problem: str) -> None:
-        self.path = path
-        super().__init__(f"results file {str(path)!r}: {problem}; delete it or rerun the suite to rewrite it")
+    def __init__(self, path: object, problem: str, fix: str = "delete it or rerun the suite to rewrite it") -> None:
+        self.path, self.problem = path, problem
+        super().__init__(f"results file {str(path)!r}: {problem}; {fix}")
 
 
 class CheckpointError(PerfgateError, ValueError):

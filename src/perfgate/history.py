@@ -8,14 +8,28 @@ one wild night does not inflate). The floors are measured: the same-process Mini
 between runs days apart on one CPU class (ONNX Runtime O2+int8 3.46x -> 3.71x), so a speedup must
 move more than 10% before it is called a change.
 
-Runs compare only within one hardware class and compatible library versions (same major.minor of the
-libraries that decide kernels); a run that is not comparable is reported as *incomparable* with the
-reason, never as a regression. Cases only in the run are *new*; cases only in the history are
-*missing*; neither counts as a regression.
+Runs compare only within one hardware class, compatible library versions (same major.minor of the
+libraries that decide kernels) and the same measurement settings (threads, budget, stopping policy); a
+run that is not comparable is reported as *incomparable* with the reason, never as a regression. Cases
+only in the run are *new*; cases only in the history are *missing*; neither counts as a regression. A
+case that did not produce a result (a crash, an OOM, a timeout, an error) is *failed*, and counts.
+
+A history directory is what CI leaves: each night's artifact holds its ``results.json`` beside
+``compare.json``, ``summary.md`` and the report. Only results-shaped JSON is read as a run (perfgate's:
+``schema_version`` and ``cases``; pytest-benchmark's: ``machine_info`` and ``benchmarks``); other JSON
+is ignored with one note, and a results-shaped file that does not load is skipped with a warning naming
+it: one bad artifact never stops every later night. Cases a night's comparison confirmed as regressed
+stay out of the reference until the team accepts them (``perfgate accept``: a marker file in the
+history), from which run on they compare with their new figures.
 """
 
 from __future__ import annotations
 
+import datetime
+import getpass
+import hashlib
+import json
+import os
 import re
 import statistics
 from collections.abc import Callable, Sequence
@@ -31,10 +45,13 @@ from perfgate.results import RunRecord, write_atomically
 
 __all__ = [
     "TRACKED",
+    "Acceptance",
     "CaseComparison",
     "Comparison",
+    "History",
     "Status",
     "Tracked",
+    "accept_cases",
     "compare_run",
     "incompatibility",
     "load_history",
@@ -44,6 +61,9 @@ __all__ = [
 
 # Libraries whose major.minor decides which kernels run: a change makes runs incomparable.
 KERNEL_LIBRARIES = ("torch", "transformers", "onnxruntime", "optimum", "bitsandbytes", "torchao")
+# Settings that decide what a figure is: another thread count or stopping policy measures something else.
+MEASUREMENT_SETTINGS = ("threads", "budget", "min_pairs", "precision")
+HISTORY_FIX = "move it out of the history directory, or leave it: it is skipped"
 
 
 class Status(StrEnum):
@@ -53,6 +73,11 @@ class Status(StrEnum):
     NEW = "new"
     MISSING = "missing"
     INCOMPARABLE = "incomparable"
+    FAILED = "failed"  # no result: crashed, OOM, timed out, raised, or never finished
+
+
+# Statuses that make the comparison fail and, once a re-measurement confirms them, raise an alert.
+COUNTED = (Status.REGRESSION, Status.FAILED)
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,7 @@ class Tracked:
     higher_is_better: bool
     floor: float  # the narrowest band: relative (0.10 = 10%) or, when ``absolute``, in the figure's units
     absolute: bool = False
+    alerts: bool = True  # False: shown with its band, but a move alone never makes the case regress
 
 
 def _path(*keys: str) -> Callable[[CaseResult], float | None]:
@@ -82,9 +108,11 @@ TRACKED = (
     Tracked("speedup", _path("speed", "estimate", "speedup"), higher_is_better=True, floor=0.10),
     Tracked("cosine_min", _path("fidelity", "cosine_min"), higher_is_better=True, floor=0.005, absolute=True),
     Tracked("memory_ratio", _path("memory", "ratio"), higher_is_better=False, floor=0.10),
-    # Absolute times cross processes: ±15-20% measured between back-to-back runs on one machine.
-    Tracked("latency_p50", _path("speed", "latency", "candidate", "p50"), higher_is_better=False, floor=0.20),
-    Tracked("benchmark_p50", _path("latency", "p50"), higher_is_better=False, floor=0.20),  # pytest-benchmark
+    # Absolute times cross processes: ±15-20% measured between back-to-back runs on one machine, so a
+    # latency is context for the ratio beside it, not evidence on its own.
+    Tracked("latency_p50", _path("speed", "latency", "candidate", "p50"), False, floor=0.20, alerts=False),
+    # pytest-benchmark's own figure, all such a run has: its band comes from its own history's spread.
+    Tracked("benchmark_p50", _path("latency", "p50"), higher_is_better=False, floor=0.02),
 )
 
 
@@ -97,6 +125,7 @@ class FigureComparison:
     high: float
     runs: int  # history values the reference and band come from
     status: Status
+    alerts: bool = True
 
 
 @dataclass
@@ -114,6 +143,64 @@ class CaseComparison:
         return f"pytest '{self.nodeid}'" if self.nodeid else ""
 
 
+@dataclass(frozen=True)
+class Acceptance:
+    """The team's decision that some cases' new figures are their baseline, from one run on."""
+
+    cases: tuple[str, ...]
+    since: str  # the accepted run's ``started``: from that run on, these cases compare with newer runs only
+    run: str  # the accepted run's file name, for the record
+    reason: str
+    who: str
+    when: str
+
+    MARK = "perfgate_acceptance"  # the key that makes a JSON file in the history an acceptance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.MARK: 1, "cases": list(self.cases), "since": self.since, "run": self.run,
+                "reason": self.reason, "who": self.who, "when": self.when}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Acceptance:
+        return cls(tuple(data["cases"]), data["since"], data["run"], data["reason"], data["who"], data["when"])
+
+    @property
+    def key(self) -> str:
+        """The same acceptance copied into several nights' artifacts is one acceptance."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class History(Sequence[tuple[Path, RunRecord]]):
+    """The runs of a history directory, oldest first, and what else it held."""
+
+    runs: list[tuple[Path, RunRecord]]
+    skipped: list[str] = field(default_factory=list)  # "file: problem": results-shaped, did not load
+    ignored: list[str] = field(default_factory=list)  # other JSON (a night's compare.json, ...)
+    acceptances: list[Acceptance] = field(default_factory=list)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.runs[index]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def without(self, path: Path) -> History:
+        """This history less one file: the run being compared may sit in it (a .benchmarks directory)."""
+        runs = [(p, run) for p, run in self.runs if p.resolve() != path.resolve()]
+        return History(runs, self.skipped, self.ignored, self.acceptances)
+
+    def notes(self) -> list[str]:
+        """What a reader of the comparison must know about the directory, one line each."""
+        lines = [f"skipped (did not load): {problem}" for problem in self.skipped]
+        if self.ignored:
+            names = ", ".join(self.ignored[:5]) + (
+                f" and {len(self.ignored) - 5} more" if len(self.ignored) > 5 else ""
+            )
+            lines.append(f"ignored {len(self.ignored)} JSON file(s) that are not results: {names}")
+        return lines
+
+
 @dataclass
 class Comparison:
     current: Path | None
@@ -121,31 +208,33 @@ class Comparison:
     excluded: list[str]  # "file: reason" for history runs that were not comparable
     cases: list[CaseComparison]
     last: int = 5
+    notes: list[str] = field(default_factory=list)  # skipped and ignored files of the history directory
+    acceptances: list[Acceptance] = field(default_factory=list)  # those that apply to this run
 
     @property
     def regressions(self) -> list[CaseComparison]:
-        """Regressions that count: confirmed ones, or every one where nothing was re-measured."""
-        return [c for c in self.cases if c.status == Status.REGRESSION and c.confirmed is not False]
+        """Regressions and failures that count: confirmed ones, or every one where nothing was re-measured."""
+        return [c for c in self.cases if c.status in COUNTED and c.confirmed is not False]
 
     def exit_code(self) -> int:
-        """0: nothing regressed; 1: at least one regression (new, missing, incomparable never count)."""
+        """0: nothing regressed or failed; 1: at least one did (new, missing, incomparable never count)."""
         return 1 if self.regressions else 0
 
     def confirm(self, rerun: Callable[[list[str]], RunRecord], history: Sequence[tuple[Path, RunRecord]]) -> None:
-        """Re-measure the suspected regressions (``rerun`` runs those tests alone and returns their
-        record) and keep a regression only if the re-measurement regresses too: one noisy night never
-        raises an alert."""
-        suspects = [c for c in self.cases if c.status == Status.REGRESSION and c.nodeid]
+        """Re-measure the suspects, regressed or failed (``rerun`` runs those tests alone, with the run's
+        own settings, and returns their record), and keep one only if the re-measurement regresses or
+        fails too: one noisy night or one flaky crash never raises an alert."""
+        suspects = [c for c in self.cases if c.status in COUNTED and c.nodeid]
         if not suspects:
             return
-        again = {
-            c.case_id: c for c in compare_run(rerun(sorted({c.nodeid for c in suspects})), history, self.last).cases
-        }
+        repeated = compare_run(rerun(sorted({c.nodeid for c in suspects})), history, self.last).cases
+        again = {c.case_id: c for c in repeated}
         for case in suspects:
             repeat = again.get(case.case_id)
-            case.confirmed = repeat is not None and repeat.status == Status.REGRESSION
+            case.confirmed = repeat is not None and repeat.status in COUNTED
+            again_failed = repeat is not None and repeat.status == Status.FAILED
             case.detail = (
-                "confirmed: the re-measurement regressed too"
+                f"confirmed: the re-measurement {'failed' if again_failed else 'regressed'} too"
                 if case.confirmed
                 else f"not confirmed: re-measured as {repeat.status if repeat else 'not measured'} (a one-run blip)"
             )
@@ -160,6 +249,8 @@ class Comparison:
         return {
             "history_runs": self.history_runs,
             "excluded": self.excluded,
+            "notes": self.notes,
+            "acceptances": [a.to_dict() for a in self.acceptances],
             "cases": [
                 {
                     "case_id": c.case_id, "status": str(c.status), "confirmed": c.confirmed, "detail": c.detail,
@@ -174,11 +265,18 @@ class Comparison:
             "# perfgate compare",
             "",
             f"Each case against the median of up to the last {self.last} comparable runs in the history "
-            f"({self.history_runs} used); bands from their spread, at least 10% for speed and memory ratios.",
+            f"({self.history_runs} used); bands from their spread, at least 10% for speed and memory ratios. "
+            "Absolute latencies are shown, never an alert on their own.",
             self.counts(),
         ]
         if self.excluded:
             out += ["", "Not comparable (left out):", *[f"- {line}" for line in self.excluded]]
+        if self.notes:
+            out += ["", "History directory:", *[f"- {line}" for line in self.notes]]
+        if self.acceptances:
+            out += ["", "Accepted as the new baseline:"]
+            out += [f"- {', '.join(f'`{c}`' for c in a.cases)} from {a.run} on, by {a.who} ({a.when}): {a.reason}"
+                    for a in self.acceptances]  # fmt: skip
         out += [
             "",
             "| case | status | figure | figure status | now | reference [band] | runs | detail |",
@@ -192,7 +290,7 @@ class Comparison:
                     if figure is None
                     else [
                         figure.name,
-                        str(figure.status),
+                        str(figure.status) + ("" if figure.alerts else " (shown, not alerting)"),
                         f"{figure.current:.4g}",
                         f"{figure.reference:.4g} [{figure.low:.4g}, {figure.high:.4g}]",
                         str(figure.runs),
@@ -224,6 +322,15 @@ def incompatibility(current: dict[str, Any], other: dict[str, Any]) -> str | Non
     return None
 
 
+def settings_difference(current: RunRecord, other: RunRecord) -> str | None:
+    """Which measurement setting two runs differ in (threads, budget, stopping policy), or None."""
+    for name in MEASUREMENT_SETTINGS:
+        mine, theirs = current.config.get(name, "None"), other.config.get(name, "None")
+        if str(mine) != str(theirs):
+            return f"{name}={theirs} there, {mine} here (another setting measures another figure)"
+    return None
+
+
 def _placement(fingerprint: dict[str, Any]) -> str:
     """How the timed baseline's weights lived; runs recorded before it was recorded served them mapped."""
     return str(fingerprint.get("baseline_placement", {}).get("weights", "mapped"))
@@ -235,8 +342,6 @@ def _major_minor(version: str | None) -> tuple[str, ...] | None:
 
 def load_run(path: Path) -> RunRecord:
     """A perfgate results file, or a pytest-benchmark saved run (recognised by its keys)."""
-    import json
-
     from perfgate.pytest_benchmark import is_benchmark_run, load_benchmark_run
 
     try:
@@ -247,19 +352,59 @@ def load_run(path: Path) -> RunRecord:
     return RunRecord.load(path)
 
 
-def load_history(directory: Path) -> list[tuple[Path, RunRecord]]:
+def _kind(data: Any) -> str:
+    """What a parsed JSON file of a history directory is: "results", "acceptance" or "other"."""
+    from perfgate.pytest_benchmark import is_benchmark_run
+
+    if not isinstance(data, dict):
+        return "other"
+    if Acceptance.MARK in data:
+        return "acceptance"
+    if ("schema_version" in data and "cases" in data) or is_benchmark_run(data):
+        return "results"
+    return "other"
+
+
+def load_history(directory: Path) -> History:
     """Every results file in ``directory`` (perfgate's or pytest-benchmark's, in subdirectories too, as
-    ``.benchmarks/<machine>/`` keeps them), oldest first. A corrupt file is an error naming it: the
-    history is not silently thinned."""
+    ``.benchmarks/<machine>/`` and downloaded artifacts keep them), oldest first, with the acceptances
+    kept there. Other JSON is ignored; a file that does not load is skipped and named in ``skipped``."""
     if not directory.is_dir():
         raise ConfigError(f"history directory {str(directory)!r} does not exist; create it or store a run first")
-    runs = []
+    history = History([])
+    seen: set[str] = set()
     for path in sorted(directory.rglob("*.json")):
+        name = str(path.relative_to(directory))
         try:
-            runs.append((path, load_run(path)))
-        except ResultsFileError as error:
-            raise ResultsFileError(path, f"{error}; move it out of the history directory {str(directory)!r}") from None
-    return sorted(runs, key=lambda run: run[1].started)
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            history.skipped.append(f"{name}: not readable JSON ({error})")
+            continue
+        kind = _kind(data)
+        if kind == "other":
+            history.ignored.append(name)
+        elif kind == "acceptance":
+            try:
+                acceptance = Acceptance.from_dict(data)
+            except (KeyError, TypeError) as error:
+                history.skipped.append(f"{name}: an acceptance missing {error}")
+                continue
+            if acceptance.key not in seen:
+                seen.add(acceptance.key)
+                history.acceptances.append(acceptance)
+        else:
+            try:
+                history.runs.append((path, load_run(path)))
+            except ResultsFileError as error:
+                history.skipped.append(f"{name}: {error.problem}")
+    history.runs.sort(key=lambda run: _instant(run[1].started))
+    return history
+
+
+def _instant(stamp: str) -> datetime.datetime:
+    """A run's start as an aware datetime (stamps without a zone are UTC), for ordering runs."""
+    parsed = datetime.datetime.fromisoformat(stamp)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def store_run(results: Path, directory: Path) -> Path:
@@ -274,44 +419,121 @@ def store_run(results: Path, directory: Path) -> Path:
     return target
 
 
+def accept_cases(
+    case_ids: Sequence[str], history: History, reason: str, who: str | None = None, run: Path | None = None
+) -> Acceptance:
+    """An acceptance of these cases' figures in ``run`` (default: the newest run of the history that has
+    them all) as their baseline from then on. Unknown case ids are an error listing the run's cases."""
+    if not reason.strip():
+        raise ConfigError("--reason is empty: say why the new figures are accepted (it is quoted in the alert)")
+    if run is not None:
+        chosen: tuple[Path, RunRecord] | None = (run, load_run(run))
+    else:
+        wanted = set(case_ids)
+        having = [entry for entry in history.runs if wanted <= {c.spec.case_id for c in entry[1].cases}]
+        chosen = having[-1] if having else (history.runs[-1] if history.runs else None)
+    if chosen is None:
+        raise ConfigError("the history holds no run to accept: store or fetch the regressed night's results first")
+    path, record = chosen
+    known = sorted({case.spec.case_id for case in record.cases})
+    unknown = [case_id for case_id in case_ids if case_id not in known]
+    if unknown:
+        raise ConfigError(
+            f"case id(s) {', '.join(map(repr, unknown))} are not in run {str(path)!r}; its cases: {', '.join(known)}"
+        )
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return Acceptance(tuple(case_ids), record.started, path.name, reason.strip(), who or _who(), now)
+
+
+def _who() -> str:
+    """Who accepts: the GitHub actor in a workflow, else git's user name, else the login."""
+    if os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"]
+    import subprocess
+
+    try:
+        name = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        name = ""
+    return name.strip() or getpass.getuser()
+
+
 def compare_run(
     current: RunRecord, history: Sequence[tuple[Path, RunRecord]], last: int = 5, current_path: Path | None = None
 ) -> Comparison:
+    """Each case of ``current`` against its reference in the comparable runs of ``history``."""
+    if not isinstance(history, History):
+        history = History(list(history))
     excluded, usable = [], []
-    for path, run in history:
-        reason = incompatibility(current.fingerprint, run.fingerprint)
+    for path, run in history.runs:
+        reason = incompatibility(current.fingerprint, run.fingerprint) or settings_difference(current, run)
         if reason:
             excluded.append(f"{path.name}: {reason}")
         else:
             usable.append(run)
-    usable = usable[-last:]
+    now = _instant(current.started)
+    acceptances = [a for a in history.acceptances if _instant(a.since) <= now]
     if not usable:
         status = Status.INCOMPARABLE if excluded else Status.NEW
         reason = f"no comparable run in the history ({excluded[-1]})" if excluded else "the history is empty"
-        cases = [CaseComparison(c.spec.case_id, status, detail=reason) for c in current.cases]
-        return Comparison(current_path, 0, excluded, cases, last)
-    past: dict[str, list[CaseResult]] = {}
-    for run in usable:
-        for case in run.cases:
-            past.setdefault(case.spec.case_id, []).append(case)
-    compared = [_compare_case(case, past.get(case.spec.case_id, [])) for case in current.cases]
+        cases = [
+            _failed(case)
+            if case.outcome != Outcome.MEASURED
+            else CaseComparison(case.spec.case_id, status, detail=reason)
+            for case in current.cases
+        ]
+        return Comparison(current_path, 0, excluded, cases, last, history.notes(), acceptances)
+    compared: list[CaseComparison] = []
+    used: set[int] = set()
+    for case in current.cases:
+        reference = _reference(case, usable, acceptances, last)
+        used.update(id(run) for run, _ in reference)
+        compared.append(_compare_case(case, [found for _, found in reference]))
     seen = {case.spec.case_id for case in current.cases}
     latest = {case.spec.case_id for case in usable[-1].cases}
     compared += [
         CaseComparison(case_id, Status.MISSING, detail="in the latest comparable run, not in this one")
         for case_id in sorted(latest - seen)
     ]
-    return Comparison(current_path, len(usable), excluded, compared, last)
+    return Comparison(current_path, len(used), excluded, compared, last, history.notes(), acceptances)
+
+
+def _reference(
+    case: CaseResult, usable: list[RunRecord], acceptances: list[Acceptance], last: int
+) -> list[tuple[RunRecord, CaseResult]]:
+    """The runs a case compares with: the latest ``last`` that measured it at the same thread count, after
+    its latest acceptance, leaving out the nights its comparison counted as regressed or failed (the
+    accepted run itself stays)."""
+    case_id = case.spec.case_id
+    accepted = [a.since for a in acceptances if case_id in a.cases]
+    since = max(accepted, key=_instant) if accepted else None
+    chosen = []
+    for run in usable:
+        if since is not None and _instant(run.started) < _instant(since):
+            continue
+        found = next((c for c in run.cases if c.spec.case_id == case_id), None)
+        if found is None or found.outcome != Outcome.MEASURED or found.threads != case.threads:
+            continue
+        mark = (run.against_history or {}).get(case_id) or {}
+        counted = mark.get("status") in COUNTED and mark.get("confirmed") is not False
+        if counted and run.started != since:
+            continue
+        chosen.append((run, found))
+    return chosen[-last:]
+
+
+def _failed(case: CaseResult) -> CaseComparison:
+    detail = f"no result: outcome {case.outcome}" + (f" ({case.detail[:120]})" if case.detail else "")
+    return CaseComparison(case.spec.case_id, Status.FAILED, detail=detail, nodeid=case.nodeid)
 
 
 def _compare_case(case: CaseResult, past: list[CaseResult]) -> CaseComparison:
-    measured = [p for p in past if p.outcome == Outcome.MEASURED]
-    if not past:
-        return CaseComparison(case.spec.case_id, Status.NEW, detail="not in the history", nodeid=case.nodeid)
     if case.outcome != Outcome.MEASURED:
-        status = Status.REGRESSION if measured else Status.UNCHANGED
-        detail = f"outcome {case.outcome}: {case.detail[:120]}"
-        return CaseComparison(case.spec.case_id, status, detail=detail, nodeid=case.nodeid)
+        return _failed(case)
+    measured = past
+    if not measured:
+        detail = "not measured in the comparable history (at this thread count, since its acceptance)"
+        return CaseComparison(case.spec.case_id, Status.NEW, detail=detail, nodeid=case.nodeid)
     figures = []
     for tracked in TRACKED:
         value = tracked.read(case)
@@ -319,7 +541,7 @@ def _compare_case(case: CaseResult, past: list[CaseResult]) -> CaseComparison:
         if value is None or not values:
             continue
         figures.append(_compare_figure(tracked, value, values))
-    statuses = {f.status for f in figures}
+    statuses = {f.status for f in figures if f.alerts}
     status = next((s for s in (Status.REGRESSION, Status.IMPROVEMENT) if s in statuses), Status.UNCHANGED)
     detail = ""
     if status == Status.IMPROVEMENT:
@@ -341,4 +563,4 @@ def _compare_figure(tracked: Tracked, value: float, values: list[float]) -> Figu
     else:
         better = value > high if tracked.higher_is_better else value < low
         status = Status.IMPROVEMENT if better else Status.REGRESSION
-    return FigureComparison(tracked.name, value, reference, low, high, len(values), status)
+    return FigureComparison(tracked.name, value, reference, low, high, len(values), status, tracked.alerts)

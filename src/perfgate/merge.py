@@ -1,7 +1,10 @@
-"""``perfgate merge``: results of several runners (hardware classes) in one report.
+"""``perfgate merge``: results of several runners (hardware classes) in one report, or the shards of one
+run (a CI matrix splitting the nightly selection) joined into one results file.
 
 One table puts each case's speedup, CI and verdict side by side per hardware class, so "does this pay
-off on our GPUs and on our CPUs" reads in one place; each runner's own summary follows.
+off on our GPUs and on our CPUs" reads in one place; each runner's own summary follows. Joining shards
+is the xdist merge (``results.merge_records``) with the checks shards need: one hardware class, library
+set and measurement settings, and no case measured twice.
 """
 
 from __future__ import annotations
@@ -9,11 +12,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from perfgate.errors import ConfigError
 from perfgate.outcome import Outcome
 from perfgate.report import markdown_summary, speed_estimate
-from perfgate.results import RunRecord
+from perfgate.results import RunRecord, merge_records
 
-__all__ = ["merged_markdown"]
+__all__ = ["join_shards", "merged_markdown"]
+
+
+def join_shards(shards: Sequence[tuple[Path, RunRecord]]) -> RunRecord:
+    """One run from its shards; shards of another class, library set or setting are refused by name."""
+    from perfgate.history import incompatibility, settings_difference
+
+    first_path, first = shards[0]
+    owner: dict[str, Path] = {}
+    for path, shard in shards:
+        reason = incompatibility(first.fingerprint, shard.fingerprint) or settings_difference(first, shard)
+        if reason:
+            raise ConfigError(
+                f"shard {str(path)!r} does not belong with {str(first_path)!r}: {reason}; merge each class's "
+                "shards on their own (the runners of one matrix must share a hardware class)"
+            )
+        for case in shard.cases:
+            if case.spec.case_id in owner:
+                raise ConfigError(
+                    f"case {case.spec.case_id!r} is in shard {str(owner[case.spec.case_id])!r} and in "
+                    f"{str(path)!r}: shards must split the selection, not repeat it (pytest-split --group)"
+                )
+            owner[case.spec.case_id] = path
+    joined = merge_records([shard for _, shard in shards])
+    joined.config["shards"] = str(len(shards))
+    return joined
 
 
 def _runners(runs: Sequence[tuple[Path, RunRecord]]) -> list[str]:

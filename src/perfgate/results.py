@@ -22,7 +22,7 @@ from typing import Any
 from perfgate.case import CaseResult
 from perfgate.errors import ResultsFileError
 
-__all__ = ["SCHEMA_VERSION", "RunRecord", "write_atomically"]
+__all__ = ["SCHEMA_VERSION", "RunRecord", "merge_records", "write_atomically"]
 
 SCHEMA_VERSION = 2
 
@@ -104,3 +104,17 @@ class RunRecord:
             )
         except (KeyError, TypeError) as error:
             raise ResultsFileError(path, f"is missing or has a malformed field {error}") from None
+
+
+def merge_records(records: list[RunRecord]) -> RunRecord:
+    """One record from the parts of one run (xdist workers, CI shards): their cases, calibrations and gates
+    together, started when the first part started. The caller checks that the parts belong together."""
+    return RunRecord(
+        fingerprint=records[0].fingerprint,
+        config=dict(records[0].config),
+        cases=[case for record in records for case in record.cases],
+        calibration={key: value for r in records for key, value in (r.calibration or {}).items()} or None,
+        gates=[gate for r in records for gate in (r.gates or [])] or None,
+        started=min(r.started for r in records),
+        perfgate_version=records[0].perfgate_version,
+    )

@@ -27,7 +27,7 @@ from perfgate.model import BASELINE_PLACEMENT, model_class
 from perfgate.outcome import Outcome
 from perfgate.placement import GpuPlacement, choose_gpu, visible_gpu_ids
 from perfgate.report import fit_job_summary, markdown_summary
-from perfgate.results import RunRecord, write_atomically
+from perfgate.results import RunRecord, merge_records, write_atomically
 from perfgate.scenarios import get_scenario
 from perfgate.spec import BASELINE, CaseSpec
 from perfgate.technique import STACK_SEPARATOR, Technique, get_technique, import_path, technique_names
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import pytest
 
     from perfgate.config import Settings
-    from perfgate.history import Comparison
+    from perfgate.history import Comparison, History
     from perfgate.model import ModelRegistry
     from perfgate.upgrade import GatePolicy, GateResult
 
@@ -59,7 +59,7 @@ class PerfgateSession:
         self.models = models
         self.skipped: list[tuple[str, str]] = []
         self.record: RunRecord | None = None
-        self.history: list[tuple[Path, RunRecord]] | None = None  # past runs, with --perfgate-history
+        self.history: History | None = None  # past runs, with --perfgate-history
         self._memo: dict[tuple[Any, ...], Any] = {}
         workerinput: dict[str, Any] = getattr(config, "workerinput", {})
         self.xdist_worker: str | None = workerinput.get("workerid")
@@ -390,12 +390,7 @@ class PerfgateSession:
                 self.skipped.append((str(part), f"unreadable xdist part: {error}"))
         if not records:
             return
-        merged = records[0]
-        for other in records[1:]:
-            merged.cases += other.cases
-            merged.calibration = {**(merged.calibration or {}), **(other.calibration or {})} or None
-            merged.gates = (merged.gates or []) + (other.gates or []) or None
-        merged.started = min(r.started for r in records)
+        merged = merge_records(records)
         merged.config["xdist_workers"] = str(len(records))
         self.record = merged
         merged.save(self.results_path)
