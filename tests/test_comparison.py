@@ -14,10 +14,10 @@ SEEDS = range(100)
 POLICY = ComparePolicy(min_pairs=10, budget_seconds=2.0, resamples=1000)
 
 
-def run(seed: int, baseline_s: float, candidate_s: float, bound: float | None, **noise: float):
+def run(seed: int, baseline_s: float, candidate_s: float, bound: float | None, precision=None, **noise: float):
     clock = FakeClock()
     rng = np.random.default_rng(seed)
-    policy = ComparePolicy(**{**POLICY.__dict__, "seed": seed})
+    policy = ComparePolicy(**{**POLICY.__dict__, "seed": seed, "precision": precision})
     return compare(
         noisy_work(clock, baseline_s, rng, **noise),
         noisy_work(clock, candidate_s, rng, **noise),
@@ -115,3 +115,23 @@ def test_an_ungated_comparison_stops_at_five_percent_or_half_the_budget():
     assert POLICY.budget_seconds / 2 <= noisy.elapsed_seconds < POLICY.budget_seconds / 2 + 0.2
     gated = run(7, 0.01, 0.01, bound=1.0, sigma=0.3)
     assert gated.elapsed_seconds >= POLICY.budget_seconds  # a bound still gets the whole budget
+
+
+def test_a_stated_precision_keeps_measuring_past_the_verdict_to_a_narrow_interval():
+    """The nightly's figures: a clear PASS decided at 10 pairs, measured on to ±3% for the history."""
+    gating = run(4, 0.02, 0.01, bound=1.2, sigma=0.05)
+    assert (gating.verdict, gating.stop_reason, gating.estimate.pairs) == (Verdict.PASS, "decided", 10)
+    precise = run(4, 0.02, 0.01, bound=1.2, precision=0.03, sigma=0.05)
+    assert precise.verdict is Verdict.PASS
+    assert precise.stop_reason == "interval within ±3%"
+    assert precise.estimate.pairs > 10
+    assert math.log(precise.estimate.ci_high / precise.estimate.ci_low) / 2 <= 0.03
+    ungated = run(4, 0.02, 0.01, bound=None, precision=0.03, sigma=0.05)
+    assert ungated.verdict is Verdict.UNGATED
+    assert ungated.stop_reason == "interval within ±3%"
+
+
+def test_a_precision_the_budget_cannot_reach_stops_at_the_budget_and_says_so():
+    tight = run(5, 0.01, 0.01, bound=None, precision=0.001, sigma=0.3)
+    assert tight.stop_reason == "budget spent before ±0.1%"
+    assert tight.elapsed_seconds >= POLICY.budget_seconds  # the whole budget, not the ungated half

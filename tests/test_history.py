@@ -383,3 +383,14 @@ def test_confirm_on_a_pytest_benchmark_run_is_a_clear_refusal(tmp_path, capsys):
     current = saved_run(tmp_path / "now", 9, 1.6e-5)
     assert main(["compare", str(current), "--history", str(benchmarks), "--confirm"]) == 2
     assert "pytest-benchmark run" in capsys.readouterr().err
+
+
+def test_the_band_holds_the_run_s_own_interval_as_well_as_the_nights_spread(history):
+    """-14 % with an interval of ±3 % is a regression; the same figure measured to ±25 % cannot show it."""
+    precise, loose = run(9, 3.05), run(9, 3.05)
+    loose.cases[0].metrics["speed"]["estimate"].update(ci_low=3.05 * 0.78, ci_high=3.05 * 1.28)
+    precise.cases[0].metrics["speed"]["estimate"].update(ci_low=3.05 * 0.97, ci_high=3.05 * 1.03)
+    assert statuses(precise, history)["minilm/ort-int8/b1/cpu"] == Status.REGRESSION
+    (figure, *_) = next(c for c in compare_run(loose, load_history(history)).cases if "ort" in c.case_id).figures
+    assert figure.status == Status.UNCHANGED
+    assert figure.low < 3.05 * 0.99

@@ -37,7 +37,7 @@ def test_case(technique, request):
     report_dir = Path(request.config.getoption("perfgate_report_dir"))
     shutil.copy(os.environ["REPLAY_REMEASUREMENT"], report_dir / "results.json")
 """
-SETTINGS = {"budget": "20.0", "min_pairs": "10", "threads": "None", "seed": "0"}
+SETTINGS = {"budget": "20.0", "min_pairs": "10", "threads": "None", "seed": "0", "precision": "0.03"}
 
 
 def measured(night: int, ort_speedup: float, torch_speedup: float) -> list[RunRecord]:

@@ -56,6 +56,10 @@ class ComparePolicy:
     # the whole budget (bitsandbytes int8 on cpu-avx2: 22 s for a 0.39x that 5 s measured as well).
     ungated_halfwidth: float = 0.05  # with no bound, stop once the interval is within about ±5%...
     ungated_budget_share: float = 0.5  # ...or once this share of the budget is spent
+    # For history (the nightly): measure every case to this relative half-width (0.03: ±3%) within the
+    # whole budget, whatever the verdict. A verdict's early stop is for gating: 10 pairs that clear a bound
+    # leave an interval too wide to see a 15% drop between nights.
+    precision: float | None = None
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,8 @@ def compare_blocks(
     budget is spent. The arms may live in this process (``LocalArms``) or in worker processes that time
     their own blocks (``arms.py``: two models, or two environments)."""
     start = clock()
-    budget = policy.budget_seconds * (policy.ungated_budget_share if bound is None else 1.0)
+    share = policy.ungated_budget_share if bound is None and policy.precision is None else 1.0
+    budget = policy.budget_seconds * share
     result = Comparison(bound=bound)
     per_call = {}
     for arm in ("baseline", "candidate"):
@@ -289,23 +294,41 @@ def compare_blocks(
             continue
         next_look = 2 * len(a)
         result.estimate = estimate_speedup(a, b, policy)
-        verdict = decide(result.estimate, bound)
-        if verdict is Verdict.UNGATED:
-            halfwidth = math.log(result.estimate.ci_high / result.estimate.ci_low) / 2
-            if halfwidth <= policy.ungated_halfwidth:
-                verdict, result.stop_reason = Verdict.UNGATED, "interval narrow enough"
-            elif out_of_time or at_cap:
-                result.stop_reason = "budget spent"
-            else:
-                continue
-            result.verdict = Verdict.UNGATED
-            break
-        if verdict is not None:
-            result.verdict, result.stop_reason = verdict, "decided"
-            break
-        if out_of_time or at_cap:
-            result.verdict = Verdict.INCONCLUSIVE
-            result.stop_reason = "time budget spent" if out_of_time else "pair cap reached"
+        if _stopped(result, bound, policy, out_of_time, at_cap):
             break
     result.elapsed_seconds = clock() - start
     return result
+
+
+def _stopped(result: Comparison, bound: float | None, policy: ComparePolicy, out_of_time: bool, at_cap: bool) -> bool:
+    """At a look: whether the loop stops here, with the verdict and the reason set on ``result``."""
+    assert result.estimate is not None
+    verdict = decide(result.estimate, bound)
+    halfwidth = math.log(result.estimate.ci_high / result.estimate.ci_low) / 2
+    exhausted = out_of_time or at_cap
+    if policy.precision is not None:
+        if halfwidth <= policy.precision:
+            result.stop_reason = f"interval within ±{policy.precision * 100:g}%"
+        elif exhausted:
+            result.stop_reason = f"budget spent before ±{policy.precision * 100:g}%"
+        else:
+            return False
+        result.verdict = Verdict.INCONCLUSIVE if verdict is None else verdict
+        return True
+    if verdict is Verdict.UNGATED:
+        if halfwidth <= policy.ungated_halfwidth:
+            result.stop_reason = "interval narrow enough"
+        elif exhausted:
+            result.stop_reason = "budget spent"
+        else:
+            return False
+        result.verdict = Verdict.UNGATED
+        return True
+    if verdict is not None:
+        result.verdict, result.stop_reason = verdict, "decided"
+        return True
+    if exhausted:
+        result.verdict = Verdict.INCONCLUSIVE
+        result.stop_reason = "time budget spent" if out_of_time else "pair cap reached"
+        return True
+    return False

@@ -69,6 +69,13 @@ OPTIONS = (
     Option("budget", "seconds of A/B timing per case before the verdict is INCONCLUSIVE", _positive_float, 20.0),
     Option("min_pairs", "A/B pairs before the first look at the interval", _positive_int, 10),
     Option("seed", "seed of the bootstrap resampling", int, 0),
+    Option(
+        "precision",
+        "measure each A/B case until its speedup interval is within ±this fraction (0.03: ±3%), within the "
+        "budget, whatever the verdict: figures for the nightly history (default: stop once the verdict is decided)",
+        _positive_float,
+        None,
+    ),
     Option("threads", "torch/onnxruntime intra-op threads (default: torch's choice)", _positive_int, None),
     Option("thresholds", "thresholds TOML; the ini file is the base, the flag/env file overrides it", str, None),
     Option("report_dir", "directory for results.json and summary.md", str, "reports/latest"),
@@ -118,6 +125,7 @@ class Settings:
     budget: float
     min_pairs: int
     seed: int
+    precision: float | None
     threads: int | None
     thresholds: list[Path]
     report_dir: Path

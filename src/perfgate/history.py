@@ -29,6 +29,7 @@ import datetime
 import getpass
 import hashlib
 import json
+import math
 import os
 import re
 import statistics
@@ -90,6 +91,8 @@ class Tracked:
     floor: float  # the narrowest band: relative (0.10 = 10%) or, when ``absolute``, in the figure's units
     absolute: bool = False
     alerts: bool = True  # False: shown with its band, but a move alone never makes the case regress
+    # The run's own confidence interval for the figure, where it has one: the band also holds that.
+    interval: Callable[[CaseResult], tuple[float, float] | None] | None = None
 
 
 def _path(*keys: str) -> Callable[[CaseResult], float | None]:
@@ -104,8 +107,13 @@ def _path(*keys: str) -> Callable[[CaseResult], float | None]:
     return read
 
 
+def _speed_interval(case: CaseResult) -> tuple[float, float] | None:
+    low, high = _path("speed", "estimate", "ci_low")(case), _path("speed", "estimate", "ci_high")(case)
+    return None if low is None or high is None or low <= 0 else (low, high)
+
+
 TRACKED = (
-    Tracked("speedup", _path("speed", "estimate", "speedup"), higher_is_better=True, floor=0.10),
+    Tracked("speedup", _path("speed", "estimate", "speedup"), True, floor=0.10, interval=_speed_interval),
     Tracked("cosine_min", _path("fidelity", "cosine_min"), higher_is_better=True, floor=0.005, absolute=True),
     Tracked("memory_ratio", _path("memory", "ratio"), higher_is_better=False, floor=0.10),
     # Absolute times cross processes: ±15-20% measured between back-to-back runs on one machine, so a
@@ -540,7 +548,8 @@ def _compare_case(case: CaseResult, past: list[CaseResult]) -> CaseComparison:
         values = [v for p in measured if (v := tracked.read(p)) is not None]
         if value is None or not values:
             continue
-        figures.append(_compare_figure(tracked, value, values))
+        own = tracked.interval(case) if tracked.interval else None
+        figures.append(_compare_figure(tracked, value, values, own))
     statuses = {f.status for f in figures if f.alerts}
     status = next((s for s in (Status.REGRESSION, Status.IMPROVEMENT) if s in statuses), Status.UNCHANGED)
     detail = ""
@@ -549,14 +558,21 @@ def _compare_case(case: CaseResult, past: list[CaseResult]) -> CaseComparison:
     return CaseComparison(case.spec.case_id, status, figures, detail, case.nodeid)
 
 
-def _compare_figure(tracked: Tracked, value: float, values: list[float]) -> FigureComparison:
+def _compare_figure(
+    tracked: Tracked, value: float, values: list[float], own: tuple[float, float] | None = None
+) -> FigureComparison:
+    """The band around the history's median: 3 robust sigmas of the runs' spread (between-run variation,
+    as the nights measured it) combined in quadrature with this run's own relative half-width (a run
+    measured to ±15% cannot show a 12% move), never narrower than the figure's floor."""
     reference = statistics.median(values)
     sigma = 1.4826 * statistics.median([abs(v - reference) for v in values])  # robust: one wild night
     if tracked.absolute:
         half = max(tracked.floor, 3 * sigma)
         low, high = reference - half, reference + half
     else:
-        half = max(tracked.floor, 3 * sigma / reference if reference else tracked.floor)
+        between = 3 * sigma / reference if reference else 0.0
+        within = math.log(own[1] / own[0]) / 2 if own else 0.0
+        half = max(tracked.floor, math.hypot(between, within))
         low, high = reference * (1 - half), reference * (1 + half)
     if low <= value <= high:
         status = Status.UNCHANGED

@@ -285,7 +285,7 @@ class PerfgateSession:
             "labelled": str(source.eval_file) if source.eval_file else None,
             # scoring the labelled set costs seconds per arm: only where a task field judges it
             "score_task": bool(TASK_FIELDS & thresholds.values.keys()),
-            "policy": {"min_pairs": s.min_pairs, "budget_seconds": s.budget, "seed": s.seed},
+            "policy": {"min_pairs": s.min_pairs, "budget_seconds": s.budget, "seed": s.seed, "precision": s.precision},
             "bound": thresholds.speed_bound(),
             "decode_bound": thresholds.values.get("min_decode_speedup"),
             **extra,

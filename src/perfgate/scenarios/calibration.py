@@ -35,7 +35,10 @@ class RunnerCalibration(Scenario):
         timer = Timer(synchronize=cuda_synchronizer(payload["model"]["device"]))
         # The noise floor needs more than the 10 pairs an easy A/A would stop at: insist on 40, ±1%.
         policy = replace(
-            ComparePolicy(), **{**payload["policy"], "min_pairs": 40}, ungated_halfwidth=0.01, ungated_budget_share=1.0
+            ComparePolicy(),
+            **{**payload["policy"], "min_pairs": 40, "precision": None},
+            ungated_halfwidth=0.01,
+            ungated_budget_share=1.0,
         )
         with torch_threads(payload["threads"]):
             outcome = calibrate(lambda: model.run(inputs), timer, policy, payload["fractions"])
