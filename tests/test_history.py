@@ -237,6 +237,27 @@ def test_the_console_script_exit_codes(history, tmp_path, capsys):
     assert main(["compare", str(clean), "--history", str(tmp_path / "absent")]) == 2
 
 
+def test_a_missing_run_is_named_with_its_fix_before_the_history_is_read(tmp_path, capsys, monkeypatch):
+    from perfgate import history as history_module
+
+    def walked(directory):
+        raise AssertionError(f"walked {directory} before checking the run")
+
+    monkeypatch.setattr(history_module, "load_history", walked)
+    assert main(["compare", str(tmp_path / "missing.json"), "--history", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("missing.json") == 1
+    assert "does not exist; check the path" in err
+    assert "delete it" not in err
+
+
+def test_the_version_is_printed(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("perfgate ")
+
+
 def test_annotate_writes_each_case_s_status_into_the_results_file(history, tmp_path):
     slow = tmp_path / "slow.json"
     run(9, 2.9).save(slow)

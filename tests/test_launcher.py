@@ -4,11 +4,12 @@ worker is replaced, and the cases after them run and pass."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
 
-from perfgate.launcher import describe_exit
+from perfgate.launcher import crash_cause, describe_exit
 from tests.user_project import micro_run, plant
 
 
@@ -41,7 +42,11 @@ def test_an_abort_a_segfault_and_a_native_hang_are_outcomes_and_the_run_goes_on(
     outcomes = [c["outcome"] for c in cases]
     assert outcomes == ["measured", "crashed", "measured", "crashed", "measured", "timeout", "measured"]
     assert "Fatal Python error: Aborted" in cases[1]["log"]  # faulthandler's stack, from the worker's stderr
+    assert "Fatal Python error: Aborted; crashing frame: File" in cases[1]["detail"]  # not the module list
     assert "Segmentation fault" in cases[3]["log"]
+    # Which signal ended it (the blocked mask is per thread: another thread may still take SIGTERM).
+    assert re.search(r"\((ab-forward); (SIGTERM ended it|it ignored SIGTERM for the 1 s grace period; SIGKILL "
+                     r"ended it)\)$", cases[5]["detail"]), cases[5]["detail"]  # fmt: skip
     summary = (project.path / "out" / "summary.md").read_text()
     for outcome in ("crashed", "timeout"):
         assert f"**{outcome}**" in summary
@@ -118,3 +123,22 @@ def test_a_worker_that_does_not_start_in_time_is_killed_and_leaves_nothing_behin
         WorkerProcess(sys.path, start_timeout=0.001, grace=1)
     alive = [p for p in psutil.Process().children() if "perfgate.worker" in " ".join(p.cmdline())]
     assert alive == []
+
+
+FAULTHANDLER = """Fatal Python error: Aborted
+
+Current thread 0x00007f (most recent call first):
+  File "/src/tests/planted.py", line 36 in _abort
+  File "/src/perfgate/worker.py", line 120 in serve
+
+Extension modules: numpy._core._multiarray_umath, torch._C, yaml._yaml (total: 3)"""
+
+
+def test_the_crash_cause_is_the_fatal_error_and_its_frame_not_the_module_list():
+    assert crash_cause(FAULTHANDLER) == (
+        'Fatal Python error: Aborted; crashing frame: File "/src/tests/planted.py", line 36 in _abort'
+    )
+    traceback = 'Traceback (most recent call last):\n  File "w.py", line 3, in run\nRuntimeError: CUDA error\n'
+    assert crash_cause(traceback) == "last exception: RuntimeError: CUDA error"
+    assert crash_cause("loading\nExtension modules: numpy (total: 1)") == "last stderr line: loading"
+    assert crash_cause("") == ""

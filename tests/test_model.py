@@ -53,3 +53,12 @@ def test_copying_keeps_tied_weights_tied():
 def test_an_unknown_placement_is_refused_naming_the_choices(micro_model_dir):
     with pytest.raises(ValueError, match="placement 'pinned': one of copied, mapped"):
         load_model("micro", "text-classification", micro_model_dir, placement="pinned")
+
+
+def test_a_released_module_names_the_flag_that_keeps_it():
+    from perfgate.model import LoadedModel
+
+    model = LoadedModel("mine", "feature-extraction", "models/mine", tokenizer=None, config=None, module=object())
+    model.release_module()
+    with pytest.raises(RuntimeError, match=r"return Variant\(\.\.\., independent_of_source=False\)"):
+        _ = model.module

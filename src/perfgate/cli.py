@@ -27,6 +27,7 @@ BAD_INPUT = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfgate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"perfgate {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="compare a results.json with the history's comparable runs")
     compare.add_argument("current", type=Path, help="the run's results.json, or a pytest-benchmark saved run")
@@ -107,6 +108,15 @@ def _add_history(commands: Any) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("perfgate")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def _add_thresholds(commands: Any) -> None:
     thresholds = commands.add_parser("thresholds", help="derive a hardware class's thresholds; show what gates")
     actions = thresholds.add_subparsers(dest="action", required=True)
@@ -171,11 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             return _accept(args)
         if args.last < 1:
             raise PerfgateError(f"--last={args.last}: compare with at least 1 run")
+        current = load_run(args.current)  # before any walk of the history: a wrong path fails at once
         # The run itself may already sit in the history (a .benchmarks directory): never its own baseline.
         history = load_history(args.history).without(args.current)
         for note in history.notes():
             print(f"perfgate compare: history {str(args.history)!r}: {note}", file=sys.stderr)
-        current = load_run(args.current)
         comparison = compare_run(current, history, last=args.last, current_path=args.current)
         if args.confirm:
             comparison.confirm(confirmation_rerun(current), history)

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,22 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def crash_cause(log: str) -> str:
+    """The line of a dead worker's stderr that names the fault: Python's "Fatal Python error" with the
+    crashing frame (faulthandler lists it first), else the exception line of a traceback, else the last
+    line that is not faulthandler's list of extension modules."""
+    lines = [line.rstrip() for line in log.splitlines() if line.strip()]
+    fatal = next((line for line in lines if "Fatal Python error" in line), None)
+    if fatal is not None:
+        frame = next((line.strip() for line in lines if line.lstrip().startswith('File "')), None)
+        return fatal.strip() + (f"; crashing frame: {frame}" if frame else "")
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", line)]
+    if raised:
+        return f"last exception: {raised[-1]}"
+    kept = [line for line in lines if not line.startswith("Extension modules:")]
+    return f"last stderr line: {kept[-1].strip()}" if kept else ""
 
 
 @dataclass
@@ -131,8 +148,9 @@ class WorkerProcess:
             return self.process.wait(wait)
         return None
 
-    def kill(self) -> None:
-        """SIGTERM to the worker's process group, SIGKILL after the grace period."""
+    def kill(self) -> str:
+        """SIGTERM to the worker's process group, SIGKILL after the grace period; says which ended it."""
+        ended = "it had already exited"
         for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 10.0)):
             if self.process.poll() is not None:
                 break
@@ -140,6 +158,12 @@ class WorkerProcess:
                 os.killpg(self.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(wait)
+            ended = (
+                "SIGTERM ended it"
+                if sig == signal.SIGTERM
+                else f"it ignored SIGTERM for the {self.grace:g} s grace period; SIGKILL ended it"
+            )
+        return ended
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -247,21 +271,20 @@ class Launcher:
             info["load_seconds"] = data.pop("load_seconds", 0.0)
             reply = JobReply(Outcome(message["outcome"]), data, message.get("detail", ""), message.get("log", ""), info)
         except WorkerLate:
-            worker.kill()
+            ended = worker.kill()
             reply = JobReply(
                 Outcome.TIMEOUT,
-                detail=f"worker pid {worker.pid} killed after {timeout:g} s ({scenario.name}; "
-                f"terminated, then killed after a {self.grace:g} s grace period)",
+                detail=f"worker pid {worker.pid} killed after {timeout:g} s ({scenario.name}; {ended})",
                 log=worker.log_tail(),
                 worker=info,
             )
         except WorkerGone:
             status = describe_exit(worker.exit_status())
             tail = worker.log_tail()
-            last = tail.splitlines()[-1] if tail else ""
+            cause = crash_cause(tail)
             reply = JobReply(
                 Outcome.CRASHED,
-                detail=f"worker pid {worker.pid} {status}" + (f"; last stderr line: {last}" if last else ""),
+                detail=f"worker pid {worker.pid} {status}" + (f"; {cause}" if cause else ""),
                 log=tail,
                 worker=info,
             )

@@ -129,7 +129,11 @@ class LoadedModel:
         """The fp32 eager module (a transformers PreTrainedModel in eval mode), loaded on first use."""
         if self._module is None:
             if self._loader is None:
-                raise RuntimeError(f"model {self.name!r}: the fp32 module was released and cannot be reloaded")
+                raise RuntimeError(
+                    f"model {self.name!r}: the fp32 module was released and cannot be reloaded: a technique's "
+                    "variant still serves through it; return Variant(..., independent_of_source=False) from "
+                    "that technique's apply() so the worker keeps the module while the variant lives"
+                )
             self._module = self._loader()
         return self._module
 

@@ -85,7 +85,9 @@ class RunRecord:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ResultsFileError(path, "does not exist") from None
+            raise ResultsFileError(
+                path, "does not exist", "check the path (a run writes it into --perfgate-report-dir, reports/latest/)"
+            ) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ResultsFileError(path, f"is not readable JSON ({error})") from None
         if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
