@@ -4,6 +4,7 @@ two at once, and every job writing a summary."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -142,3 +143,23 @@ def test_a_gpu_job_without_a_visible_gpu_fails_loudly():
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 1
     assert "torch.cuda.is_available() is False" in result.stderr
+
+
+def test_the_cpu_nightly_shards_fit_an_hour_each_by_the_recorded_durations():
+    """fixtures/nightly-durations.json is one nightly run's per-test durations (pytest-split's format); the
+    matrix must split them into shards of under 55 minutes each (GitHub's job limit is the hour)."""
+    from types import SimpleNamespace
+
+    from pytest_split.algorithms import Algorithms
+
+    job = load(ROOT / ".github/workflows/nightly-cpu.yml")["jobs"]["measure"]
+    command = next(step["run"] for step in job["steps"] if "--splits" in str(step.get("run", "")))
+    splits = int(re.search(r"--splits (\d+)", command).group(1))
+    assert job["strategy"]["matrix"]["shard"] == list(range(1, splits + 1))
+    algorithm = re.search(r"--splitting-algorithm (\w+)", command).group(1)
+    durations = json.loads((ROOT / "fixtures" / "nightly-durations.json").read_text())
+    items = [SimpleNamespace(nodeid=nodeid) for nodeid in durations]
+    groups = Algorithms[algorithm].value(splits, items, durations)
+    minutes = [group.duration / 60 for group in groups]
+    assert max(minutes) < 55, minutes
+    assert sum(minutes) == pytest.approx(sum(durations.values()) / 60)
