@@ -77,3 +77,13 @@ def test_a_file_that_is_not_a_saved_run_is_named(tmp_path):
     path.write_text(json.dumps({"benchmarks": []}))
     with pytest.raises(ResultsFileError, match="not a pytest-benchmark saved run"):
         load_benchmark_run(path)
+
+
+def test_a_saved_run_without_a_datetime_still_loads_with_its_history(benchmarks):
+    undated = next(benchmarks.rglob("0000_*.json"))
+    data = json.loads(undated.read_text())
+    del data["datetime"]
+    undated.write_text(json.dumps(data))
+    history = load_history(benchmarks)
+    assert len(history) == 5
+    assert history[0][0] == undated  # undated sorts first

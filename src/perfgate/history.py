@@ -410,8 +410,12 @@ def load_history(directory: Path) -> History:
 
 
 def _instant(stamp: str) -> datetime.datetime:
-    """A run's start as an aware datetime (stamps without a zone are UTC), for ordering runs."""
-    parsed = datetime.datetime.fromisoformat(stamp)
+    """A run's start as an aware datetime (stamps without a zone are UTC), for ordering runs; a saved
+    pytest-benchmark run without a readable ``datetime`` sorts first rather than failing the history."""
+    try:
+        parsed = datetime.datetime.fromisoformat(stamp)
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
