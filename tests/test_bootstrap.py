@@ -39,7 +39,8 @@ def test_an_unknown_pin_set_is_named_with_the_choices():
 
 def test_every_pin_set_pins_torch_first():
     """Anything installed before a pinned torch may pull an unpinned one: several GB of CUDA wheels."""
-    for name, torch_pin in (("cpu", "torch==2.13.0+cpu"), ("transformers5", "torch==2.13.0+cpu"), ("gpu", "torch==2.11.0")):
+    pins = {"cpu": "torch==2.13.0+cpu", "transformers5": "torch==2.13.0+cpu", "gpu": "torch==2.11.0"}
+    for name, torch_pin in pins.items():
         assert pinned_lines(ROOT / "requirements" / f"{name}.txt")[0] == torch_pin, name
 
 
@@ -86,7 +87,8 @@ def fake_wheel(directory: Path, version: str) -> None:
     dist_info = f"torch-{version}.dist-info"
     files = {
         f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n",
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: perfgate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: perfgate-tests\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
         f"{dist_info}/RECORD": "",
     }
     with zipfile.ZipFile(directory / f"torch-{version}-py3-none-any.whl", "w") as wheel:
@@ -118,7 +120,8 @@ def test_the_cpu_pin_sets_resolve_to_torchs_cpu_build_offline(tmp_path):
         report = json.loads((tmp_path / "report.json").read_text())
         assert [item["metadata"]["version"] for item in report["install"]] == ["2.13.0+cpu"], name
         refused = resolved_torch(pin, pypi_only, tmp_path)
-        assert refused.returncode != 0 and "No matching distribution found for torch==2.13.0+cpu" in refused.stderr
+        assert refused.returncode != 0
+        assert "No matching distribution found for torch==2.13.0+cpu" in refused.stderr
     former = resolved_torch("torch==2.13.0", pypi_only, tmp_path)
     assert former.returncode == 0
     assert json.loads((tmp_path / "report.json").read_text())["install"][0]["metadata"]["version"] == "2.13.0"

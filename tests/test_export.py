@@ -1,15 +1,20 @@
-"""Exports: pytest-benchmark's JSON format (read back by perfgate's own reader) and JUnit properties."""
+"""Exports: pytest-benchmark's JSON format (read by pytest-benchmark's own CLI and by perfgate's reader) and
+JUnit properties."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from perfgate.case import CaseResult
 from perfgate.cli import main
+from perfgate.errors import PerfgateError
 from perfgate.export import junit_properties, to_pytest_benchmark
 from perfgate.outcome import Outcome, Verdict
 from perfgate.pytest_benchmark import load_benchmark_run
@@ -41,6 +46,23 @@ def record() -> RunRecord:
     return RunRecord(fingerprint=fingerprint, config={}, cases=[measured_case(), crashed])
 
 
+def two_gates_in_one_test() -> RunRecord:
+    """One test that gates batch 1 and batch 8 of a technique, and measures batch 8 twice."""
+    cases = []
+    for batch_size in (1, 8, 8):
+        case = measured_case()
+        case.spec = CaseSpec("minilm", "bf16-cast", batch_size=batch_size)
+        case.nodeid = "perf/test_sweep.py::test_sweep"
+        cases.append(case)
+    return RunRecord(fingerprint=record().fingerprint, config={}, cases=cases)
+
+
+def pytest_benchmark_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """pytest-benchmark's own command (its console script, next to this interpreter)."""
+    command = Path(sys.executable).parent / "pytest-benchmark"
+    return subprocess.run([str(command), *arguments], cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
+
+
 def test_the_pytest_benchmark_export_carries_the_candidate_rounds_and_the_ratio(tmp_path):
     data = to_pytest_benchmark(record())
     (benchmark,) = data["benchmarks"]  # a crashed case has no timing to export
@@ -59,7 +81,55 @@ def test_the_export_command_writes_the_file(tmp_path):
     results, output = tmp_path / "results.json", tmp_path / "bench.json"
     record().save(results)
     assert main(["export", str(results), "--output", str(output)]) == 0
-    assert json.loads(output.read_text())["benchmarks"][0]["fullname"] == "perf/test_p.py::test_p[bf16-cast]"
+    fullname = json.loads(output.read_text())["benchmarks"][0]["fullname"]
+    assert fullname == "perf/test_p.py::test_p[bf16-cast]::minilm/bf16-cast/b1/cpu"
+
+
+def test_the_statistics_are_pytest_benchmarks_own():
+    from pytest_benchmark.stats import Stats
+
+    expected = Stats()
+    for seconds in SAMPLES:
+        expected.update(seconds)
+    (benchmark,) = to_pytest_benchmark(record())["benchmarks"]
+    assert benchmark["stats"] == {**expected.as_dict(), "iterations": 1}
+    assert benchmark["stats"]["outliers"] == "2;0"  # its own 'stddev;iqr' outlier counts
+
+
+def test_each_gate_of_one_test_has_its_own_fullname():
+    fullnames = [benchmark["fullname"] for benchmark in to_pytest_benchmark(two_gates_in_one_test())["benchmarks"]]
+    assert fullnames == [
+        "perf/test_sweep.py::test_sweep::minilm/bf16-cast/b1/cpu",
+        "perf/test_sweep.py::test_sweep::minilm/bf16-cast/b8/cpu",
+        "perf/test_sweep.py::test_sweep::minilm/bf16-cast/b8/cpu#2",
+    ]
+
+
+def test_pytest_benchmarks_own_compare_and_list_read_the_export(tmp_path):
+    """What a pytest-benchmark user runs: `compare` on the exported file, and `list`/`compare` on the storage
+    the export saved into (a file without its 'outliers' field made `compare` raise KeyError)."""
+    results = tmp_path / "results.json"
+    two_gates_in_one_test().save(results)
+    assert main(["export", str(results), "--output", str(tmp_path / "bench.json")]) == 0
+    compared = pytest_benchmark_cli("compare", "bench.json", cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert "minilm/bf16-cast/b8/cpu#2" in compared.stdout
+    for _ in range(2):
+        assert main(["export", str(results), "--storage", str(tmp_path / ".benchmarks")]) == 0
+    listed = pytest_benchmark_cli("list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    saved = [Path(line).name for line in listed.stdout.split()]
+    assert saved == ["0001_perfgate.json", "0002_perfgate.json"]
+    both = pytest_benchmark_cli("compare", "0001", "0002", "--group-by", "name", cwd=tmp_path)
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert "minilm/bf16-cast/b8/cpu#2 (0001_" in both.stdout
+    assert "minilm/bf16-cast/b8/cpu#2 (0002_" in both.stdout
+
+
+def test_a_run_without_pytest_benchmark_is_told_how_to_export(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pytest_benchmark.stats", None)  # as if not installed
+    with pytest.raises(PerfgateError, match="pip install pytest-benchmark"):
+        to_pytest_benchmark(record())
 
 
 def test_junit_properties_name_the_verdict_and_the_figures():

@@ -49,7 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
     export.add_argument("results", type=Path)
-    export.add_argument("--output", type=Path, required=True, help="the pytest-benchmark style JSON to write")
+    destination = export.add_mutually_exclusive_group(required=True)
+    destination.add_argument("--output", type=Path, help="the pytest-benchmark style JSON to write")
+    destination.add_argument(
+        "--storage", type=Path,
+        help="save it as pytest-benchmark's next run in this storage directory (e.g. .benchmarks), where "
+        "`pytest-benchmark list` and `pytest-benchmark compare` find it",
+    )  # fmt: skip
     report = commands.add_parser("report", help="write the HTML report of a results.json (matplotlib)")
     report.add_argument("results", type=Path)
     report.add_argument("--html", type=Path, required=True, help="the self-contained HTML file to write")
@@ -138,6 +144,22 @@ def _add_thresholds(commands: Any) -> None:
     )  # fmt: skip
 
 
+def _export(results: Path, output: Path | None, storage: Path | None) -> int:
+    import json
+
+    from perfgate.export import storage_path, to_pytest_benchmark
+    from perfgate.results import write_atomically
+
+    exported = to_pytest_benchmark(RunRecord.load(results))
+    if storage is not None:
+        output = storage_path(storage)
+        output.parent.mkdir(parents=True, exist_ok=True)
+    assert output is not None  # argparse requires one of --output and --storage
+    write_atomically(output, json.dumps(exported, indent=1))
+    print(f"wrote {output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from perfgate.history import compare_run, load_history, load_run, store_run
     from perfgate.report import fit_job_summary
@@ -146,13 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "export":
-            import json
-
-            from perfgate.export import to_pytest_benchmark
-
-            write_atomically(args.output, json.dumps(to_pytest_benchmark(RunRecord.load(args.results)), indent=1))
-            print(f"wrote {args.output}")
-            return 0
+            return _export(args.results, args.output, args.storage)
         if args.command == "report":
             from perfgate.html_report import html_report
 

@@ -5,19 +5,23 @@ and Bencher ingest), and per-test properties for JUnit XML (``Bench`` records th
 In the pytest-benchmark export each measured case is one benchmark named by its case id, with the
 candidate's timed blocks as its rounds (seconds per call) and the same-process comparison with fp32
 in ``extra_info``: a dashboard that plots the time sees the absolute latency, and the ratio travels
-with it.
+with it. The statistics are pytest-benchmark's own (``pytest_benchmark.stats.Stats``: its quartile
+method and outlier counts), so its ``compare`` and ``list`` read the file as one of their saved runs.
 """
 
 from __future__ import annotations
 
-import statistics
+from pathlib import Path
 from typing import Any
 
 from perfgate.case import CaseResult
+from perfgate.errors import PerfgateError
 from perfgate.outcome import Outcome
 from perfgate.results import RunRecord
 
-__all__ = ["junit_properties", "to_pytest_benchmark"]
+__all__ = ["junit_properties", "storage_path", "to_pytest_benchmark"]
+
+INSTALL_HINT = "perfgate export writes pytest-benchmark's format with its statistics: pip install pytest-benchmark"
 
 
 def to_pytest_benchmark(record: RunRecord) -> dict[str, Any]:
@@ -29,7 +33,16 @@ def to_pytest_benchmark(record: RunRecord) -> dict[str, Any]:
         "cpu": {"brand_raw": cpu.get("model", ""), "count": cpu.get("logical_cores", 0), "flags": cpu.get("flags", [])},
         "perfgate": {"hardware_class": record.fingerprint.get("hardware_class", {})},
     }
-    benchmarks = [_benchmark(case) for case in record.cases if _samples(case)]
+    try:
+        from pytest_benchmark.stats import Stats
+    except ImportError:
+        raise PerfgateError(INSTALL_HINT) from None
+    measured = [case for case in record.cases if _samples(case)]
+    names = _unique_names(measured)
+    benchmarks = [
+        _benchmark(case, name, Stats())  # type: ignore[no-untyped-call]
+        for case, name in zip(measured, names, strict=True)
+    ]
     return {
         "machine_info": machine_info,
         "commit_info": {},
@@ -46,27 +59,45 @@ def _samples(case: CaseResult) -> list[float]:
     return [float(s) for s in samples]
 
 
-def _benchmark(case: CaseResult) -> dict[str, Any]:
-    times = sorted(_samples(case))
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    mean = statistics.fmean(times)
-    stats = {
-        "min": times[0], "max": times[-1], "mean": mean,
-        "stddev": statistics.stdev(times) if len(times) > 1 else 0.0,
-        "rounds": len(times), "median": statistics.median(times),
-        "q1": quartiles[0], "q3": quartiles[2], "iqr": quartiles[2] - quartiles[0],
-        "ops": 1 / mean if mean > 0 else 0.0, "total": sum(times), "iterations": 1,
-    }  # fmt: skip
+def _unique_names(cases: list[CaseResult]) -> list[str]:
+    """pytest-benchmark keys a benchmark by ``fullname`` and shows its ``name``: each case is named by its
+    case id, and a case id measured again in the same test gets ``#2``, ``#3``."""
+    names: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for case in cases:
+        name, repeat = case.spec.case_id, 1
+        while (case.nodeid, name) in seen:
+            repeat += 1
+            name = f"{case.spec.case_id}#{repeat}"
+        seen.add((case.nodeid, name))
+        names.append(name)
+    return names
+
+
+def _benchmark(case: CaseResult, name: str, stats: Any) -> dict[str, Any]:
+    """One case as a benchmark; one test that gates several cases gives each its own ``nodeid::name``."""
+    for seconds in _samples(case):
+        stats.update(seconds)
     return {
         "group": case.spec.model,
-        "name": case.spec.case_id,
-        "fullname": case.nodeid or case.spec.case_id,
+        "name": name,
+        "fullname": f"{case.nodeid}::{name}" if case.nodeid else name,
         "params": case.spec.to_dict(),
         "param": case.spec.case_id,
         "extra_info": dict(junit_properties(case)),
         "options": {},
-        "stats": stats,
+        "stats": {**stats.as_dict(), "iterations": 1},
     }
+
+
+def storage_path(storage: Path, label: str = "perfgate") -> Path:
+    """Where pytest-benchmark's ``--benchmark-save`` would put this machine's next run in ``storage``:
+    ``STORAGE/MACHINE/NNNN_LABEL.json``, NNNN one past the highest number saved for that machine."""
+    from pytest_benchmark.utils import get_machine_id
+
+    machine_id = str(get_machine_id())  # type: ignore[no-untyped-call]
+    numbers = [int(path.name[:4]) for path in (storage / machine_id).glob("[0-9][0-9][0-9][0-9]_*.json")]
+    return storage / machine_id / f"{max(numbers, default=0) + 1:04d}_{label}.json"
 
 
 def junit_properties(case: CaseResult) -> list[tuple[str, str]]:
