@@ -84,7 +84,7 @@ class OffloadBelowTheLargestLayer(OffloadToDisk):
     """Disk offload with a RAM budget below the checkpoint's largest layer: a setting that cannot work."""
 
     name = "planted-offload-below-largest-layer"
-    summary = "device_map='auto' offload with max_memory cpu=64 MB, below GPT-2's 147 MB embedding"
+    summary = "device_map='auto' offload with max_memory cpu=64 MiB, below GPT-2's 147 MiB embedding"
     max_memory_cpu = 64 * 2**20
 
 

@@ -38,7 +38,7 @@ def test_the_random_init_anti_pattern_holds_a_second_full_copy_in_anonymous_memo
         ("gpt2-missing-shard", "load-sharded", "names shard 'model-00002-of-00002.safetensors', which is missing"),
         ("gpt2-truncated", "load-safetensors", "model.safetensors': truncated: its header describes"),
         ("gpt2-124m-random", "planted-offload-below-largest-layer",
-         "max_memory cpu=64 MB is smaller than its largest layer, transformer.wte (147 MB)"),
+         "max_memory cpu=64 MiB is smaller than its largest layer, transformer.wte (147 MiB)"),
         ("gpt2-124m-random", "planted-offload-unwritable-folder", "the offload folder cannot be written"),
     ],
 )  # fmt: skip
@@ -64,12 +64,12 @@ def memory_cgroup_or_skip() -> None:
 @pytest.mark.parametrize(
     ("strategy", "fits"),
     [
-        # Memory-mapped loads need ~70 MB of anonymous memory: the kernel drops and rereads weight
+        # Memory-mapped loads need ~70 MiB of anonymous memory: the kernel drops and rereads weight
         # pages to stay under the cap (measured: the first forward then takes 0.6-3.0 s instead of 0.2).
         ("load-safetensors", True), ("load-sharded", True), ("load-bin", True), ("load-offload", True),
-        ("load-state-dict", False),  # every weight copied into anonymous memory, twice at its peak (~640 MB)
-        # Reported, not asserted: their anonymous peaks (bf16 ~280 MB, dispatch 240-320 MB) sit near the
-        # 256 MB cap (measured: bf16 killed, dispatch fitted).
+        ("load-state-dict", False),  # every weight copied into anonymous memory, twice at its peak (~640 MiB)
+        # Reported, not asserted: their anonymous peaks (bf16 ~280 MiB, dispatch 240-320 MiB) sit near the
+        # 256 MiB cap (measured: bf16 killed, dispatch fitted).
         ("load-bf16", None), ("load-dispatch", None),
     ],
 )  # fmt: skip
@@ -85,7 +85,7 @@ def test_which_strategies_load_in_about_half_the_models_size(perfgate, strategy,
 @pytest.mark.cpu
 @pytest.mark.slow  # ~45 s: 67 against 160 ms per forward pass
 def test_what_an_offloaded_model_costs_per_forward_pass(perfgate):
-    """Offload is a memory technique; its cost is time: the offloaded model (200 MB in RAM, the rest read
+    """Offload is a memory technique; its cost is time: the offloaded model (200 MiB in RAM, the rest read
     from the offload folder on every forward) timed ABBA against the in-memory fp32 model. Measured on
     cpu-amx, batch 1: 0.42-0.45x (67 ms against 160 ms)."""
     result = perfgate.gate("gpt2-124m-random", "load-offload", memory=False)
@@ -95,7 +95,7 @@ def test_what_an_offloaded_model_costs_per_forward_pass(perfgate):
 @pytest.mark.gpu
 @pytest.mark.parametrize("strategy", ["load-safetensors", "load-gpu-cpu-disk"])
 def test_loading_onto_a_gpu(perfgate, strategy):
-    """On a GPU: the plain load, and one split across GPU (150 MB), CPU (150 MB) and disk; peak allocated
+    """On a GPU: the plain load, and one split across GPU (150 MiB), CPU (150 MiB) and disk; peak allocated
     per device beside the placement. Not measured on a GPU yet: measured, not gated."""
     result = perfgate.gate("gpt2-124m-random", strategy, scenario="load", device="cuda")
     figures = result.metrics["load"]

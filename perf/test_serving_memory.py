@@ -12,7 +12,7 @@ pytestmark = pytest.mark.cpu
 # The planted copy is anonymous memory of exactly the weights' size: the anonymous pages at the peak
 # must exceed fp32's by that much, within this fraction (sampling and allocator slack move a few MB).
 # Cloning also reads every mapped weight page, so the total grows by more than the copy (measured on
-# MiniLM: +86 MB anonymous, +37 MB file-backed for embedding rows one sentence never touches).
+# MiniLM: +86 MiB anonymous, +37 MiB file-backed for embedding rows one sentence never touches).
 LEAK_TOLERANCE = 0.15
 
 
@@ -26,9 +26,9 @@ def test_a_leaked_fp32_copy_shows_as_the_weights_size(perfgate: Bench) -> None:
     extra = memory["candidate"]["attributable"] - memory["baseline"]["attributable"]
     mb = 2**20
     assert abs(extra_anonymous / leaked - 1) <= LEAK_TOLERANCE, (
-        f"a leak of {leaked / mb:.0f} MB shows as {extra_anonymous / mb:.0f} MB more anonymous memory than fp32"
+        f"a leak of {leaked / mb:.0f} MiB shows as {extra_anonymous / mb:.0f} MiB more anonymous memory than fp32"
     )
-    assert extra >= leaked * (1 - LEAK_TOLERANCE), f"attributable memory grew by only {extra / mb:.0f} MB"
+    assert extra >= leaked * (1 - LEAK_TOLERANCE), f"attributable memory grew by only {extra / mb:.0f} MiB"
 
 
 @pytest.mark.requires("onnxruntime", "onnx")

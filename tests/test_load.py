@@ -62,7 +62,7 @@ def test_the_section_shows_times_peaks_and_placement():
     case = CaseResult(CaseSpec("gpt2", "load-offload", scenario="load"), "c", outcome=Outcome.MEASURED)
     case.metrics["load"] = load_figures(worker_data(peak_anon=345 * MB), {"after": {"anon": 260 * MB}})
     text = "\n".join(LoadMetric().section([case]))
-    row = "| gpt2 | load-offload | 500 | 0.50 | 0.20 | 85 | 560 | 150 | cpu 150, disk 336 | 190/200 MB (0.95x) | 0 |"
+    row = "| gpt2 | load-offload | 500 | 0.50 | 0.20 | 85 | 560 | 150 | cpu 150, disk 336 | 190/200 MiB (0.95x) | 0 |"
     assert row in text
 
 
@@ -74,7 +74,7 @@ def test_an_offloaded_model_is_held_to_its_ram_budget_with_the_runtimes_memory_l
     assert within["resident_after"] == 150 * MB + 40 * MB
     assert [c.verdict for c in LoadMetric().checks(within, thresholds, "m")] == ["pass"]
     data = worker_data(peak_anon=330 * MB)
-    data["after"]["anon"] = 400 * MB  # 140 MB beyond the runtime: 290 MB against a 200 MB budget
+    data["after"]["anon"] = 400 * MB  # 140 MiB beyond the runtime: 290 MiB against a 200 MiB budget
     over = load_figures(data, {"after": {"anon": 260 * MB}})
     assert [c.verdict for c in LoadMetric().checks(over, thresholds, "m")] == ["fail"]
 

@@ -140,8 +140,8 @@ def test_a_ram_budget_below_the_largest_layer_is_refused_before_loading(micro_fo
 
     strategy = OffloadToDisk()
     monkeypatch.setattr(strategy, "max_memory_cpu", 2**20)
-    message = r"max_memory cpu=1 MB is smaller than its largest layer, bert.embeddings.word_embeddings \(4 MB\)"
-    with pytest.raises(CheckpointError, match=message + ".*allow at least 4 MB"):
+    message = r"max_memory cpu=1 MiB is smaller than its largest layer, bert.embeddings.word_embeddings \(4 MiB\)"
+    with pytest.raises(CheckpointError, match=message + ".*allow at least 4 MiB"):
         strategy.load(TASK, micro_forms, tmp_path)
 
 

@@ -41,7 +41,7 @@ def test_memory_is_judged_on_the_attributable_ratio_and_shows_both_arms():
     thresholds = Thresholds("t", "c", True, {"max_memory_ratio": 0.4}, {"max_memory_ratio": "f"})
     (check,) = ServingMemory().checks(figures, thresholds, "t on m")
     assert check.verdict == "fail"
-    assert ServingMemory().cells(figures) == {"memory": "0.50x", "attrib MB": "40/80"}
+    assert ServingMemory().cells(figures) == {"memory": "0.50x", "attrib MiB": "40/80"}
 
 
 def test_a_new_metric_reaches_the_table_without_an_edit_to_the_report(monkeypatch):

@@ -45,7 +45,7 @@ def context(launcher: FakeLauncher) -> CaseContext:
 
 
 def test_memory_is_compared_on_what_each_arm_holds_beyond_the_runtime_overhead():
-    # fp32: 30 MB anonymous beyond the runtime's and 50 MB of mapped weights; int8: 40 MB anonymous.
+    # fp32: 30 MiB anonymous beyond the runtime's and 50 MiB of mapped weights; int8: 40 MiB anonymous.
     launcher = FakeLauncher({"Fp32Eager": (280 * MB, 50 * MB), "PerChannel": (290 * MB, 0)})
     ctx = context(launcher)
     measure_serving_memory(ctx)

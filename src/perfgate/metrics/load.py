@@ -12,7 +12,7 @@ from perfgate.thresholds import Check
 if TYPE_CHECKING:
     from perfgate.case import CaseResult
 
-MB = 2**20
+MIB = 2**20
 
 
 class LoadMetric(Metric):
@@ -34,7 +34,7 @@ class LoadMetric(Metric):
         anon = figures.get("anon_peak")
         return {
             "load s": f"{figures['ready_seconds']:.2f}+{figures['first_forward_seconds']:.2f}={total:.2f}",
-            "anon peak": "-" if anon is None else f"{anon / MB:.0f} MB ({figures['anon_peak_ratio']:.2f}x stored)",
+            "anon peak": "-" if anon is None else f"{anon / MIB:.0f} MiB ({figures['anon_peak_ratio']:.2f}x stored)",
         }
 
     def section(self, cases: Sequence[CaseResult]) -> list[str]:
@@ -50,17 +50,17 @@ class LoadMetric(Metric):
                "load of the single safetensors file. Not strategies: "
                "low_cpu_mem_usage and offload_state_dict, which from_pretrained discards unused in transformers "
                "4.57 and 5 (it always builds on the meta device first).", "",
-               "| model | strategy | stored MB | ready s | first forward s | anon peak MB | file peak MB | "
-               "model files resident MB | placed (MB per device) | resident / RAM budget | max abs diff | "
+               "| model | strategy | stored MiB | ready s | first forward s | anon peak MiB | file peak MiB | "
+               "model files resident MiB | placed (MiB per device) | resident / RAM budget | max abs diff | "
                "samples (hwm share) |",
                "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
             f = case.metrics[self.name]
-            placed = ", ".join(f"{d} {b / MB:.0f}" for d, b in f["details"].get("placement_bytes", {}).items())
+            placed = ", ".join(f"{d} {b / MIB:.0f}" for d, b in f["details"].get("placement_bytes", {}).items())
             sampled = f.get("sampled") or {}
             share = f.get("sampled_share_of_hwm")
             out.append(
-                f"| {case.spec.model} | {case.spec.technique} | {f['stored_bytes'] / MB:.0f} | "
+                f"| {case.spec.model} | {case.spec.technique} | {f['stored_bytes'] / MIB:.0f} | "
                 f"{f['ready_seconds']:.2f} | {f['first_forward_seconds']:.2f} | {_mb(f.get('anon_peak'))} | "
                 f"{_mb(f.get('file_peak'))} | {_mb(f['after'].get('model_file'))} | {placed} | {_budget(f)} | "
                 f"{f.get('max_abs_diff', 0.0):.3g} | {sampled.get('samples', 0)} "
@@ -70,14 +70,14 @@ class LoadMetric(Metric):
 
 
 def _mb(value: int | None) -> str:
-    return "-" if value is None else f"{value / MB:.0f}"
+    return "-" if value is None else f"{value / MIB:.0f}"
 
 
 def _budget(figures: dict[str, Any]) -> str:
     budget = figures["details"].get("max_memory_cpu")
     if not budget or "resident_after" not in figures:
         return "-"
-    return f"{figures['resident_after'] / MB:.0f}/{budget / MB:.0f} MB ({figures['resident_ratio']:.2f}x)"
+    return f"{figures['resident_after'] / MIB:.0f}/{budget / MIB:.0f} MiB ({figures['resident_ratio']:.2f}x)"
 
 
 class LoadUnderCapMetric(Metric):
@@ -91,9 +91,9 @@ class LoadUnderCapMetric(Metric):
         return []
 
     def cells(self, figures: dict[str, Any]) -> dict[str, str]:
-        cap = f"{figures['cap_bytes'] / MB:.0f} MB"
+        cap = f"{figures['cap_bytes'] / MIB:.0f} MiB"
         if figures["fits"]:
-            return {"under cap": f"fits {cap} (peak {figures['peak_charged'] / MB:.0f} MB)"}
+            return {"under cap": f"fits {cap} (peak {figures['peak_charged'] / MIB:.0f} MiB)"}
         return {"under cap": f"killed at {cap}" if figures["outcome"] == "oom" else figures["outcome"]}
 
     def section(self, cases: Sequence[CaseResult]) -> list[str]:
@@ -104,19 +104,19 @@ class LoadUnderCapMetric(Metric):
                "Each strategy in a worker whose memory cgroup is capped below the model's size, beyond what its "
                "imported libraries hold; the model's files are evicted from the page cache first, so the worker "
                "is charged for the weight pages it reads. A kill by the kernel inside the group: does not fit.",
-               "", "| model | strategy | cap MB | fits | peak charged MB | ready s | first forward s |",
+               "", "| model | strategy | cap MiB | fits | peak charged MiB | ready s | first forward s |",
                "|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
             f = case.metrics[self.name]
             if f["fits"]:
                 peak, ready, first = (
-                    f"{f['peak_charged'] / MB:.0f}",
+                    f"{f['peak_charged'] / MIB:.0f}",
                     f"{f['ready_seconds']:.2f}",
                     f"{f['first_forward_seconds']:.2f}",
                 )
             else:
                 peak = ready = first = "-"
             fits = "yes" if f["fits"] else ("no: killed inside its cgroup" if f["outcome"] == "oom" else f["outcome"])
-            out.append(f"| {case.spec.model} | {case.spec.technique} | {f['cap_bytes'] / MB:.0f} | {fits} | {peak} | "
+            out.append(f"| {case.spec.model} | {case.spec.technique} | {f['cap_bytes'] / MIB:.0f} | {fits} | {peak} | "
                        f"{ready} | {first} |")  # fmt: skip
         return out

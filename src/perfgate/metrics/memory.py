@@ -18,16 +18,16 @@ from perfgate.thresholds import Check
 if TYPE_CHECKING:
     from perfgate.case import CaseResult
 
-MB = 2**20
+MIB = 2**20
 
 
 def _mb(value: float | None) -> str:
-    return "-" if value is None else f"{value / MB:.0f}"
+    return "-" if value is None else f"{value / MIB:.0f}"
 
 
 class ServingMemory(Metric):
     name = "memory"
-    columns: ClassVar[tuple[str, ...]] = ("memory", "attrib MB")
+    columns: ClassVar[tuple[str, ...]] = ("memory", "attrib MiB")
 
     def measured(self, figures: dict[str, Any]) -> list[Check]:
         if figures.get("ratio") is None:
@@ -38,7 +38,7 @@ class ServingMemory(Metric):
         base, cand = figures.get("baseline", {}), figures.get("candidate", {})
         return {
             "memory": ratio_cell(figures.get("ratio")),
-            "attrib MB": f"{_mb(cand.get('attributable'))}/{_mb(base.get('attributable'))}",
+            "attrib MiB": f"{_mb(cand.get('attributable'))}/{_mb(base.get('attributable'))}",
         }
 
     def section(self, cases: Sequence[CaseResult]) -> list[str]:
@@ -46,7 +46,7 @@ class ServingMemory(Metric):
         if not rows:
             return []
         out = [
-            "## Memory while serving (MB; per arm in a fresh worker)",
+            "## Memory while serving (MiB; per arm in a fresh worker)",
             "",
             "Peak is VmHWM from after the variant was built until after its forward passes; anon and",
             "file-backed are the split at the sampled peak; overhead is a worker with the same imports that",

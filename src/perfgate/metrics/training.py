@@ -14,7 +14,7 @@ from perfgate.thresholds import Check
 if TYPE_CHECKING:
     from perfgate.case import CaseResult
 
-MB = 2**20
+MIB = 2**20
 
 
 class Training(Metric):
@@ -41,8 +41,8 @@ class Training(Metric):
         text = f"loss Δ {figures['max_loss_diff']:.2g}"
         memory = figures.get("memory") or {}
         if memory.get("ratio") is not None:
-            state = memory["candidate"]["optimizer_state_bytes"] / MB
-            text += f"; memory {memory['ratio']:.2f}x; state {state:.1f} MB"
+            state = memory["candidate"]["optimizer_state_bytes"] / MIB
+            text += f"; memory {memory['ratio']:.2f}x; state {state:.1f} MiB"
         if "data" in figures:
             data = figures["data"]
             text += f"; predicted {data['predicted_speedup']:.2f}x, efficiency {data['prefetch_efficiency']:.2f}"
@@ -59,7 +59,7 @@ class Training(Metric):
                "included) beyond the loaded model, each arm in a fresh worker. Optimizer state: measured, and "
                "predicted from the parameters by the optimizer's rule.", "",
                "| model | recipe | batch x length | samples/s fp32 → recipe | speedup [95% CI] | loss Δ | "
-               "peak MB fp32 → recipe | optimizer state MB (predicted) |",
+               "peak MiB fp32 → recipe | optimizer state MiB (predicted) |",
                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
             f = case.metrics[self.name]
@@ -73,7 +73,7 @@ class Training(Metric):
                 base, cand = memory["baseline"].get("anon_peak"), memory["candidate"].get("anon_peak")
                 peaks = f"{_mb(base)} → {_mb(cand)}"
                 c = memory["candidate"]
-                state = f"{c['optimizer_state_bytes'] / MB:.1f} ({c['predicted_state_bytes'] / MB:.1f})"
+                state = f"{c['optimizer_state_bytes'] / MIB:.1f} ({c['predicted_state_bytes'] / MIB:.1f})"
             out.append(
                 f"| {case.spec.model} | {case.spec.technique} | {f['batch_size']}x{f['seq_len']} | "
                 f"{rate['baseline']:.1f} → {rate['candidate']:.1f} | {speed} | {f['max_loss_diff']:.2g} | "
@@ -99,7 +99,7 @@ class Training(Metric):
 
 
 def _mb(value: int | None) -> str:
-    return "-" if value is None else f"{value / MB:.0f}"
+    return "-" if value is None else f"{value / MIB:.0f}"
 
 
 class TrainingBatch(Metric):

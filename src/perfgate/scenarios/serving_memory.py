@@ -211,7 +211,7 @@ def with_attributable(data: dict[str, Any], overhead: dict[str, Any]) -> dict[st
     overhead_anonymous = overhead.get("after", {}).get("anon")
     if anonymous is not None and overhead_anonymous is not None:
         # Anonymous memory beyond the runtime's, plus the model's own mapped files. Library code pages
-        # (file-backed too) are left out: their count moved by ~90 MB between runs with the page cache.
+        # (file-backed too) are left out: their count moved by ~90 MiB between runs with the page cache.
         data["overhead_anon"] = overhead_anonymous
         data["attributable"] = max(0, anonymous - overhead_anonymous) + data.get("model_file_rss", 0)
     return data

@@ -2,7 +2,7 @@
 variant serves the model as loaded (so an A/B case times an offloaded model against the in-memory one).
 
 Every strategy reads the checkpoint forms the fixture writes side by side (fixtures/models.py,
-``checkpoint_forms``): one safetensors file at the top, ~100 MB shards with an index in ``sharded/``,
+``checkpoint_forms``): one safetensors file at the top, ~100 MiB shards with an index in ``sharded/``,
 and a ``.bin`` in ``bin/``, read with ``torch.load(weights_only=True)`` by transformers, so no pickled
 code runs. Offloading strategies write under the technique's work directory, emptied before each load.
 """
@@ -23,7 +23,7 @@ from perfgate.technique import Requirement, Technique, Variant, module_variant
 
 SHARDED, PICKLED = "sharded", "bin"
 OFFLOAD_CPU_BYTES = 200 * 2**20  # what the offload strategies allow in RAM: below a 0.5 GB model
-MB = 2**20
+MIB = 2**20
 RESAVE = "fix: copy or download it again, or re-save the model with save_pretrained()"
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
@@ -77,7 +77,7 @@ class SingleFile(LoadStrategy):
 
 class Sharded(LoadStrategy):
     name = "load-sharded"
-    summary = "from_pretrained of ~100 MB safetensors shards with an index, fp32"
+    summary = "from_pretrained of ~100 MiB safetensors shards with an index, fp32"
     form = SHARDED
 
 
@@ -143,15 +143,15 @@ class _Offload(LoadStrategy):
         put every weight on disk and fail with a message about a device named "disk")."""
         name, size = largest_layer(checkpoint)
         if size > self.max_memory_cpu:
-            raise CheckpointError(checkpoint, f"max_memory cpu={self.max_memory_cpu / MB:.0f} MB is smaller than "
-                                  f"its largest layer, {name} ({size / MB:.0f} MB)",
-                                  f"fix: allow at least {size / MB:.0f} MB of RAM, or use a device with more "
+            raise CheckpointError(checkpoint, f"max_memory cpu={self.max_memory_cpu / MIB:.0f} MiB is smaller than "
+                                  f"its largest layer, {name} ({size / MIB:.0f} MiB)",
+                                  f"fix: allow at least {size / MIB:.0f} MiB of RAM, or use a device with more "
                                   "memory")  # fmt: skip
 
 
 class OffloadToDisk(_Offload):
     name = "load-offload"
-    summary = 'device_map="auto" with max_memory {"cpu": 200MB}: the rest offloaded to a disk folder'
+    summary = 'device_map="auto" with max_memory {"cpu": 200MiB}: the rest offloaded to a disk folder'
 
     def options(self, workdir: Path) -> dict[str, Any]:
         return {
@@ -163,10 +163,10 @@ class OffloadToDisk(_Offload):
 
 class OffloadAcrossGpuCpuDisk(OffloadToDisk):
     name = "load-gpu-cpu-disk"
-    summary = 'device_map="auto" with max_memory {GPU 0: 150MB, cpu: 150MB}: the rest offloaded to disk'
+    summary = 'device_map="auto" with max_memory {GPU 0: 150MiB, cpu: 150MiB}: the rest offloaded to disk'
     devices = frozenset({"cuda"})
-    max_memory_cpu = 150 * MB  # above GPT-2's 147 MB embedding, the largest layer
-    max_memory_gpu: ClassVar[int] = 150 * MB
+    max_memory_cpu = 150 * MIB  # above GPT-2's 147 MiB embedding, the largest layer
+    max_memory_gpu: ClassVar[int] = 150 * MIB
 
     def max_memory(self) -> dict[int | str, int]:
         return {0: self.max_memory_gpu, "cpu": self.max_memory_cpu}
@@ -174,7 +174,7 @@ class OffloadAcrossGpuCpuDisk(OffloadToDisk):
 
 class EmptyThenDispatch(_Offload):
     name = "load-dispatch"
-    summary = "init_empty_weights, then load_checkpoint_and_dispatch with no_split_module_classes (200 MB in RAM)"
+    summary = "init_empty_weights, then load_checkpoint_and_dispatch with no_split_module_classes (200 MiB in RAM)"
 
     def load(self, task: str, location: Path, workdir: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         import accelerate
