@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from perfgate.launcher import crash_cause, describe_exit
-from tests.user_project import micro_run, plant
+from perfgate.report import TERMINAL_WIDTH
+from tests.user_project import micro_run, perfgate_summary, plant
 
 
 def test_an_abort_a_segfault_and_a_native_hang_are_outcomes_and_the_run_goes_on(project, micro_model_dir):
@@ -50,6 +51,11 @@ def test_an_abort_a_segfault_and_a_native_hang_are_outcomes_and_the_run_goes_on(
     summary = (project.path / "out" / "summary.md").read_text()
     for outcome in ("crashed", "timeout"):
         assert f"**{outcome}**" in summary
+    # The crash's cause survives into summary.md whole: the fatal error and the frame it names.
+    assert f"**crashed**: {cases[1]['detail']}" in summary
+    terminal = perfgate_summary(result.outlines)
+    assert max(len(line) for line in terminal) <= TERMINAL_WIDTH
+    assert any("(FAIL): crashed: worker pid" in line for line in terminal)
 
 
 def test_a_cuda_error_replaces_the_worker_and_the_next_case_runs_in_a_new_one(project, micro_model_dir):

@@ -9,7 +9,8 @@ import pytest
 
 from perfgate.config import OPTIONS
 from perfgate.plugin import MARKERS, NO_CUDA_REASON
-from tests.user_project import SENTENCES, micro_run, plant
+from perfgate.report import TERMINAL_WIDTH
+from tests.user_project import SENTENCES, micro_run, perfgate_summary, plant
 
 
 def test_every_marker_is_registered_with_its_sentence(project):
@@ -131,7 +132,12 @@ def test_verdicts_and_outcomes_are_reported_and_every_result_is_kept(project, mi
             "*perfgate summary*",
         ]
     )
+    summary = perfgate_summary(result.outlines)
+    assert max(len(line) for line in summary) <= TERMINAL_WIDTH
+    assert summary[0] == "3 cases on cpu-test: 2 FAIL, 1 UNGATED"
+    assert summary[1] == "needs attention (2):"
     cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    assert [c["test_outcome"] for c in cases] == ["failed", "failed", "passed"]
     assert [c["outcome"] for c in cases] == ["measured", "oom", "measured"]
     assert cases[0]["verdict"] == "fail"
     assert cases[1]["metrics"]["memory"]["at_failure"]["rss"] > 0
@@ -196,9 +202,8 @@ def test_on_an_unknown_class_fidelity_still_judges_and_speed_is_recorded_ungated
     result.stdout.fnmatch_lines(
         [
             "*cosine 0.5* misses >= min_cosine 0.9*",
-            "*UNGATED*",
-            "hardware class cpu-riscv-someday has no speed or memory thresholds for attention-eager: measured and "
-            "recorded (UNGATED); fidelity and sizes judged",
+            "  attention-eager b2 *UNGATED *",
+            "hardware class cpu-riscv-someday has no speed or memory thresholds for attention-eager: measured and *",
         ]
     )
     broken, good = json.loads((project.path / "out" / "results.json").read_text())["cases"]

@@ -51,3 +51,103 @@ def test_the_ladder_chains_each_step_s_gain_from_the_run_s_cases():
     assert "| ONNX Runtime O2 + dynamic int8 | 2.0 ms | 2.00x (ratio of two cases) |" in text
     assert "| result cache, 40% repeats (39% hits) | 1.2 ms per request | 1.60x [1.50, 1.70] (predicted 1.62x)" in text
     assert ladder_section(cases[:2]) == [], "a step missing from the run: no ladder"
+
+
+def summary_record():
+    """Cases a main job has: passing ones, a planted FAIL its test asserts, an unexpected FAIL, an undecided
+    one, a crash with a long detail, a case whose test failed on a non-FAIL verdict, long technique names."""
+    from perfgate.outcome import Outcome, Verdict
+    from perfgate.results import RunRecord
+    from perfgate.spec import CaseSpec
+    from perfgate.thresholds import CheckResult
+
+    def case(technique, verdict, test_outcome="passed", speedup=1.5, scenario="ab-forward", model="minilm"):
+        result = measured_case(technique, speedup, scenario=scenario)
+        result.spec = CaseSpec(model, technique, scenario=scenario)
+        result.metrics["fidelity"] = {"cosine_min": 0.91, "top1_agreement": 1.0}
+        result.metrics["size"] = {"ratio": 0.25, "baseline_bytes": 4, "candidate_bytes": 1}
+        result.verdict, result.test_outcome = verdict, test_outcome
+        return result
+
+    planted = case("planted-half-cosine", Verdict.FAIL)
+    planted.checks = [CheckResult("min_cosine", Verdict.FAIL, "cosine 0.500 below 0.99")]
+    slow = case("onnxruntime-o2-int8-dynamic", Verdict.FAIL, "failed", speedup=0.8)
+    slow.checks = [CheckResult("min_speedup", Verdict.FAIL, "speedup 0.80x [0.76, 0.84] below 1.0 " + "x" * 150)]
+    undecided = case("torch-dynamic-int8-per-channel", Verdict.INCONCLUSIVE)
+    undecided.checks = [CheckResult("min_speedup", Verdict.INCONCLUSIVE, "speedup 1.02x [0.95, 1.10] straddles 1.0")]
+    crashed = case("planted-offload-below-the-largest-layer-of-a-very-long-name", Verdict.FAIL, "failed",
+                   scenario="serving-memory", model="gpt2-124m-random")  # fmt: skip
+    crashed.outcome, crashed.detail = Outcome.CRASHED, "Fatal Python error: Aborted; crashing frame: File " + "y" * 200
+    ungated = case("bitsandbytes-nf4", Verdict.UNGATED, "failed")
+    ungated.test_failure = "Failed: no speed bound for cpu-avx2 (run perfgate thresholds derive)"
+    cases = [case("bf16-cast", Verdict.PASS), planted, slow, undecided, crashed, ungated]
+    return RunRecord(fingerprint={"hardware_class": {"cpu": "cpu-amx"}}, config={}, cases=cases)
+
+
+SKIPPED = [
+    *[
+        (f"perf/test_a.py::test_slow[{i}]", "slow: part of the nightly selection; run it with -m slow")
+        for i in range(77)
+    ],
+    *[(f"perf/test_b.py::test_gpu[{i}]", "no CUDA device: torch.cuda.is_available() is False") for i in range(53)],
+    ("perf/test_c.py::test_flex", "attention-flex on minilm: BertModel does not support flex_attention"),
+]
+
+
+def test_the_terminal_summary_fits_120_columns_where_the_wide_table_does_not():
+    from perfgate.report import TERMINAL_WIDTH, terminal_summary, text_table
+
+    record = summary_record()
+    lines = terminal_summary(record, SKIPPED)
+    assert max(len(line) for line in lines) <= TERMINAL_WIDTH
+    # The measure catches a summary that does not fit: the wide table of the same cases.
+    assert max(len(line) for line in text_table(record.cases).splitlines()) > TERMINAL_WIDTH
+    narrow = terminal_summary(record, SKIPPED, width=90)
+    assert max(len(line) for line in narrow) <= 90
+
+
+def test_the_terminal_summary_leads_with_verdicts_then_what_needs_attention():
+    from perfgate.report import terminal_summary
+
+    lines = terminal_summary(summary_record(), SKIPPED)
+    assert lines[0] == "6 cases on cpu-amx: 3 FAIL (1 expected by their tests), 1 INCONCLUSIVE, 1 UNGATED, 1 PASS"
+    attention = lines[1 : lines.index("")]
+    assert attention[0] == "needs attention (4):"
+    text = " ".join(line.strip() for line in attention)  # entries wrap at the width
+    assert "minilm/onnxruntime-o2-int8-dynamic/b1/cpu (FAIL): speedup 0.80x [0.76, 0.84] below 1.0" in text
+    assert "(INCONCLUSIVE): speedup 1.02x [0.95, 1.10] straddles 1.0" in text
+    assert "(FAIL): crashed: Fatal Python error: Aborted; crashing frame: File" in text
+    assert "(UNGATED, test failed): its test failed: Failed: no speed bound for cpu-avx2" in text
+    assert "planted-half-cosine" not in text  # expected by its test: marked in the table instead
+    assert len(attention) <= 1 + 2 * 4, "an entry takes at most two lines; summary.md has the rest"
+
+
+def test_the_compact_table_marks_expected_failures_and_groups_cases_by_model():
+    from perfgate.report import terminal_summary
+
+    lines = terminal_summary(summary_record(), SKIPPED)
+    rows = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert rows["planted-half-cosine"].split()[2] == "FAIL*"
+    assert rows["bitsandbytes-nf4"].split()[2] == "UNGATED!"
+    assert "cos 0.9100, size 0.25x" in rows["bf16-cast"]
+    assert "gpt2-124m-random" in lines  # a model heading
+    assert "* expected: its test asserts this failure (a planted fault, a bad checkpoint) and passed" in lines
+
+
+def test_skips_are_one_line_of_counts_by_reason():
+    from perfgate.report import skip_line
+
+    assert skip_line(SKIPPED) == "skipped 131: 77 slow, 53 no CUDA device, 1 attention-flex on minilm"
+    many = [(f"t{i}", f"reason number {i} is a long reason: detail") for i in range(20)]
+    line = skip_line(many)
+    assert len(line) == 120
+    assert line.endswith("… (every reason: summary.md)")
+
+
+def test_summary_md_marks_an_expected_failure_and_keeps_a_crash_s_frame():
+    from perfgate.report import markdown_summary
+
+    summary = markdown_summary(summary_record())
+    assert "| minilm | planted-half-cosine | 1 | 1.50x" in summary
+    assert "FAIL (expected)" in summary
+    assert "**crashed**: Fatal Python error: Aborted; crashing frame: File " + "y" * 200 in summary

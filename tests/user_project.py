@@ -23,3 +23,10 @@ def micro_run(micro_model_dir: Path, budget: str = "1") -> list[str]:
     """Options for a quick run on the micro model, reports in ``out/``, a short kill grace."""
     return [f"--perfgate-model=micro={micro_model_dir}:text-classification", f"--perfgate-budget={budget}",
             "--perfgate-report-dir=out", "--perfgate-kill-grace=1"]  # fmt: skip
+
+
+def perfgate_summary(outlines: list[str]) -> list[str]:
+    """The lines pytest printed in the "perfgate summary" section (up to the next section)."""
+    start = next(i for i, line in enumerate(outlines) if "perfgate summary" in line and line.startswith("="))
+    end = next((i for i in range(start + 1, len(outlines)) if outlines[i].startswith("=")), len(outlines))
+    return outlines[start + 1 : end]

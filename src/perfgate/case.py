@@ -39,6 +39,15 @@ class CaseResult:
     ungated: list[str] = field(default_factory=list)  # hardware-dependent fields measured here without a bound
     verdict: Verdict = Verdict.INCONCLUSIVE
     wall_seconds: float = 0.0  # from the case's start to its verdict, in the pytest process
+    # Its pytest test's outcome ("passed", "failed") and the failure's message; "" where not known (a
+    # record from an aborted run, or built outside pytest). A FAIL whose test passed was expected by it.
+    test_outcome: str = ""
+    test_failure: str = ""
+
+    @property
+    def expected_failure(self) -> bool:
+        """A FAIL its own test asserted (a planted fault, a bad checkpoint), so the test passed."""
+        return self.verdict == Verdict.FAIL and self.test_outcome == "passed"
 
     @property
     def context(self) -> str:

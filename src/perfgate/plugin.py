@@ -21,7 +21,7 @@ from perfgate.export import junit_properties
 from perfgate.history import Comparison, compare_run
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
-from perfgate.report import isolation_line, text_table, ungated_lines
+from perfgate.report import TERMINAL_WIDTH, clip, isolation_line, terminal_summary
 from perfgate.results import write_atomically
 from perfgate.session import PerfgateSession, Unavailable
 from perfgate.spec import BASELINE, CaseSpec
@@ -113,6 +113,7 @@ class SessionReporter:
     def __init__(self, session: PerfgateSession) -> None:
         self.session = session
         self.comparison: Comparison | None = None
+        self.test_outcomes: dict[str, tuple[str, str]] = {}  # nodeid -> (outcome, failure message)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -128,37 +129,41 @@ class SessionReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped and isinstance(report.longrepr, tuple):
             self.session.skipped.append((report.nodeid, str(report.longrepr[2]).removeprefix("Skipped: ")))
+        if report.failed:
+            self.test_outcomes[report.nodeid] = ("failed", failure_message(report))
+        elif report.when == "call" and report.nodeid not in self.test_outcomes:
+            self.test_outcomes[report.nodeid] = ("passed", "")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         session = self.session
         session.close()  # workers exit before the report is written
         if session.xdist_controller:
             session.merge_parts()
+        session.record_test_outcomes(self.test_outcomes)
         summary = session.write_summary(self.comparison, session.history or [])
         if session.record is None:
             return
         write = terminalreporter.write_line
         terminalreporter.section("perfgate summary")
+        for line in terminal_summary(session.record, session.skipped):
+            write(line, red=line.startswith("needs attention ("))
         if session.record.cases:
-            write(text_table(session.record.cases))
-            write(isolation_line(session.record.cases))
+            write(clip(isolation_line(session.record.cases), TERMINAL_WIDTH))
         for key, entry in (session.record.calibration or {}).items():
-            write(f"calibration {key}: {entry['summary']}")
-        for nodeid, reason in session.skipped:
-            write(f"skipped {nodeid}: {reason}")
-        for line in ungated_lines(session.record.cases):
-            write(line)
+            write(clip(f"calibration {key}: {entry['summary']}", TERMINAL_WIDTH))
         for gate in session.record.gates or []:
             arms = gate["arms"]
             checks = ", ".join(f"{c['name']} {c['verdict']}" for c in gate["checks"]) or gate["detail"]
-            write(f"upgrade gate {gate['technique']}: {arms['current']['model']} → {arms['candidate']['model']}: "
-                  f"{gate['verdict']} ({checks})", red=gate["verdict"] == "fail")  # fmt: skip
-        write(f"results: {session.results_path}  summary: {summary}")
+            line = (f"upgrade gate {gate['technique']}: {arms['current']['model']} → {arms['candidate']['model']}: "
+                    f"{gate['verdict']} ({checks})")  # fmt: skip
+            write(clip(line, TERMINAL_WIDTH), red=gate["verdict"] == "fail")
+        write(f"results: {_shown_path(session.results_path)}")
+        write(f"summary with every column and section: {_shown_path(summary)}")
         if self.comparison is not None:
             write(f"against the history ({self.comparison.history_runs} comparable runs): {self.comparison.counts()}")
             for case in self.comparison.regressions:
                 write(f"REGRESSION {case.case_id}: reproduce with {case.reproduce}", red=True)
-            write(f"comparison: {session.settings.report_dir / 'compare.md'}")
+            write(f"comparison: {_shown_path(session.settings.report_dir / 'compare.md')}")
 
 
 class Bench:
@@ -263,6 +268,23 @@ class Bench:
             return self.session.calibrate(spec, fractions)
         except Unavailable as reason:
             pytest.skip(str(reason))
+
+
+def _shown_path(path: Path | None) -> str:
+    """A path as the user typed it: relative to where pytest runs when it lies below."""
+    if path is None:
+        return "-"
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def failure_message(report: pytest.TestReport) -> str:
+    """A failed test's message in one line: pytest's crash line where it has one."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(getattr(crash, "message", "") or report.longreprtext or "failed")
+    return " ".join(text.split())[:300]
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ a new metric shows up here without an edit.
 
 from __future__ import annotations
 
+import textwrap
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,18 +17,36 @@ from perfgate.outcome import Outcome, Verdict
 from perfgate.results import RunRecord
 
 __all__ = [
+    "TERMINAL_WIDTH",
+    "clip",
     "columns",
+    "compact_table",
     "isolation_line",
     "markdown_summary",
+    "skip_line",
     "speed_estimate",
     "stack_lines",
     "summary_rows",
+    "terminal_summary",
     "text_table",
     "time_section",
     "ungated_fields",
     "ungated_lines",
     "ungated_techniques",
+    "verdict_label",
 ]
+
+TERMINAL_WIDTH = 120  # the terminal summary's widest line; every column goes to summary.md
+# The compact table: speedup in its own column, the case's other figures (those it has) in one.
+COMPACT_SPEED = "speedup [95% CI]"
+NOT_IN_FIGURES = frozenset({"top-1", "attrib MiB", "verdict", "setup s", "wall s", "outcome"})
+SHORT = {"cos min": "cos", "memory": "mem", "size": "size"}  # shown first, in this order
+CASE_WIDTH = 44  # longer technique names are cut in the middle; summary.md has them whole
+VERDICT_MARKS = {
+    "*": "expected: its test asserts this failure (a planted fault, a bad checkpoint) and passed",
+    "!": "its test failed although the verdict is not FAIL (see needs attention)",
+}
+ATTENTION = (Verdict.FAIL, Verdict.INCONCLUSIVE)
 
 
 def ungated_techniques(cases: Sequence[CaseResult]) -> dict[str, list[str]]:
@@ -224,12 +244,149 @@ def summary_rows(cases: Sequence[CaseResult]) -> list[tuple[str, ...]]:
         for metric in all_metrics():
             if metric.name in case.metrics:
                 cells.update(metric.cells(case.metrics[metric.name]))
-        cells["verdict"] = case.verdict.upper()
+        cells["verdict"] = verdict_label(case)
         cells["setup s"] = f"{case.setup_seconds:.1f}"
         cells["wall s"] = f"{case.wall_seconds:.1f}"
         cells["outcome"] = case.outcome if not case.detail else f"{case.outcome}: {case.detail[:60]}"
         rows.append(tuple(cells.get(column, "-") for column in header))
     return rows
+
+
+def verdict_label(case: CaseResult) -> str:
+    """The verdict, with what its test made of it: a FAIL the test asserted is expected."""
+    label = str(case.verdict).upper()
+    if case.expected_failure:
+        return f"{label} (expected)"
+    if case.test_outcome == "failed" and case.verdict != Verdict.FAIL:
+        return f"{label}, test failed"
+    return label
+
+
+def _needs_attention(case: CaseResult) -> bool:
+    if case.expected_failure:
+        return False
+    return case.verdict in ATTENTION or case.test_outcome == "failed" or case.outcome != Outcome.MEASURED
+
+
+def _reason(case: CaseResult) -> str:
+    """Why a case needs attention, in one line: its failed or undecided checks, its outcome, its test."""
+    if case.outcome != Outcome.MEASURED:
+        first = (case.detail or "").splitlines()
+        return f"{case.outcome}: {first[0] if first else 'no detail recorded'}"
+    checks = [c.message for c in case.checks if c.verdict in ATTENTION]
+    if checks:
+        return "; ".join(checks)
+    return f"its test failed: {case.test_failure or 'see the failure above'}"
+
+
+def clip(text: str, width: int, middle: bool = False) -> str:
+    if len(text) <= width:
+        return text
+    if middle:
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return text[: width - 1] + "…"
+
+
+def _wrap(text: str, width: int, max_lines: int | None = None) -> list[str]:
+    wrapped = textwrap.wrap(
+        text, width, subsequent_indent="    ", break_on_hyphens=False, max_lines=max_lines, placeholder=" …"
+    )
+    return wrapped or [""]
+
+
+def compact_table(cases: Sequence[CaseResult], width: int = TERMINAL_WIDTH) -> list[str]:
+    """The summary table cut to ``width``, one block per model: each case's technique (batch, and device
+    and scenario where they are not the default), verdict, speedup, and its other figures in one column."""
+    header = ("case", "verdict", COMPACT_SPEED, "figures")
+    wide = columns()
+    rest = [c for c in wide[3:] if c not in (COMPACT_SPEED, *NOT_IN_FIGURES)]
+    figure_columns = [c for c in SHORT if c in rest] + [c for c in rest if c not in SHORT]
+    by_model: dict[str, list[tuple[str, ...]]] = {}
+    for case, wide_row in zip(cases, summary_rows(cases), strict=True):
+        cells = dict(zip(wide, wide_row, strict=True))
+        figures = [f"{SHORT.get(c, c)} {cells[c]}" for c in figure_columns if cells[c] != "-"]
+        if case.outcome != Outcome.MEASURED:
+            figures.insert(0, _reason(case))
+        speed = cells[COMPACT_SPEED].replace(" noisy", "~")
+        row = (_case_label(case), _verdict_mark(case), speed, ", ".join(figures))
+        by_model.setdefault(case.spec.model, []).append(row)
+    rows = [row for model_rows in by_model.values() for row in model_rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths[0] = min(widths[0], CASE_WIDTH)
+    widths[-1] = max(width - sum(widths[:-1]) - 2 * (len(widths) - 1), len(header[-1]))
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for model, model_rows in by_model.items():
+        lines.append(model)
+        for entry in model_rows:
+            shown = [clip(c, w, middle=i == 0).ljust(w) for i, (c, w) in enumerate(zip(entry, widths, strict=True))]
+            lines.append("  ".join(shown).rstrip())
+    marks = "".join(mark for case in cases for mark in _verdict_mark(case) if mark in VERDICT_MARKS)
+    lines += [f"{mark} {VERDICT_MARKS[mark]}" for mark in VERDICT_MARKS if mark in marks]
+    if any(row[2].endswith("~") for row in rows):
+        lines.append("~ noisy timing: the A/B pairs spread widely (summary.md gives the spread)")
+    return lines
+
+
+def _verdict_mark(case: CaseResult) -> str:
+    if case.expected_failure:
+        return f"{str(case.verdict).upper()}*"
+    if case.test_outcome == "failed" and case.verdict != Verdict.FAIL:
+        return f"{str(case.verdict).upper()}!"
+    return str(case.verdict).upper()
+
+
+def _case_label(case: CaseResult) -> str:
+    spec = case.spec
+    parts = [f"  {spec.technique}", f"b{spec.batch_size}"]
+    if spec.device != "cpu":
+        parts.append(spec.device)
+    if spec.scenario != "ab-forward":
+        parts.append(spec.scenario)
+    return " ".join(parts)
+
+
+def skip_line(skipped: Sequence[tuple[str, str]], width: int = TERMINAL_WIDTH) -> str:
+    """One line: how many tests were skipped, counted by reason (the reason's text before its first ':')."""
+    counts = Counter(reason.split(":")[0].strip() for _, reason in skipped)
+    parts = [f"{count} {reason}" for reason, count in counts.most_common()]
+    line = f"skipped {len(skipped)}: " + ", ".join(parts)
+    tail = " … (every reason: summary.md)"
+    return line if len(line) <= width else line[: width - len(tail)] + tail
+
+
+def terminal_summary(
+    record: RunRecord, skipped: Sequence[tuple[str, str]] = (), width: int = TERMINAL_WIDTH
+) -> list[str]:
+    """What the terminal shows at the end of a run, no line wider than ``width``: the verdict counts, what
+    needs attention and why, the compact table, expected failures, the skips by reason, the ungated."""
+    cases = record.cases
+    classes = sorted({case.hardware_class for case in cases if case.hardware_class}) or [
+        str(record.fingerprint.get("hardware_class", {}).get("cpu", "unknown"))
+    ]
+    verdicts = Counter(case.verdict for case in cases)
+    counted = [f"{verdicts[v]} {str(v).upper()}" for v in Verdict if verdicts[v]]
+    expected = [case for case in cases if case.expected_failure]
+    if expected:
+        counted = [f"{part} ({len(expected)} expected by their tests)" if part.endswith(" FAIL") else part
+                   for part in counted]  # fmt: skip
+    lines = _wrap(f"{len(cases)} cases on {', '.join(classes)}: {', '.join(counted) or 'none measured'}", width)
+    attention = [case for case in cases if _needs_attention(case)]
+    if attention:
+        lines.append(f"needs attention ({len(attention)}):")
+        for case in attention:
+            entry = f"  {case.spec.case_id} ({verdict_label(case)}): {_reason(case)}"
+            lines += _wrap(entry, width, max_lines=2)  # summary.md has the rest
+    else:
+        lines.append("needs attention: nothing (no unexpected FAIL, no INCONCLUSIVE, no failed test)")
+    if cases:
+        lines += ["", *compact_table(cases, width)]
+    if skipped:
+        lines.append(skip_line(skipped, width))
+    for line in ungated_lines(cases):
+        lines += _wrap(line, width)
+    return lines
 
 
 def text_table(cases: Sequence[CaseResult]) -> str:

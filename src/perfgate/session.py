@@ -396,6 +396,16 @@ class PerfgateSession:
         merged.save(self.results_path)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
+    def record_test_outcomes(self, outcomes: dict[str, tuple[str, str]]) -> None:
+        """Each case's test outcome (nodeid -> (outcome, failure message)), saved with the record: a FAIL
+        verdict whose test passed was expected by it."""
+        if self.record is None or self.xdist_worker:
+            return
+        for case in self.record.cases:
+            if case.nodeid in outcomes:
+                case.test_outcome, case.test_failure = outcomes[case.nodeid]
+        self.save()
+
     def write_summary(self, comparison: Comparison | None = None, history: Sequence[Any] = ()) -> Path | None:
         """summary.md, and report.html where matplotlib is installed (with the history's figure when the
         run was compared)."""
