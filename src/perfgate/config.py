@@ -110,6 +110,12 @@ OPTIONS = (
         True,
     ),
     Option(
+        "durations",
+        "JSON of recorded test durations (nodeid -> seconds, pytest-split's format): the progress line's estimates",
+        str,
+        None,
+    ),
+    Option(
         "require_gated",
         "fail a case whose speed, memory and other hardware-dependent figures have no threshold on this class "
         "(a runner that should be gated but is not); RECORDED scenarios are exempt",
@@ -139,6 +145,7 @@ class Settings:
     require_gated: bool = False
     history: Path | None = None
     gpus: list[str] | None = None
+    durations: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 
     def describe(self) -> str:
@@ -196,6 +203,8 @@ def read_settings(config: pytest.Config) -> Settings:
         values["history"] = root / Path(values["history"]).expanduser()
     if values["sentences"] is not None:
         values["sentences"] = root / values["sentences"]
+    if values["durations"] is not None:
+        values["durations"] = root / Path(values["durations"]).expanduser()
     return Settings(**values, sources=sources)
 
 

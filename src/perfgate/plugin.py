@@ -6,8 +6,9 @@ at plugin load: torch and friends load when the first case runs.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from perfgate.export import junit_properties
 from perfgate.history import Comparison, compare_run
 from perfgate.model import ModelRegistry
 from perfgate.outcome import Outcome, Verdict
+from perfgate.progress import Progress, load_durations
 from perfgate.report import TERMINAL_WIDTH, clip, isolation_line, terminal_summary
 from perfgate.results import write_atomically
 from perfgate.session import PerfgateSession, Unavailable
@@ -70,6 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"perfgate: {error}") from None
     config.stash[session_key] = session
     config.pluginmanager.register(SessionReporter(session), "perfgate-session-reporter")
+    if config.get_verbosity() >= 0 and session.xdist_worker is None:
+        workers = session.xdist_workers() if session.xdist_controller else 1
+        session.progress = Progress(load_durations(settings.durations), _progress_writer(config),
+                                    lambda item: marker_skip(item) is not None, workers=workers)  # fmt: skip
+        config.pluginmanager.register(session.progress, "perfgate-progress")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -94,12 +101,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 SLOW_REASON = "slow: part of the nightly selection; run it with -m slow (or -m 'slow or not slow' for everything)"
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+def marker_skip(item: pytest.Item) -> str | None:
+    """Why ``item`` will be skipped before it runs (its markers against this run), or None."""
     # The default run must stay short; a -m expression that names "slow" decides for itself.
     if item.get_closest_marker("slow") is not None and "slow" not in (item.config.getoption("markexpr") or ""):
-        pytest.skip(SLOW_REASON)
+        return SLOW_REASON
     if item.get_closest_marker("gpu") is not None and not item.config.stash[session_key].hardware.has_cuda:
-        pytest.skip(NO_CUDA_REASON)
+        return NO_CUDA_REASON
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    reason = marker_skip(item)
+    if reason:
+        pytest.skip(reason)
     for marker in item.iter_markers("requires"):
         for module in marker.args:
             requirement = Requirement(module, marker.kwargs.get("fix", f"pip install {module.split('.')[0]}"))
@@ -268,6 +283,23 @@ class Bench:
             return self.session.calibrate(spec, fractions)
         except Unavailable as reason:
             pytest.skip(str(reason))
+
+
+def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Lines on the terminal, also from inside a test (past pytest's output capture), cut to its width."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            writer = getattr(reporter, "_tw", None)  # pytest's TerminalWriter: after xdist's dots, a new line first
+            if writer is not None and writer.width_of_current_line:
+                writer.line()
+            reporter.write_line(clip(line, TERMINAL_WIDTH))
+
+    return write
 
 
 def _shown_path(path: Path | None) -> str:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from perfgate.config import Settings
     from perfgate.history import Comparison, History
     from perfgate.model import ModelRegistry
+    from perfgate.progress import Progress
     from perfgate.upgrade import GatePolicy, GateResult
 
 __all__ = ["PerfgateSession", "Unavailable"]
@@ -64,6 +65,7 @@ class PerfgateSession:
         workerinput: dict[str, Any] = getattr(config, "workerinput", {})
         self.xdist_worker: str | None = workerinput.get("workerid")
         self.xdist_controller = self.xdist_worker is None and config.getoption("dist", "no") != "no"
+        self.progress: Progress | None = None  # the plugin's progress lines, where they are shown
 
     # --- configuration, checked once before any case runs ------------------------------------------
 
@@ -246,6 +248,8 @@ class PerfgateSession:
             result.wall_seconds = time.perf_counter() - started
             judge(result, thresholds)
             self.save()
+            if self.progress is not None:
+                self.progress.case_finished(result)
         return result
 
     def calibrate(self, spec: CaseSpec, fractions: Sequence[float]) -> dict[str, Any]:
@@ -395,6 +399,13 @@ class PerfgateSession:
         self.record = merged
         merged.save(self.results_path)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def xdist_workers(self) -> int:
+        """How many pytest-xdist workers the controller started (-n N; 'auto' already resolved)."""
+        try:
+            return max(int(self.config.getoption("numprocesses", 1) or 1), 1)
+        except (TypeError, ValueError):
+            return 1
 
     def record_test_outcomes(self, outcomes: dict[str, tuple[str, str]]) -> None:
         """Each case's test outcome (nodeid -> (outcome, failure message)), saved with the record: a FAIL
