@@ -156,3 +156,54 @@ def test_the_training_tables_and_figure_are_in_the_html_report():
     assert "<h2>Training batch size</h2>" in page
     assert "<h2>Training: speed and memory per recipe; throughput over batch sizes</h2>" in page
     assert len(images(page)) == 4  # speedup, accuracy against speed, memory, training
+
+
+def overview_run() -> RunRecord:
+    """A run with a planted FAIL its test asserts, an unexpected FAIL, and a loading case."""
+    from perfgate.thresholds import CheckResult
+
+    planted, slow = case("planted-half-cosine", 0.9, 0.5), case("ort-int8", 0.8, 0.985, 0.5)
+    planted.verdict, planted.test_outcome = Verdict.FAIL, "passed"
+    slow.verdict, slow.test_outcome = Verdict.FAIL, "failed"
+    slow.checks = [CheckResult("speed", "fail", "speedup 0.80x [0.76, 0.84] below 1.0")]
+    load = CaseResult(spec=CaseSpec("gpt2", "load-safetensors", scenario="load"), hardware_class="cpu-amx",
+                      outcome=Outcome.MEASURED, verdict=Verdict.PASS)  # fmt: skip
+    record = run(20)
+    record.cases = [planted, slow, case("bf16", 1.6, 0.9999, 0.9), load]
+    return record
+
+
+def test_the_overview_leads_with_counts_what_needs_attention_and_the_skips():
+    skipped = [("t.py::a", "slow: the nightly selection"), ("t.py::b", "slow: the nightly selection")]
+    page = html_report(overview_run(), skipped=skipped)
+    overview = page[: page.index("<h2>Techniques against fp32 eager")]
+    assert ">2 FAIL (1 expected)</span>" in overview
+    assert ">2 PASS</span>" in overview  # bf16 and the load
+    assert "<h2>Needs attention (1)</h2>" in overview
+    assert "<b>minilm/ort-int8/b1/cpu</b> (FAIL): speedup 0.80x [0.76, 0.84] below 1.0" in overview
+    assert "Expected failures — their tests assert them, and passed: minilm/planted-half-cosine/b1/cpu" in overview
+    assert "Skipped 2 tests: 2 slow" in overview
+
+
+def test_each_family_has_its_own_table_with_only_the_columns_it_fills():
+    page = html_report(overview_run())
+    tables = re.findall(r"<h2>([^<]+)</h2><table><tr>(.*?)</tr>", page)
+    headers = {title: re.findall(r"<th>([^<]+)</th>", row) for title, row in tables}
+    forward = headers["Techniques against fp32 eager: speed, fidelity, memory, size (3)"]
+    assert {"speedup [95% CI]", "cos min", "memory"} <= set(forward)
+    assert "load s" not in forward  # no case of this family has it
+    loading = headers["Loading a checkpoint (1)"]
+    assert loading[:4] == ["model", "technique", "batch", "verdict"]
+    assert "cos min" not in loading
+
+
+def test_memory_is_coloured_by_the_memory_check_not_the_verdict():
+    from perfgate.html_report import MEMORY_CHECKS, SPEED_CHECKS, check_verdict
+    from perfgate.thresholds import CheckResult
+
+    fast_but_heavy = case("onnxruntime-o2", 2.2, 1.0, 1.8)
+    fast_but_heavy.verdict = Verdict.FAIL
+    fast_but_heavy.checks = [CheckResult("speed", "pass", "fast"), CheckResult("max_memory_ratio", "fail", "1.80x")]
+    assert check_verdict(fast_but_heavy, MEMORY_CHECKS) == Verdict.FAIL
+    assert check_verdict(fast_but_heavy, SPEED_CHECKS) == Verdict.PASS
+    assert check_verdict(case("bf16", 1.6, 0.9999), MEMORY_CHECKS) == Verdict.UNGATED  # no memory bound judged

@@ -1,9 +1,12 @@
 """A self-contained HTML report of a run (figures embedded as PNG), drawn with matplotlib.
 
-Figures: speedup with its 95% CI per case (coloured by verdict); accuracy against speed per model with
-the Pareto front (no technique both faster and closer to fp32); serving memory against fp32; and, with
-a history, each compared case's speedup over past runs with its band and this run marked. The summary
-table is the same one ``summary.md`` shows. Written beside ``summary.md`` when matplotlib is installed.
+An overview first, on one screen: the machine, the verdict counts, what needs attention and why, the
+expected failures, the skips by reason. Then one table per family of cases (techniques against fp32,
+serving memory, loading, training...), each with only the columns its cases fill, so it fits 1400 px.
+Figures: speedup with its 95% CI per case and serving memory per case, each coloured by its own check
+(not by the case's verdict); accuracy against speed, one panel per model and batch, two to a row, with
+numbered points named in a legend below and the Pareto front; and, with a history, each compared case
+against its band. Written beside ``summary.md`` when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +24,17 @@ from perfgate.metrics.load import LoadMetric, LoadUnderCapMetric
 from perfgate.metrics.training import Training, TrainingBatch
 from perfgate.outcome import Verdict
 from perfgate.report import (
+    attention_reason,
     columns,
     gate_figure,
     ladder_section,
+    needs_attention,
+    skip_counts,
     speed_estimate,
     stack_lines,
     summary_rows,
     ungated_lines,
+    verdict_label,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +47,29 @@ VERDICT_COLOURS = {
     Verdict.PASS: "#2e7d32", Verdict.FAIL: "#c62828", Verdict.INCONCLUSIVE: "#ef6c00", Verdict.UNGATED: "#757575",
     Verdict.RECORDED: "#1565c0",
 }  # fmt: skip
+
+
+SPEED_CHECKS = frozenset({"speed"})  # the speed metric names its check so, under either field
+MEMORY_CHECKS = frozenset({"max_memory_ratio"})
+CHECK_LEGEND = {"pass": "holds its bound", "fail": "misses its bound", "inconclusive": "undecided",
+                "ungated": "no bound here"}  # fmt: skip
+
+
+def check_verdict(case: CaseResult, names: frozenset[str]) -> Verdict:
+    """The verdict of the case's checks named ``names`` (the worst of them); UNGATED where none judged it."""
+    found = {Verdict(check.verdict) for check in case.checks if check.name in names}
+    for verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.PASS):
+        if verdict in found:
+            return verdict
+    return Verdict.UNGATED
+
+
+def _check_legend(axes: Any, verdicts: set[Verdict], what: str) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=VERDICT_COLOURS[v], label=f"{what} {CHECK_LEGEND[str(v)]}") for v in VERDICT_COLOURS
+               if v in verdicts]  # fmt: skip
+    axes.legend(handles=handles, fontsize=8, loc="lower right")
 
 
 def _label(case: CaseResult) -> str:
@@ -68,9 +99,10 @@ def _speedup_figure(cases: Sequence[CaseResult]) -> str | None:
     rows = [(c, e) for c in cases if (e := speed_estimate(c)) is not None]
     if not rows:
         return None
-    figure, axes = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    figure, axes = plt.subplots(figsize=(11, 0.3 * len(rows) + 1.4))
+    verdicts = {check_verdict(case, SPEED_CHECKS) for case, _ in rows}
     for index, (case, estimate) in enumerate(rows):
-        colour = VERDICT_COLOURS.get(case.verdict, "#757575")
+        colour = VERDICT_COLOURS[check_verdict(case, SPEED_CHECKS)]
         low, high = estimate["ci_low"], estimate["ci_high"]
         axes.errorbar(
             estimate["speedup"], index, xerr=[[estimate["speedup"] - low], [high - estimate["speedup"]]],
@@ -81,8 +113,9 @@ def _speedup_figure(cases: Sequence[CaseResult]) -> str | None:
     _ratio_axis(axes.xaxis)
     axes.set_yticks(range(len(rows)), [_label(c) for c, _ in rows], fontsize=8)
     axes.invert_yaxis()
-    axes.set_xlabel("speedup against fp32 eager (log scale; bar: 95% CI; colour: verdict)")
+    axes.set_xlabel("speedup against fp32 eager (log scale; bar: 95% CI; colour: the speed check)")
     axes.grid(axis="x", which="both", alpha=0.3)
+    _check_legend(axes, verdicts, "speed")
     return _png(figure)
 
 
@@ -156,6 +189,8 @@ def _loss(cosine: float) -> float:
 
 
 def _pareto_figure(cases: Sequence[CaseResult]) -> str | None:
+    """One panel per model and batch, two to a row: each technique a numbered point (the legend below names
+    it, so names never collide), the Pareto front in blue."""
     import matplotlib.pyplot as plt
 
     rows = [
@@ -166,17 +201,20 @@ def _pareto_figure(cases: Sequence[CaseResult]) -> str | None:
     groups = sorted({(c.spec.model, c.spec.batch_size) for c, _, _ in rows})
     if not groups:
         return None
-    figure, all_axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
-    for axes, (model, batch) in zip(all_axes[0], groups, strict=True):
+    columns_ = min(len(groups), 2)
+    lines = (len(groups) + 1) // 2
+    most = max(sum(1 for c, _, _ in rows if (c.spec.model, c.spec.batch_size) == g) for g in groups)
+    height = 4.2 + 0.22 * ((most + 1) // 2)  # the legend's rows below the axes
+    figure, all_axes = plt.subplots(lines, columns_, figsize=(6.6 * columns_, height * lines), squeeze=False)
+    for axes, (model, batch) in zip(all_axes.flat, groups, strict=False):
         mine = [(c, s, f) for c, s, f in rows if (c.spec.model, c.spec.batch_size) == (model, batch)]
         front = set(pareto_front([(s, f) for _, s, f in mine]))
         for index, (case, speed, fidelity) in enumerate(mine):
-            on_front = index in front
-            axes.scatter(speed, _loss(fidelity), color="#1565c0" if on_front else "#9e9e9e", zorder=3)
-            axes.annotate(
-                case.spec.technique, (speed, _loss(fidelity)), fontsize=7, xytext=(4, -3 if index % 2 else 4),
-                textcoords="offset points",
-            )  # fmt: skip
+            colour = "#1565c0" if index in front else "#9e9e9e"
+            axes.scatter(speed, _loss(fidelity), color=colour, zorder=3,
+                         label=f"{index + 1}  {case.spec.technique}  {speed:.2f}x, cos {fidelity:.4f}")  # fmt: skip
+            axes.annotate(str(index + 1), (speed, _loss(fidelity)), fontsize=9, xytext=(5, 3),
+                          textcoords="offset points", color=colour)  # fmt: skip
         ordered = sorted((mine[i][1], _loss(mine[i][2])) for i in front)
         axes.plot([p[0] for p in ordered], [p[1] for p in ordered], color="#1565c0", linewidth=1, alpha=0.6)
         axes.axvline(1.0, color="black", linewidth=0.8)
@@ -184,31 +222,40 @@ def _pareto_figure(cases: Sequence[CaseResult]) -> str | None:
         _ratio_axis(axes.xaxis)
         axes.set_yscale("log")
         axes.invert_yaxis()  # closer to fp32 is up
-        axes.margins(x=0.3, y=0.1)  # room for the technique names
-        axes.set_title(f"{model}, batch {batch}", fontsize=10)
+        axes.margins(x=0.15, y=0.15)
+        axes.set_title(f"{model}, batch {batch}", fontsize=11)
         axes.set_xlabel("speedup (log)")
         axes.set_ylabel("1 - lowest cosine to fp32 (log; up is closer)")
         axes.grid(alpha=0.3)
-    figure.suptitle("Accuracy against speed: blue points are on the Pareto front", fontsize=10)
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False,
+                    handletextpad=0.2, columnspacing=1.0)  # fmt: skip
+    for axes in list(all_axes.flat)[len(groups) :]:
+        axes.set_visible(False)
+    figure.suptitle("Accuracy against speed: blue points are on the Pareto front", fontsize=11)
     figure.tight_layout()
     return _png(figure)
 
 
 def _memory_figure(cases: Sequence[CaseResult]) -> str | None:
+    """Serving memory over fp32's per case, each bar coloured by the case's memory check (not its verdict:
+    a fast case that holds 1.8x the memory shows that)."""
     import matplotlib.pyplot as plt
 
     rows = [(c, c.metrics["memory"]["ratio"]) for c in cases if c.metrics.get("memory", {}).get("ratio") is not None]
     if not rows:
         return None
-    figure, axes = plt.subplots(figsize=(9, 0.3 * len(rows) + 1.2))
-    axes.barh(
-        range(len(rows)), [r for _, r in rows], color=[VERDICT_COLOURS.get(c.verdict, "#757575") for c, _ in rows]
-    )
+    figure, axes = plt.subplots(figsize=(11, 0.3 * len(rows) + 1.4))
+    verdicts = [check_verdict(c, MEMORY_CHECKS) for c, _ in rows]
+    axes.barh(range(len(rows)), [r for _, r in rows], color=[VERDICT_COLOURS[v] for v in verdicts])
+    for index, (_, ratio) in enumerate(rows):
+        axes.text(ratio, index, f" {ratio:.2f}x", va="center", fontsize=8)
     axes.axvline(1.0, color="black", linewidth=0.8)
-    axes.set_yticks(range(len(rows)), [_label(c) for c, _ in rows], fontsize=8)
+    axes.set_yticks(range(len(rows)), [_label(c) for c, _ in rows], fontsize=9)
     axes.invert_yaxis()
-    axes.set_xlabel("serving memory attributable to the model, candidate / fp32")
+    axes.margins(x=0.12)
+    axes.set_xlabel("serving memory attributable to the model, candidate / fp32 (colour: the memory check)")
     axes.grid(axis="x", alpha=0.3)
+    _check_legend(axes, set(verdicts), "memory")
     return _png(figure)
 
 
@@ -377,14 +424,99 @@ def _gate_tables(gates: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+FAMILIES = {
+    "ab-forward": "Techniques against fp32 eager: speed, fidelity, memory, size",
+    "serving-memory": "Serving memory",
+    "runtime-overhead": "Runtime overhead",
+    "load": "Loading a checkpoint",
+    "result-cache": "Serving: a result cache",
+    "arrivals": "Serving: dynamic batching under arrivals",
+    "batch-sweep": "Serving: batch sizes and input order",
+    "generation": "Generation",
+}
+BOOKKEEPING = frozenset({"model", "technique", "batch", "verdict"})  # always shown, first
+
+
+def _family(case: CaseResult) -> str:
+    scenario = case.spec.scenario
+    if scenario.startswith("train"):
+        return "Training recipes"
+    return FAMILIES.get(scenario, scenario)
+
+
+def _family_table(cases: Sequence[CaseResult]) -> list[str]:
+    """The summary table for one family, with only the columns some of its cases fill."""
+    header = columns()
+    rows = summary_rows(cases)
+    shown = [i for i, h in enumerate(header) if h in BOOKKEEPING or any(row[i] not in ("-", "") for row in rows)]
+    if all(case.outcome == "measured" for case in cases):
+        shown = [i for i in shown if header[i] != "outcome"]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(header[i])}</th>" for i in shown) + "</tr>"]
+    for case, row in zip(cases, rows, strict=True):
+        colour = VERDICT_COLOURS.get(case.verdict, "#757575")
+        cells = "".join(
+            f'<td style="color:{colour};font-weight:bold">{html.escape(row[i])}</td>'
+            if header[i] == "verdict"
+            else f"<td>{html.escape(row[i])}</td>"
+            for i in shown
+        )
+        out.append(f"<tr>{cells}</tr>")
+    return [*out, "</table>"]
+
+
+def _overview(record: RunRecord, skipped: Sequence[tuple[str, str]]) -> list[str]:
+    """One screen: the machine, the verdict counts, what needs attention and why, the skips by reason."""
+    cases = record.cases
+    classes = record.fingerprint.get("hardware_class", {})
+    cpu = record.fingerprint.get("cpu", {})
+    counts = Counter(case.verdict for case in cases)
+    expected = [case for case in cases if case.expected_failure]
+    badges = []
+    for verdict in Verdict:
+        if counts[verdict]:
+            note = f" ({len(expected)} expected)" if verdict == Verdict.FAIL and expected else ""
+            badges.append(f'<span class="badge" style="background:{VERDICT_COLOURS[verdict]}">'
+                          f"{counts[verdict]} {str(verdict).upper()}{note}</span>")  # fmt: skip
+    out = [
+        "<h1>perfgate report</h1>",
+        f"<p>started {html.escape(record.started)} · cpu <code>{html.escape(str(classes.get('cpu')))}</code> "
+        f"({html.escape(str(cpu.get('model', '')))}, {html.escape(str(cpu.get('logical_cores', '?')))} cores) · "
+        f"cuda <code>{html.escape(str(classes.get('cuda')))}</code> · {len(cases)} cases</p>",
+        f'<p class="counts">{"".join(badges)}</p>',
+    ]
+    attention = [case for case in cases if needs_attention(case)]
+    if attention:
+        out.append(f"<h2>Needs attention ({len(attention)})</h2><ul>")
+        out += [
+            f"<li><b>{html.escape(case.spec.case_id)}</b> ({html.escape(verdict_label(case))}): "
+            f"{html.escape(attention_reason(case))}</li>"
+            for case in attention
+        ]
+        out.append("</ul>")
+    else:
+        out.append("<p><b>Needs attention: nothing</b> (no unexpected FAIL, no INCONCLUSIVE, no failed test).</p>")
+    if expected:
+        names = ", ".join(case.spec.case_id for case in expected)
+        out.append(f"<p>Expected failures — their tests assert them, and passed: {html.escape(names)}.</p>")
+    if skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skip_counts(skipped).most_common())
+        out.append(f"<p>Skipped {len(skipped)} tests: {html.escape(reasons)} (each with its reason in summary.md).</p>")
+    notes = [*stack_lines(cases), *ungated_lines(cases)]
+    if notes:
+        out += ["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
+    return out
+
+
 def html_report(
-    record: RunRecord, comparison: Comparison | None = None, history: Sequence[tuple[Any, RunRecord]] = ()
+    record: RunRecord,
+    comparison: Comparison | None = None,
+    history: Sequence[tuple[Any, RunRecord]] = (),
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> str:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
     cases = record.cases
-    classes = record.fingerprint.get("hardware_class", {})
     figures = [
         ("Speedup against fp32 eager", _speedup_figure(cases)),
         ("Accuracy against speed", _pareto_figure(cases)),
@@ -395,26 +527,12 @@ def html_report(
     ]
     if comparison is not None:
         figures.append(("Against the history", _history_figure(comparison, history, record)))
-    header = columns()
-    table = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    for case, row in zip(cases, summary_rows(cases), strict=True):
-        colour = VERDICT_COLOURS.get(case.verdict, "#757575")
-        cells = "".join(
-            f'<td style="color:{colour};font-weight:bold">{html.escape(v)}</td>'
-            if h == "verdict"
-            else f"<td>{html.escape(v)}</td>"
-            for h, v in zip(header, row, strict=True)
-        )
-        table.append(f"<tr>{cells}</tr>")
-    table.append("</table>")
-    notes = [*stack_lines(cases), *ungated_lines(cases)]
-    body = [
-        "<h1>perfgate report</h1>",
-        f"<p>started {html.escape(record.started)} · cpu <code>{html.escape(str(classes.get('cpu')))}</code> · "
-        f"cuda <code>{html.escape(str(classes.get('cuda')))}</code> · {len(cases)} cases</p>",
-        *table,
-        *(["<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"] if notes else []),
-    ]
+    body = _overview(record, skipped)
+    families: dict[str, list[CaseResult]] = {}
+    for case in cases:
+        families.setdefault(_family(case), []).append(case)
+    for title, members in families.items():
+        body += [f"<h2>{html.escape(title)} ({len(members)})</h2>", *_family_table(members)]
     body += _markdown_table_html(ladder_section(cases))
     sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), CompileCost())
     for section in (metric.section(cases) for metric in sections):
@@ -428,8 +546,10 @@ def html_report(
                 f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">',
             ]
     style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:12px}"
+        "body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ddd;padding:3px 6px;text-align:left} th{background:#f5f5f5} img{max-width:100%}"
+        ".badge{color:#fff;padding:4px 10px;border-radius:4px;margin-right:8px;font-weight:bold;font-size:15px}"
+        ".counts{margin:1em 0}"
     )
     head = f"<head><meta charset='utf-8'><title>perfgate report</title><style>{style}</style></head>"
     return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"

@@ -18,11 +18,14 @@ from perfgate.results import RunRecord
 
 __all__ = [
     "TERMINAL_WIDTH",
+    "attention_reason",
     "clip",
     "columns",
     "compact_table",
     "isolation_line",
     "markdown_summary",
+    "needs_attention",
+    "skip_counts",
     "skip_line",
     "speed_estimate",
     "stack_lines",
@@ -262,13 +265,13 @@ def verdict_label(case: CaseResult) -> str:
     return label
 
 
-def _needs_attention(case: CaseResult) -> bool:
+def needs_attention(case: CaseResult) -> bool:
     if case.expected_failure:
         return False
     return case.verdict in ATTENTION or case.test_outcome == "failed" or case.outcome != Outcome.MEASURED
 
 
-def _reason(case: CaseResult) -> str:
+def attention_reason(case: CaseResult) -> str:
     """Why a case needs attention, in one line: its failed or undecided checks, its outcome, its test."""
     if case.outcome != Outcome.MEASURED:
         first = (case.detail or "").splitlines()
@@ -307,7 +310,7 @@ def compact_table(cases: Sequence[CaseResult], width: int = TERMINAL_WIDTH) -> l
         cells = dict(zip(wide, wide_row, strict=True))
         figures = [f"{SHORT.get(c, c)} {cells[c]}" for c in figure_columns if cells[c] != "-"]
         if case.outcome != Outcome.MEASURED:
-            figures.insert(0, _reason(case))
+            figures.insert(0, attention_reason(case))
         speed = cells[COMPACT_SPEED].replace(" noisy", "~")
         row = (_case_label(case), _verdict_mark(case), speed, ", ".join(figures))
         by_model.setdefault(case.spec.model, []).append(row)
@@ -347,9 +350,14 @@ def _case_label(case: CaseResult) -> str:
     return " ".join(parts)
 
 
+def skip_counts(skipped: Sequence[tuple[str, str]]) -> Counter[str]:
+    """Skipped tests counted by reason (the reason's text before its first ':'), most first."""
+    return Counter(reason.split(":")[0].strip() for _, reason in skipped)
+
+
 def skip_line(skipped: Sequence[tuple[str, str]], width: int = TERMINAL_WIDTH) -> str:
-    """One line: how many tests were skipped, counted by reason (the reason's text before its first ':')."""
-    counts = Counter(reason.split(":")[0].strip() for _, reason in skipped)
+    """One line: how many tests were skipped, counted by reason."""
+    counts = skip_counts(skipped)
     parts = [f"{count} {reason}" for reason, count in counts.most_common()]
     line = f"skipped {len(skipped)}: " + ", ".join(parts)
     tail = " … (every reason: summary.md)"
@@ -372,11 +380,11 @@ def terminal_summary(
         counted = [f"{part} ({len(expected)} expected by their tests)" if part.endswith(" FAIL") else part
                    for part in counted]  # fmt: skip
     lines = _wrap(f"{len(cases)} cases on {', '.join(classes)}: {', '.join(counted) or 'none measured'}", width)
-    attention = [case for case in cases if _needs_attention(case)]
+    attention = [case for case in cases if needs_attention(case)]
     if attention:
         lines.append(f"needs attention ({len(attention)}):")
         for case in attention:
-            entry = f"  {case.spec.case_id} ({verdict_label(case)}): {_reason(case)}"
+            entry = f"  {case.spec.case_id} ({verdict_label(case)}): {attention_reason(case)}"
             lines += _wrap(entry, width, max_lines=2)  # summary.md has the rest
     else:
         lines.append("needs attention: nothing (no unexpected FAIL, no INCONCLUSIVE, no failed test)")

@@ -430,7 +430,9 @@ class PerfgateSession:
         if importlib.util.find_spec("matplotlib") is not None:
             from perfgate.html_report import html_report
 
-            write_atomically(self.settings.report_dir / "report.html", html_report(self.record, comparison, history))
+            write_atomically(
+                self.settings.report_dir / "report.html", html_report(self.record, comparison, history, self.skipped)
+            )
         return path
 
 
