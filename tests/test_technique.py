@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from perfgate.errors import UnknownTechniqueError
@@ -64,3 +66,52 @@ def test_a_registered_name_may_not_contain_the_stack_separator():
 def test_user_registrations_join_the_built_in_names():
     register_technique("user-eager-copy", "perfgate.techniques.eager:Fp32Eager")
     assert "user-eager-copy" in technique_names()
+
+
+def quantizable_module():
+    """Two nn.Linear and one transformers Conv1D (GPT-2's block layer)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), Conv1D(4, 4), torch.nn.Sequential(torch.nn.Linear(4, 2)))
+
+
+def test_matmul_layers_count_linear_and_conv1d_by_name():
+    from perfgate.technique import matmul_layers
+
+    layers = matmul_layers(quantizable_module())
+    assert {name: signature[0] for name, signature in layers.items()} == {"0": "Linear", "1": "Conv1D", "2.0": "Linear"}
+    assert layers["0"][1:] == ("Parameter", "torch.float32")
+
+
+def test_a_quantizer_records_k_of_n_layers_and_changing_none_is_an_error():
+    import torch
+
+    from perfgate.errors import NothingQuantizedError
+    from perfgate.model import LoadedModel
+    from perfgate.technique import matmul_layers, quantized_variant
+
+    source = quantizable_module()
+    model = LoadedModel("gpt2ish", "feature-extraction", "models/gpt2ish", tokenizer=None, config=None, module=source)
+    before = matmul_layers(source)
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(source), {torch.nn.Linear}, dtype=torch.qint8)
+    variant = quantized_variant("int8", model, before, quantized, 0.0, {})
+    assert variant.metrics["quantization"] == {"changed": 2, "total": 3, "left": {"Conv1D": 1}}  # Conv1D not Linear
+    with pytest.raises(NothingQuantizedError, match=r"int8 on gpt2ish changed 0 of its 3 matmul layers "
+                       r"\(1 Conv1D, 2 Linear\): the case would time fp32 against itself; fix: "):  # fmt: skip
+        quantized_variant("int8", model, before, copy.deepcopy(source), 0.0, {})
+
+
+def test_the_summary_shows_k_of_n_and_lists_what_was_left_in_fp32():
+    from perfgate.case import CaseResult
+    from perfgate.metrics.quantization import QuantizedLayers
+    from perfgate.outcome import Outcome
+    from perfgate.spec import CaseSpec
+
+    figures = {"changed": 1, "total": 9, "left": {"Conv1D": 8}}
+    assert QuantizedLayers().cells(figures) == {"quantized": "1/9 layers"}
+    case = CaseResult(CaseSpec("tiny-gpt2", "torch-dynamic-int8-per-tensor"), "cpu-avx2", outcome=Outcome.MEASURED)
+    case.metrics["quantization"] = figures
+    assert QuantizedLayers().section([case])[-1] == (
+        "- `tiny-gpt2/torch-dynamic-int8-per-tensor/b1/cpu`: 1 of 9 changed; left: 8 Conv1D"
+    )

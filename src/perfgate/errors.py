@@ -87,3 +87,14 @@ class CheckpointError(PerfgateError, ValueError):
 
 class ArmFailed(PerfgateError):
     """A worker holding one arm of an upgrade gate crashed, timed out or raised: no verdict."""
+
+
+class NothingQuantizedError(PerfgateError, ValueError):
+    """A quantizing technique changed none of the model's matmul layers: its case would be an A/A."""
+
+    def __init__(self, technique: str, model: str, total: int, kinds: dict[str, int]) -> None:
+        found = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "none"
+        super().__init__(
+            f"{technique} on {model} changed 0 of its {total} matmul layers ({found}): the case would time fp32 "
+            "against itself; fix: a technique that quantizes these layer types, or another model"
+        )

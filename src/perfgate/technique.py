@@ -37,7 +37,9 @@ __all__ = [
     "built_in",
     "cast_inputs",
     "get_technique",
+    "matmul_layers",
     "module_variant",
+    "quantized_variant",
     "register_technique",
     "technique_names",
 ]
@@ -73,6 +75,52 @@ class Variant:
 def cast_inputs(inputs: Mapping[str, torch.Tensor], dtype: Any) -> dict[str, torch.Tensor]:
     """Floating-point inputs cast to ``dtype`` (None: unchanged); token ids and masks stay integers."""
     return {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in inputs.items()}
+
+
+MATMUL_LAYER_TYPES = ("Linear", "Conv1D")  # torch's nn.Linear; transformers' Conv1D (GPT-2's blocks)
+
+
+def _layer_signature(layer: Any) -> tuple[str, str, str]:
+    weight = getattr(layer, "weight", None)
+    if callable(weight):  # torch.ao's dynamic quantized Linear: weight() unpacks it
+        weight = weight()
+    return type(layer).__name__, type(weight).__name__, str(getattr(weight, "dtype", None))
+
+
+def matmul_layers(module: Any) -> dict[str, tuple[str, str, str]]:
+    """Each matmul layer of ``module`` (``nn.Linear``, transformers' ``Conv1D``) by name: its class, its
+    weight's class and dtype, so that a quantized copy shows which layers changed."""
+    import torch
+
+    return {
+        name: _layer_signature(layer)
+        for name, layer in module.named_modules()
+        if isinstance(layer, torch.nn.Linear) or any(c.__name__ in MATMUL_LAYER_TYPES for c in type(layer).__mro__)
+    }
+
+
+def quantized_variant(
+    technique: str, model: LoadedModel, before: dict[str, tuple[str, str, str]], module: Any, started: float,
+    details: dict[str, Any],
+) -> Variant:  # fmt: skip
+    """``module_variant`` for a quantizer, with how many of the source's matmul layers (``before``, from
+    ``matmul_layers``) it changed as the ``quantization`` metric; none changed raises NothingQuantizedError."""
+    from perfgate.errors import NothingQuantizedError
+
+    after = dict(module.named_modules())
+    changed = {name for name, signature in before.items()
+               if name not in after or _layer_signature(after[name]) != signature}  # fmt: skip
+    kinds: dict[str, int] = {}
+    left: dict[str, int] = {}  # layer types of the source left as they were
+    for name, signature in before.items():
+        kinds[signature[0]] = kinds.get(signature[0], 0) + 1
+        if name not in changed:
+            left[signature[0]] = left.get(signature[0], 0) + 1
+    if before and not changed:
+        raise NothingQuantizedError(technique, model.name, len(before), kinds)
+    variant = module_variant(technique, model, module, started, details)
+    variant.metrics["quantization"] = {"changed": len(changed), "total": len(before), "left": left}
+    return variant
 
 
 def module_variant(

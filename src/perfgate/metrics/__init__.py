@@ -51,6 +51,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.task:TaskScore",
     "perfgate.metrics.memory:ServingMemory",
     "perfgate.metrics.size:WeightSize",
+    "perfgate.metrics.quantization:QuantizedLayers",
     "perfgate.metrics.generation:GenerationLatency",
     "perfgate.metrics.compile:CompileCost",
     "perfgate.metrics.energy:EnergyPerInference",

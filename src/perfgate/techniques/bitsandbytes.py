@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from perfgate.model import LoadedModel, load_module
-from perfgate.technique import Requirement, Technique, Variant, module_variant
+from perfgate.model import LoadedModel, load_module, model_class
+from perfgate.technique import Requirement, Technique, Variant, matmul_layers, quantized_variant
 
 # Output heads stay in full precision, named explicitly: transformers 4.57 infers that on its own and 5.x
 # does not, and bitsandbytes' CPU 4-bit kernel fails on a head of 4 outputs ("N must be divisible by
@@ -51,9 +51,19 @@ class _BitsAndBytes(Technique):
         module = load_module(model.task, model.location, model.device, quantization_config=self.config(),
                              device_map=model.device)  # fmt: skip
         details = {"bits": self.bits, "quant_type": self.quant_type or "llm.int8", **quantized_layout(module)}
-        variant = module_variant(self.name, model, module, start, details)
+        variant = quantized_variant(self.name, model, source_layers(model), module, start, details)
         variant.memory_bytes = details["held_bytes"]
         return variant
+
+
+def source_layers(model: LoadedModel) -> dict[str, tuple[str, str, str]]:
+    """The fp32 model's matmul layers, from a skeleton on the meta device: bitsandbytes loads the weights
+    quantized, and loading the fp32 module only to count its layers would charge its memory to this arm."""
+    import torch
+
+    with torch.device("meta"):
+        skeleton = model_class(model.task, model.location)(model.config)
+    return matmul_layers(skeleton)
 
 
 def quantized_layout(module: Any) -> dict[str, Any]:

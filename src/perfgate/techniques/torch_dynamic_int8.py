@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from perfgate.model import LoadedModel
-from perfgate.technique import Technique, Variant, module_variant
+from perfgate.technique import Technique, Variant, matmul_layers, quantized_variant
 
 
 class _DynamicInt8(Technique):
@@ -34,7 +34,7 @@ class _DynamicInt8(Technique):
             "qconfig": "per-channel" if self.per_channel else "per-tensor",
             "engine": torch.backends.quantized.engine,
         }
-        return module_variant(self.name, model, module, start, details)
+        return quantized_variant(self.name, model, matmul_layers(model.module), module, start, details)
 
 
 class PerTensor(_DynamicInt8):

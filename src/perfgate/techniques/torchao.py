@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from perfgate.model import LoadedModel
-from perfgate.technique import Requirement, Technique, Variant, module_variant
+from perfgate.technique import Requirement, Technique, Variant, matmul_layers, quantized_variant
 
 
 class _TorchAo(Technique):
@@ -33,9 +33,11 @@ class _TorchAo(Technique):
         from torchao import quantization
 
         start = time.perf_counter()
+        before = matmul_layers(model.module)
         module = copy.deepcopy(model.module)
         quantization.quantize_(module, getattr(quantization, self.config_name)(**self.options))
-        return module_variant(self.name, model, module, start, {"config": self.config_name, **self.options})
+        details = {"config": self.config_name, **self.options}
+        return quantized_variant(self.name, model, before, module, start, details)
 
 
 class Int8Dynamic(_TorchAo):
