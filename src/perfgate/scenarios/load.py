@@ -91,7 +91,7 @@ class Load(Scenario):
             ready = time.monotonic()
             held = {**process_memory(), "model_file": mapped_file_bytes([str(location), str(workdir)])}
             with torch.inference_mode():
-                outputs = model.primary_output(module(**inputs), inputs).float().numpy()
+                outputs = model.primary_output(module(**inputs), inputs).float().cpu().numpy()  # from any device
             end = time.monotonic()
         after = {**process_memory(), "model_file": mapped_file_bytes([str(location), str(workdir)])}
         figures: dict[str, Any] = {

@@ -101,9 +101,10 @@ class _OnnxRuntime(Technique):
 
             feed = {name: inputs[name].cpu().numpy() for name in wanted if name in inputs}
             if "token_type_ids" in wanted and "token_type_ids" not in feed:
-                feed["token_type_ids"] = torch.zeros_like(inputs["input_ids"]).numpy()
+                feed["token_type_ids"] = torch.zeros_like(inputs["input_ids"]).cpu().numpy()
             first = session.run(None, feed)[0]
-            return model.primary_output((torch.from_numpy(first),), inputs)
+            # Back beside the inputs (a CUDA attention mask pools a host output otherwise).
+            return model.primary_output((torch.from_numpy(first).to(inputs["input_ids"].device),), inputs)
 
         disk = onnx_file.stat().st_size + sum(p.stat().st_size for p in onnx_file.parent.glob("*.data"))
         return Variant(
