@@ -93,19 +93,24 @@ def test_recorded_durations_load_and_a_malformed_file_is_named_with_the_fix(tmp_
         load_durations(bad)
 
 
+# A user's test module: a slow test (skipped unless -m slow: not counted), then what runs.
+A_SLOW_TEST = """
+import pytest
+
+@pytest.mark.slow
+def test_slow(perfgate):
+    perfgate.measure("micro", "fp32-eager", batch_size=2)
+"""
+
+
 def test_progress_lines_show_in_a_run_and_not_under_q(project, micro_model_dir):
     plant(project)
     project.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.slow
-        def test_slow(perfgate):
-            perfgate.measure("micro", "fp32-eager", batch_size=2)
-
-        def test_int8(perfgate):
-            perfgate.measure("micro", "torch-dynamic-int8-per-channel", batch_size=2)
-        """
+        A_SLOW_TEST
+        + """
+def test_int8(perfgate):
+    perfgate.measure("micro", "torch-dynamic-int8-per-channel", batch_size=2)
+"""
     )
     options = [*micro_run(micro_model_dir), "--perfgate-memory=off"]
     shown = project.runpytest_subprocess(*options)
@@ -119,17 +124,12 @@ def test_progress_lines_show_in_a_run_and_not_under_q(project, micro_model_dir):
 def test_under_xdist_the_controller_counts_every_test_once(project, micro_model_dir):
     plant(project)
     project.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.slow
-        def test_slow(perfgate):
-            perfgate.measure("micro", "fp32-eager", batch_size=2)
-
-        @pytest.mark.parametrize("technique", ["fp32-eager", "torch-dynamic-int8-per-channel"])
-        def test_case(perfgate, technique):
-            perfgate.measure("micro", technique, batch_size=2)
-        """
+        A_SLOW_TEST
+        + """
+@pytest.mark.parametrize("technique", ["fp32-eager", "torch-dynamic-int8-per-channel"])
+def test_case(perfgate, technique):
+    perfgate.measure("micro", technique, batch_size=2)
+"""
     )
     result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-memory=off", "-n", "2")
     result.assert_outcomes(passed=2, skipped=1)
