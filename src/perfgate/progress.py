@@ -6,8 +6,8 @@ nothing. Here the count is of the tests that will run, and each line says what t
 time went (its jobs: A/B timing, serving memory...), what the run has taken so far, and an estimate of
 what is left from recorded durations (``--perfgate-durations``, pytest-split's JSON) where they exist:
 
-    perfgate [7/41] minilm onnxruntime-o2 b1: PASS in 32 s (ab-forward 21 s, serving-memory 9 s) · 4:10 elapsed,
-    ~12 min left
+    perfgate [7/41] 4:10 elapsed, ~12 min left · minilm onnxruntime-o2 b1: PASS in 32 s (ab-forward 21 s,
+    serving-memory 9 s)
 
 Quiet under ``-q``. Under xdist the workers' cases are not visible to the controller, which prints one
 line per finished test instead, counting every collected test and sharing the estimate among workers.
@@ -94,7 +94,7 @@ class Progress:
         outcome = self.outcomes.pop(report.nodeid, "passed")
         if outcome != "skipped":
             self.write(
-                f"perfgate [{len(self.done)}/{len(self.planned)}] {report.nodeid}: {outcome} · {self._time_left()}"
+                f"perfgate [{len(self.done)}/{len(self.planned)}] {self._time_left()} · {outcome} {report.nodeid}"
             )
 
     # -- the session's callback ------------------------------------------------------------------------
@@ -111,10 +111,10 @@ class Progress:
             label += f" {spec.scenario}"
         verdict = str(case.verdict).upper() if case.outcome == "measured" else f"{case.outcome}"
         self.done.add(self.current)
+        # The run's clock first: a long line loses the jobs' detail at its end, never the time left.
         self.write(
-            f"{self._position(self.current)} {label}: {verdict} in {case.wall_seconds:.0f} s"
+            f"{self._position(self.current)} {self._time_left()} · {label}: {verdict} in {case.wall_seconds:.0f} s"
             + (f" ({phases})" if phases else "")
-            + f" · {self._time_left()}"
         )
 
     def _position(self, nodeid: str) -> str:
