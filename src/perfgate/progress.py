@@ -25,6 +25,7 @@ import pytest
 
 from perfgate.case import CaseResult
 from perfgate.errors import ConfigError
+from perfgate.report import case_label
 
 __all__ = ["Progress", "load_durations"]
 
@@ -103,12 +104,7 @@ class Progress:
         for job in case.worker.get("jobs", []):
             jobs[job.get("scenario", "?")] = jobs.get(job.get("scenario", "?"), 0.0) + job.get("wall_seconds", 0.0)
         phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in jobs.items())
-        spec = case.spec
-        label = f"{spec.model} {spec.technique} b{spec.batch_size}"
-        if spec.device != "cpu":
-            label += f" {spec.device}"
-        if spec.scenario != "ab-forward":
-            label += f" {spec.scenario}"
+        label = f"{case.spec.model} {case_label(case)}"
         verdict = str(case.verdict).upper() if case.outcome == "measured" else f"{case.outcome}"
         self.done.add(self.current)
         # The run's clock first: a long line loses the jobs' detail at its end, never the time left.

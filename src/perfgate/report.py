@@ -19,6 +19,7 @@ from perfgate.results import RunRecord
 __all__ = [
     "TERMINAL_WIDTH",
     "attention_reason",
+    "case_label",
     "clip",
     "columns",
     "compact_table",
@@ -312,7 +313,7 @@ def compact_table(cases: Sequence[CaseResult], width: int = TERMINAL_WIDTH) -> l
         if case.outcome != Outcome.MEASURED:
             figures.insert(0, attention_reason(case))
         speed = cells[COMPACT_SPEED].replace(" noisy", "~")
-        row = (_case_label(case), _verdict_mark(case), speed, ", ".join(figures))
+        row = (f"  {case_label(case)}", _verdict_mark(case), speed, ", ".join(figures))
         by_model.setdefault(case.spec.model, []).append(row)
     rows = [row for model_rows in by_model.values() for row in model_rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -340,9 +341,10 @@ def _verdict_mark(case: CaseResult) -> str:
     return str(case.verdict).upper()
 
 
-def _case_label(case: CaseResult) -> str:
+def case_label(case: CaseResult) -> str:
+    """Technique and batch, with the device and scenario where they are not the default."""
     spec = case.spec
-    parts = [f"  {spec.technique}", f"b{spec.batch_size}"]
+    parts = [spec.technique, f"b{spec.batch_size}"]
     if spec.device != "cpu":
         parts.append(spec.device)
     if spec.scenario != "ab-forward":
