@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
     gate.add_argument("--json", type=Path, help="also write the verdicts and figures as JSON")
     _add_thresholds(commands)
+    _add_gpus(commands)
     _add_history(commands)
     return parser
 
@@ -121,6 +122,29 @@ def _version() -> str:
         return version("perfgate")
     except PackageNotFoundError:
         return "unknown (not installed: pip install -e .)"
+
+
+def _add_gpus(commands: Any) -> None:
+    gpus = commands.add_parser(
+        "gpus", help="the GPUs the plugin will run the gpu cases on (its own detection, checked against torch)"
+    )
+    gpus.add_argument(
+        "--require", action="store_true", help="exit 1 when there is none, or when torch sees another count"
+    )
+
+
+def _gpus(require: bool) -> int:
+    from perfgate.hardware import detect_gpus, visible_gpus_report
+
+    try:
+        import torch
+
+        torch_sees: int | None = torch.cuda.device_count()
+    except ImportError:
+        torch_sees = None
+    found, message = visible_gpus_report(detect_gpus(), torch_sees)
+    print(message, file=sys.stdout if found else sys.stderr)
+    return 0 if found or not require else 1
 
 
 def _add_thresholds(commands: Any) -> None:
@@ -189,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             return _gate(args)
         if args.command == "thresholds":
             return _thresholds(args)
+        if args.command == "gpus":
+            return _gpus(args.require)
         if args.command == "store":
             args.history.mkdir(parents=True, exist_ok=True)
             print(f"stored {store_run(args.results, args.history)}")
