@@ -18,15 +18,18 @@ __all__ = ["energy_per_call", "interleaved_energy", "nvml_energy_counter"]
 Counter = Callable[[], float]  # joules consumed so far, monotonic
 
 
-def nvml_energy_counter(device_index: int = 0) -> tuple[Counter | None, str]:
-    """A reader of the GPU's energy counter in joules, or None and the reason there is none."""
+def nvml_energy_counter(device: str = "cuda") -> tuple[Counter | None, str]:
+    """A reader of the energy counter of torch's CUDA ``device`` in joules (found by UUID: ``nvml.py``),
+    or None and the reason there is none."""
     try:
         import pynvml
     except ImportError:
         return None, "nvidia-ml-py is not installed"
+    from perfgate.nvml import device_uuid, nvml_handle
+
     try:
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        handle = nvml_handle(pynvml, device_uuid(device))
         pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises where the GPU lacks the counter
     except Exception as error:  # no driver, or NVMLError_NotSupported on pre-Volta GPUs
         return None, f"NVML energy counter unavailable: {type(error).__name__}: {error}"

@@ -140,7 +140,7 @@ def _task(
 def _energy(device: str, baseline: Variant, candidate: Variant, inputs: dict[str, Any], timer: Any) -> dict[str, Any]:
     from perfgate.energy import interleaved_energy, nvml_energy_counter
 
-    counter, reason = nvml_energy_counter(int(device.partition(":")[2] or 0))
+    counter, reason = nvml_energy_counter(device)
     if counter is None:
         return {"unavailable": reason, "ratio": None}
     return interleaved_energy(
