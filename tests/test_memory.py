@@ -13,6 +13,7 @@ from perfgate.memory import (
     is_cuda_error,
     is_out_of_memory,
     mapped_file_bytes,
+    memory_ratio,
     process_memory,
     reset_peak,
 )
@@ -98,3 +99,19 @@ def test_only_the_resident_pages_of_files_under_the_roots_count(tmp_path):
         resident = mapped_file_bytes([str(weights.parent)])
         assert 4 * 2**20 <= resident <= 5 * 2**20
         assert mapped_file_bytes([str(tmp_path / "elsewhere")]) == 0
+
+
+def test_cuda_library_allocation_failures_count_as_out_of_memory():
+    error = RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+    assert is_out_of_memory(error)
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert not is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED"))
+
+
+def test_a_memory_check_judges_device_memory_on_cuda_and_keeps_the_host_ratio():
+    baseline = {"attributable": 400, "cuda_peak_allocated": 1000}
+    candidate = {"attributable": 600, "cuda_peak_allocated": 500}
+    on_gpu = memory_ratio(baseline, candidate, "attributable", "cuda:1")
+    assert on_gpu == {"ratio": 0.5, "judged": "cuda_peak_allocated", "host_ratio": 1.5}
+    assert memory_ratio(baseline, candidate, "attributable", "cpu") == {"ratio": 1.5, "judged": "attributable"}
+    assert memory_ratio({"attributable": 400}, candidate, "attributable", "cuda")["ratio"] is None

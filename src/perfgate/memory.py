@@ -29,13 +29,16 @@ __all__ = [
     "is_cuda_error",
     "is_out_of_memory",
     "mapped_file_bytes",
-    "nvml_process_bytes",
+    "memory_ratio",
     "process_memory",
     "release_freed_memory",
     "reset_peak",
 ]
 
 CPU_ALLOCATION_FAILURE = "can't allocate memory"  # the CPU allocator's RuntimeError text
+# cuBLAS and cuDNN report a failed allocation of their own (handles, workspaces) as a status, not as
+# torch's OutOfMemoryError: the device is as full, so a batch search counts them as out of memory too.
+LIBRARY_ALLOCATION_FAILURES = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
 STATUS_FIELDS = {"VmRSS": "rss", "VmHWM": "peak_rss", "RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}
 
 
@@ -44,6 +47,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError):
         return True
     if type(error).__name__ == "OutOfMemoryError":
+        return True
+    if any(status in str(error) for status in LIBRARY_ALLOCATION_FAILURES):
         return True
     text = str(error).lower()
     return isinstance(error, RuntimeError) and (CPU_ALLOCATION_FAILURE in text or "out of memory" in text)
@@ -168,20 +173,18 @@ class MemorySampler:
         }
 
 
-def nvml_process_bytes(device_index: int = 0, pid: int | None = None) -> int | None:
-    """GPU memory NVML attributes to a process (this one by default); None without NVML or a driver."""
-    pid = os.getpid() if pid is None else pid
-    try:
-        import pynvml
+DEVICE_MEMORY = "cuda_peak_allocated"  # what a memory check judges on CUDA
 
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
-            for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if process.pid == pid:
-                    return int(process.usedGpuMemory)
-            return None
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # NVML missing or no driver: the allocator's figures still stand
-        return None
+
+def memory_ratio(baseline: dict[str, Any], candidate: dict[str, Any], host_field: str, device: str) -> dict[str, Any]:
+    """The candidate's memory over fp32's as a check judges it, and which figure that is: on CUDA the
+    device's peak allocated by torch over the same window (what decides whether it fits the GPU), with
+    the host figure's ratio kept beside it; elsewhere ``host_field``."""
+
+    def ratio(field: str) -> float | None:
+        base, cand = baseline.get(field), candidate.get(field)
+        return cand / base if base and cand is not None and base > 0 else None
+
+    if not device.startswith("cuda"):
+        return {"ratio": ratio(host_field), "judged": host_field}
+    return {"ratio": ratio(DEVICE_MEMORY), "judged": DEVICE_MEMORY, "host_ratio": ratio(host_field)}

@@ -51,7 +51,8 @@ class ServingMemory(Metric):
             "Peak is VmHWM from after the variant was built until after its forward passes; anon and",
             "file-backed are the split at the sampled peak; overhead is a worker with the same imports that",
             "loads no weights (its total, and its anon); model files are the resident pages of the model's",
-            "own files; attributable = anon beyond the overhead's + model files, which the ratio compares.",
+            "own files; attributable = anon beyond the overhead's + model files, which the ratio compares on",
+            "CPU. On CUDA the ratio compares cuda peak (torch's peak allocated on the device while serving).",
             "",
             "| model | technique | batch | arm | peak | anon | file-backed | overhead (anon) | model files "
             "| attributable | cuda peak |",

@@ -56,7 +56,8 @@ class Training(Metric):
                "Each recipe against fp32 AdamW on the same model and seeded batches (a plain PyTorch loop, named as "
                "the Trainer's arguments). Speed: steps timed ABBA in one worker. Loss Δ: the largest difference over "
                "the first steps from the same weights. Memory: anonymous peak over a few steps (the first "
-               "included) beyond the loaded model, each arm in a fresh worker. Optimizer state: measured, and "
+               "included) beyond the loaded model, each arm in a fresh worker (on CUDA the ratio judges the device's "
+               "peak allocated over the same steps). Optimizer state: measured, and "
                "predicted from the parameters by the optimizer's rule.", "",
                "| model | recipe | batch x length | samples/s fp32 → recipe | speedup [95% CI] | loss Δ | "
                "peak MiB fp32 → recipe | optimizer state MiB (predicted) |",

@@ -92,11 +92,11 @@ class ServingMemory(Scenario):
             "variant": variant.details,
         }
         if cuda:
-            from perfgate.memory import nvml_process_bytes
+            from perfgate.nvml import process_device_memory, read_nvml
 
             figures["cuda_peak_allocated"] = int(torch.cuda.max_memory_allocated(device))
             figures["cuda_peak_reserved"] = int(torch.cuda.max_memory_reserved(device))
-            figures["nvml_process_bytes"] = nvml_process_bytes(torch.device(device).index or 0)
+            figures["nvml_memory"] = read_nvml(device, process_device_memory)
         return figures
 
 
@@ -167,6 +167,7 @@ def _workdir(payload: dict[str, Any]) -> Any:
 
 def measure_serving_memory(case: CaseContext) -> None:
     """Both arms' serving memory, each in a fresh worker, against the runtime overhead of its imports."""
+    from perfgate.memory import memory_ratio
     from perfgate.spec import BASELINE
 
     figures: dict[str, Any] = {"measure": "peak RSS while serving, minus the runtime overhead of the same imports"}
@@ -176,8 +177,7 @@ def measure_serving_memory(case: CaseContext) -> None:
             case.result.metrics["memory"] = {**figures, **case.result.metrics.get("memory", {})}
             return
         figures[arm] = data
-    base, cand = figures["baseline"].get("attributable"), figures["candidate"].get("attributable")
-    figures["ratio"] = cand / base if base and cand is not None and base > 0 else None
+    figures.update(memory_ratio(figures["baseline"], figures["candidate"], "attributable", case.spec.device))
     case.result.metrics["memory"] = figures
 
 

@@ -68,6 +68,8 @@ class TrainStep(Scenario):
         case.result.threads = data["threads"]
         if not case.memory:
             return
+        from perfgate.memory import memory_ratio
+
         memory: dict[str, Any] = {}
         for arm, name in (("baseline", TRAINING_BASELINE), ("candidate", case.spec.technique)):
             key = (TrainMemory.name, case.spec.model, name, case.spec.batch_size, seq_len, case.spec.device)
@@ -78,8 +80,7 @@ class TrainStep(Scenario):
                     return
                 case.memo[key] = memory_figures(figures)
             memory[arm] = case.memo[key]
-        base, cand = memory["baseline"].get("anon_peak"), memory["candidate"].get("anon_peak")
-        memory["ratio"] = cand / base if base and cand is not None else None
+        memory.update(memory_ratio(memory["baseline"], memory["candidate"], "anon_peak", case.spec.device))
         case.result.metrics["training"]["memory"] = memory
 
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
@@ -179,12 +180,21 @@ class TrainMemory(Scenario):
                                        payload["batch_size"], payload["seq_len"], MEMORY_STEPS, device)  # fmt: skip
             release_freed_memory()
             held = process_memory()
+            cuda = device.startswith("cuda")
+            if cuda:
+                import torch
+
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
             peak_reset = reset_peak()
             start = time.monotonic()
             for batch in batches:
                 runner.step(batch)
+            if cuda:
+                torch.cuda.synchronize(device)
             end = time.monotonic()
         after = process_memory()
+        device_figures = {"cuda_peak_allocated": int(torch.cuda.max_memory_allocated(device))} if cuda else {}
         shapes = [tuple(p.shape) for p in model.parameters() if p.requires_grad]
         return {
             "held": held,
@@ -195,6 +205,7 @@ class TrainMemory(Scenario):
             "predicted_state_bytes": predicted_state_bytes(recipe.optim, shapes),
             "parameters": sum(p.numel() for p in model.parameters()),
             "steps": MEMORY_STEPS,
+            **device_figures,
         }
 
 
