@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.hardware import CpuInfo, GpuInfo, Hardware, cpu_class, parse_cpuinfo
+from perfgate.hardware import (
+    CpuInfo,
+    GpuInfo,
+    Hardware,
+    _gpu_device_nodes,
+    cpu_class,
+    parse_cpuinfo,
+    visible_gpus_report,
+)
 
 ZEN3 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -108,3 +116,31 @@ def test_the_memory_settings_name_the_huge_page_mode_and_torch_s_request(monkeyp
     settings = memory_settings()
     assert settings["THP_MEM_ALLOC_ENABLE"] == "1"
     assert settings["transparent_hugepage"] in (None, "always", "madvise", "never")
+
+
+def test_the_gpu_report_lists_what_the_plugin_will_run_on():
+    h200 = GpuInfo(name="NVIDIA H200", compute_capability=(9, 0), total_memory_bytes=141 * 2**30)
+    found, message = visible_gpus_report([h200], torch_sees=1)
+    assert found
+    assert message == "cuda:0: NVIDIA H200 (gpu-sm90, 141 GiB)"
+
+
+def test_a_detection_that_disagrees_with_torch_fails_loudly():
+    found, message = visible_gpus_report([], torch_sees=2)
+    assert not found
+    assert "torch sees 2 CUDA device(s) but perfgate detected 0" in message
+    h200 = GpuInfo(name="NVIDIA H200", compute_capability=(9, 0), total_memory_bytes=141 * 2**30)
+    assert not visible_gpus_report([h200], torch_sees=2)[0]
+    assert visible_gpus_report([], torch_sees=0) == (
+        False,
+        "no CUDA device: torch.cuda.is_available() is False here (no driver, or a CPU build of torch)",
+    )
+
+
+def test_gpu_device_nodes_include_wsl(tmp_path):
+    assert not _gpu_device_nodes(tmp_path)
+    (tmp_path / "dxg").touch()
+    assert _gpu_device_nodes(tmp_path)
+    (tmp_path / "dxg").unlink()
+    (tmp_path / "nvidia0").touch()
+    assert _gpu_device_nodes(tmp_path)

@@ -118,3 +118,30 @@ def test_the_bitsandbytes_prediction_fails_on_a_layout_it_does_not_describe(micr
 
     details = DoubleQuantNf4().apply(micro, tmp_path, 1).details
     assert details["held_bytes"] != details["predicted_bytes"]
+
+
+def test_a_backend_with_half_precision_kernels_is_skipped_on_fp32_with_the_stack_to_use():
+    reason = get_technique("attention-sdpa-flash").input_reason(1, None)
+    assert reason is not None
+    assert "not fp32" in reason
+    assert "bf16-cast+attention-sdpa-flash" in reason
+    assert get_technique("bf16-cast+attention-sdpa-flash").input_reason(1, None) is None
+    assert get_technique("fp16-autocast+attention-sdpa-cudnn").input_reason(8, None) is None
+    assert get_technique("attention-sdpa-efficient").input_reason(8, None) is None  # fp32 kernels too
+
+
+def test_the_flash_backend_is_skipped_where_the_case_pads():
+    assert "takes no padding mask" in get_technique("bf16-cast+attention-sdpa-flash").input_reason(8, None)
+    assert "pads to 128 tokens" in get_technique("bf16-cast+attention-sdpa-flash").input_reason(1, 128)
+    assert get_technique("bf16-cast+attention-sdpa-cudnn").input_reason(8, 128) is None
+
+
+def test_a_pinned_backend_stacks_on_a_cast_without_reloading(micro, tmp_path):
+    variant = get_technique("bf16-cast+attention-sdpa-math").apply(micro, tmp_path, 1)
+    pinned = variant.details["parts"][1]
+    assert pinned["sdpa_backend"] == "MATH"
+    assert pinned["attn_implementation"] == "sdpa"
+    inputs = micro.inputs(["one sentence", "another sentence here"])
+    output = variant.run(inputs)
+    assert output.dtype == torch.bfloat16  # the cast's module served it, not a reloaded fp32 one
+    torch.testing.assert_close(output.float(), micro.run(inputs), atol=0.1, rtol=0.1)

@@ -136,6 +136,10 @@ class Hardware:
     def has_cuda(self) -> bool:
         return bool(self.gpus)
 
+    def gpu(self, device: str) -> GpuInfo:
+        """The GPU ``cuda`` / ``cuda:N`` names in this process's list."""
+        return self.gpus[int(device.partition(":")[2] or 0)]
+
     def hardware_class(self, device: str = "cpu") -> str:
         """The class of the device a case runs on; ``cuda`` means the first GPU."""
         if self.class_override:
@@ -143,8 +147,7 @@ class Hardware:
         if device.startswith("cuda"):
             if not self.gpus:
                 return "gpu-none"
-            index = int(device.partition(":")[2] or 0)
-            return gpu_class(self.gpus[index])
+            return gpu_class(self.gpu(device))
         return cpu_class(self.cpu)
 
     def native_math(self, dtype: str, device: str = "cpu") -> bool:
@@ -152,8 +155,7 @@ class Hardware:
         if device.startswith("cuda"):
             if not self.gpus:
                 return False
-            gpu = self.gpus[int(device.partition(":")[2] or 0)]
-            return gpu.compute_capability >= GPU_NATIVE_FROM[dtype]
+            return self.gpu(device).compute_capability >= GPU_NATIVE_FROM[dtype]
         return {
             "bf16": self.cpu.bf16_native,
             "fp16": self.cpu.fp16_native,
@@ -199,6 +201,22 @@ def memory_settings() -> dict[str, str | None]:
     return {"transparent_hugepage": mode, "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE")}
 
 
+def cuda_settings() -> dict[str, Any]:
+    """The flags that change CUDA speed and numerics without a change of code: TF32 for matmuls and
+    cuDNN, float32 matmul precision, cuDNN's autotuner and determinism. Read where torch is already
+    imported (a GPU was detected); the workers start from the same defaults unless a technique sets them."""
+    import torch
+
+    return {
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_version": torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]
+    }
+
+
 def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]:
     versions = {}
     for name in names:
@@ -209,13 +227,15 @@ def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]
     return versions
 
 
-def _nvidia_device_nodes() -> bool:
-    return any(Path("/dev").glob("nvidia[0-9]*"))
+def _gpu_device_nodes(dev: Path = Path("/dev")) -> bool:
+    """NVIDIA's driver nodes, or WSL's GPU paravirtualisation node, through which CUDA reaches a GPU."""
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists()
 
 
-def _detect_gpus() -> tuple[GpuInfo, ...]:
-    if platform.system() == "Linux" and not _nvidia_device_nodes():
-        return ()  # no driver nodes, no CUDA: skip importing torch (seconds) just to hear "no"
+def detect_gpus() -> tuple[GpuInfo, ...]:
+    """The GPUs torch sees: the one detection the plugin, ``perfgate gpus`` and ``require_gpu.sh`` share."""
+    if platform.system() == "Linux" and not _gpu_device_nodes():
+        return ()  # no driver node, no CUDA: skip importing torch (seconds) just to hear "no"
     try:
         import torch
     except ImportError:
@@ -251,10 +271,28 @@ def _nvml_driver_version() -> str:
         return ""
 
 
+def visible_gpus_report(gpus: Iterable[GpuInfo], torch_sees: int | None) -> tuple[bool, str]:
+    """Whether a GPU run can go ahead, and what to print: the GPUs perfgate will run on, or why none.
+    ``torch_sees``: ``torch.cuda.device_count()`` asked directly (None: not asked), so a detection that
+    disagrees with torch fails loudly instead of every GPU test skipping green."""
+    gpus = list(gpus)
+    if gpus and (torch_sees is None or torch_sees == len(gpus)):
+        lines = [
+            f"cuda:{i}: {g.name} ({gpu_class(g)}, {g.total_memory_bytes / 2**30:.0f} GiB)" for i, g in enumerate(gpus)
+        ]
+        return True, "\n".join(lines)
+    if torch_sees:
+        return False, (
+            f"torch sees {torch_sees} CUDA device(s) but perfgate detected {len(gpus)}: its detection looks for "
+            "/dev/nvidia* or /dev/dxg before asking torch; report this machine's /dev listing"
+        )
+    return False, "no CUDA device: torch.cuda.is_available() is False here (no driver, or a CPU build of torch)"
+
+
 def detect(cpuinfo_path: Path = Path("/proc/cpuinfo"), class_override: str | None = None) -> Hardware:
     machine = platform.machine()
     try:
         cpu = parse_cpuinfo(cpuinfo_path.read_text(), machine=machine)
     except OSError:
         cpu = CpuInfo(model=platform.processor() or "unknown", flags=frozenset(), logical_cores=1, machine=machine)
-    return Hardware(cpu=cpu, gpus=_detect_gpus(), libraries=library_versions(), class_override=class_override)
+    return Hardware(cpu=cpu, gpus=detect_gpus(), libraries=library_versions(), class_override=class_override)

@@ -62,3 +62,17 @@ def choose_gpu(xdist_worker: str | None, visible: Sequence[str], allowed: Sequen
     turn = int(match.group(1)) if match else 0
     chosen = allowed[turn % len(allowed)]
     return GpuPlacement(position=list(visible).index(chosen), visible_id=chosen)
+
+
+def place_device(device: str, visible: Sequence[str]) -> tuple[str, GpuPlacement | None]:
+    """``cuda:N`` as a worker runs it: the device it names (``cuda``: the first visible GPU) becomes the only
+    one its workers see, as ``cuda``, with that GPU's lock. A CPU device is left as it is."""
+    if not device.startswith("cuda"):
+        return device, None
+    index = int(device.partition(":")[2] or 0)
+    if index >= len(visible):
+        raise ConfigError(
+            f"--device {device!r}: this process sees {len(visible)} GPU(s) ({', '.join(visible) or 'none'}); "
+            "name one of them as cuda:N"
+        )
+    return "cuda", GpuPlacement(position=index, visible_id=visible[index])

@@ -21,16 +21,24 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseContext, CaseResult, judge
 from perfgate.errors import ConfigError, ResultsFileError, ThresholdsError
-from perfgate.hardware import Hardware, detect, known_class
+from perfgate.hardware import Hardware, cuda_settings, detect, known_class
 from perfgate.launcher import Launcher
 from perfgate.model import BASELINE_PLACEMENT, model_class
+from perfgate.nvml import clocks_and_power, read_nvml
 from perfgate.outcome import Outcome
 from perfgate.placement import GpuPlacement, choose_gpu, visible_gpu_ids
 from perfgate.report import fit_job_summary, markdown_summary
 from perfgate.results import RunRecord, merge_records, write_atomically
 from perfgate.scenarios import get_scenario
 from perfgate.spec import BASELINE, CaseSpec
-from perfgate.technique import STACK_SEPARATOR, Technique, get_technique, import_path, technique_names
+from perfgate.technique import (
+    STACK_SEPARATOR,
+    Technique,
+    compute_capability_reason,
+    get_technique,
+    import_path,
+    technique_names,
+)
 from perfgate.thresholds import TASK_FIELDS, Thresholds, ThresholdsFile, class_files_dir, load_thresholds
 
 if TYPE_CHECKING:
@@ -114,9 +122,14 @@ class PerfgateSession:
         visible = visible_gpu_ids(os.environ, len(self.hardware.gpus))
         return choose_gpu(os.environ.get("PYTEST_XDIST_WORKER"), visible, self.settings.gpus)
 
-    def hardware_class(self, device: str) -> str:
+    def placed(self, device: str) -> str:
+        """``device`` as this process's hardware list indexes it: ``cuda`` is the GPU placed for it."""
         if device == "cuda" and self.gpu is not None:
-            device = f"cuda:{self.gpu.position}"
+            return f"cuda:{self.gpu.position}"
+        return device
+
+    def hardware_class(self, device: str) -> str:
+        device = self.placed(device)
         chosen = self.config.hook.pytest_perfgate_hardware_class(hardware=self.hardware, device=device)
         return str(chosen) if chosen else self.hardware.hardware_class(device)
 
@@ -127,7 +140,7 @@ class PerfgateSession:
     def capability(self, spec: CaseSpec) -> str | None:
         """The native-math capability section a precision technique is judged under, or None."""
         dtype = get_technique(spec.technique).native_math
-        return self.hardware.capability(dtype, spec.device) if dtype else None
+        return self.hardware.capability(dtype, self.placed(spec.device)) if dtype else None
 
     def thresholds_for(self, spec: CaseSpec) -> Thresholds:
         technique, hardware_class = spec.technique, self.hardware_class(spec.device)
@@ -139,7 +152,7 @@ class PerfgateSession:
 
     def capabilities(self, device: str = "cpu") -> list[str]:
         """The capability sections this machine is judged under, read from its CPU flags (or GPU)."""
-        return [self.hardware.capability(dtype, device) for dtype in ("bf16", "fp16", "int8")]
+        return [self.hardware.capability(dtype, self.placed(device)) for dtype in ("bf16", "fp16", "int8")]
 
     def coverage(self) -> str:
         """Which thresholds sections apply on this machine's CPU class, for the report header."""
@@ -210,6 +223,9 @@ class PerfgateSession:
             raise Unavailable(f"{spec.case_id}: no CUDA device here (torch.cuda.is_available() is False)")
         source = self.models.get(spec.model)
         reason = technique.unavailable_reason(source.task, spec.device)
+        reason = reason or technique.input_reason(spec.batch_size, spec.seq_len)
+        if not reason and spec.device.startswith("cuda"):
+            reason = compute_capability_reason(technique, self.hardware.gpu(self.placed(spec.device)))
         if not reason and type(technique).model_reason is not Technique.model_reason:
             location = source.resolve(self.settings.cache_dir / "models")
             reason = technique.model_reason(model_class(source.task, location))
@@ -331,7 +347,7 @@ class PerfgateSession:
             rootdir=self.config.rootpath, workdir=s.cache_dir / "artifacts" / "gates", lock_dir=s.cache_dir / "locks",
             eval_texts=self.sentences, timed_texts=self._timed_texts(batch_size), labelled=labelled, device=device,
             threads=s.threads, memory=s.memory if memory is None else memory, timeout=s.case_timeout,
-            grace=s.kill_grace,
+            grace=s.kill_grace, gpu=self.gpu,
         )  # fmt: skip
         result = run_gate(arms[0], arms[1], run, policy)
         record = self._ensure_record()
@@ -352,6 +368,8 @@ class PerfgateSession:
             fingerprint["baseline_placement"] = {"weights": BASELINE_PLACEMENT, "serving_memory": "mapped"}
             if self.gpu is not None:
                 fingerprint["gpu_placement"] = asdict(self.gpu)  # which GPU this process's CUDA cases ran on
+                fingerprint["cuda_settings"] = cuda_settings()
+                fingerprint["gpu_clocks"] = read_nvml(self.placed("cuda"), clocks_and_power)  # at the run's start
             self.config.hook.pytest_perfgate_machine_info(info=fingerprint)
             settings = {k: str(v) for k, v in asdict(self.settings).items() if k != "sources"}
             self.record = RunRecord(fingerprint=fingerprint, config=settings, perfgate_version=_version())

@@ -27,6 +27,7 @@ from perfgate.errors import UnknownTechniqueError
 if TYPE_CHECKING:
     import torch
 
+    from perfgate.hardware import GpuInfo
     from perfgate.model import LoadedModel
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Variant",
     "built_in",
     "cast_inputs",
+    "compute_capability_reason",
     "get_technique",
     "matmul_layers",
     "module_variant",
@@ -174,6 +176,13 @@ class Technique(ABC):
     # False for a variant whose thresholds state a promise it is there to break (an anti-pattern, a
     # planted fault): `perfgate thresholds derive` must not turn what it measured into its bound.
     derive_thresholds: ClassVar[bool] = True
+    # Reduced-precision dtypes the variant's kernels need ("bf16", "fp16"), or None when fp32 runs too: a
+    # technique that needs one runs only stacked on a part whose ``native_math`` provides it.
+    needs_math: ClassVar[frozenset[str] | None] = None
+    # The CUDA compute capability the variant's kernels need (float8: 8.9, Ada and Hopper), or None.
+    min_compute_capability: ClassVar[tuple[int, int] | None] = None
+    # False for kernels that take no padding mask (SDPA's flash backend): only unpadded batches run.
+    takes_padding_mask: ClassVar[bool] = True
 
     def runtime_modules(self) -> tuple[str, ...]:
         """Libraries a process serving this variant imports; the runtime-overhead worker imports the
@@ -191,6 +200,19 @@ class Technique(ABC):
             return f"{self.name} supports tasks {', '.join(sorted(self.tasks))}, not {task}"
         return None
 
+    def input_reason(self, batch_size: int, seq_len: int | None, before: tuple[Technique, ...] = ()) -> str | None:
+        """Why this technique's kernels cannot take the case's inputs, or None: its dtype rule
+        (``needs_math``, met by a part ``before`` it in a stack) and its padding rule."""
+        provided = {part.native_math for part in before}
+        if self.needs_math is not None and not provided & self.needs_math:
+            dtypes = " or ".join(sorted(self.needs_math))
+            example = STACK_SEPARATOR.join([f"{sorted(self.needs_math)[0]}-cast", self.name])
+            return f"{self.name} has kernels for {dtypes} only, not fp32: stack it on a cast, e.g. {example}"
+        if not self.takes_padding_mask and (batch_size > 1 or seq_len):
+            padded = f"pads to {seq_len} tokens" if seq_len else f"pads batch {batch_size} to its longest text"
+            return f"{self.name} takes no padding mask, and this case {padded}: measure it at batch 1"
+        return None
+
     def model_reason(self, model_class: type) -> str | None:
         """Why this technique cannot run on models of ``model_class`` (the transformers class the task
         loads), or None. Asked only of techniques that override it, before any worker starts."""
@@ -202,6 +224,16 @@ class Technique(ABC):
     @abstractmethod
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         """Build the variant; ``workdir`` is a cache directory for artifacts, kept between runs."""
+
+
+def compute_capability_reason(technique: Technique, gpu: GpuInfo) -> str | None:
+    """Why ``technique`` cannot run on ``gpu`` (the GPU the case is placed on, as detected: no CUDA call
+    in the pytest process), or None."""
+    needed = technique.min_compute_capability
+    if needed is None or gpu.compute_capability >= needed:
+        return None
+    have = ".".join(map(str, gpu.compute_capability))
+    return f"{technique.name} needs compute capability {needed[0]}.{needed[1]}+; {gpu.name} has {have}"
 
 
 STACK_SEPARATOR = "+"

@@ -19,6 +19,7 @@ Otherwise INCONCLUSIVE: the interval straddles the margin, and a longer run or a
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from perfgate.arms import ARMS, Arm, ArmWorkers
+from perfgate.arms import ARMS, QUIET_WHILE_IDLE, Arm, ArmWorkers
 from perfgate.comparison import ComparePolicy, Comparison, compare_blocks, decide, estimate_replicated
 from perfgate.errors import ArmFailed
 from perfgate.fidelity import compare_outputs, non_inferiority, paired_difference
 from perfgate.launcher import Launcher
 from perfgate.outcome import Outcome, Verdict
+from perfgate.placement import GpuPlacement
 
 __all__ = [
     "Check",
@@ -172,6 +174,14 @@ class GateRun:
     memory: bool = True
     timeout: float = 900.0
     grace: float = 5.0
+    gpu: GpuPlacement | None = None  # on a multi-GPU host: the one GPU both arms run on, and its lock
+
+    def launcher(self, python: str) -> Launcher:
+        from perfgate.arms import worker_sys_path
+
+        return Launcher(
+            worker_sys_path(python, self.rootdir), self.lock_dir, grace=self.grace, python=python, gpu=self.gpu
+        )
 
 
 def plan_gate(
@@ -211,10 +221,16 @@ def plan_gate(
         raise ConfigError("nothing to run the models on: pass --sentences FILE or --eval-file FILE")
     if not texts:
         raise ConfigError(f"--sentences {str(sentences)!r} holds no sentences")
+    gpu = None
+    if device.startswith("cuda"):
+        from perfgate.hardware import detect_gpus
+        from perfgate.placement import place_device, visible_gpu_ids
+
+        device, gpu = place_device(device, visible_gpu_ids(os.environ, len(detect_gpus())))
     run = GateRun(
         rootdir=rootdir, workdir=workdir, lock_dir=cache_dir / "locks", eval_texts=texts,
         timed_texts=[texts[i % len(texts)] for i in range(batch_size)], labelled=eval_file, device=device,
-        threads=threads, memory=memory,
+        threads=threads, memory=memory, gpu=gpu,
     )  # fmt: skip
     pairs = [
         (Arm("current", current.name, current, task, name, current_python),
@@ -228,7 +244,9 @@ def run_gate(current: Arm, candidate: Arm, run: GateRun, policy: GatePolicy) -> 
     """Prepare both arms, time them ABBA under the device lock, score both, measure memory, judge."""
     result = GateResult(technique=current.technique, current=current, candidate=candidate)
     arms = dict(zip(ARMS, (current, candidate), strict=True))
-    lock = Launcher([], run.lock_dir).device_lock(run.device)
+    placed = Launcher([], run.lock_dir, gpu=run.gpu)
+    lock = placed.device_lock(run.device)
+    environment = {**QUIET_WHILE_IDLE, **placed.worker_environment(run.device)}
     started = time.monotonic()
     payload = {
         "device": run.device, "threads": run.threads, "seq_len": run.seq_len, "workdir": str(run.workdir),
@@ -242,7 +260,7 @@ def run_gate(current: Arm, candidate: Arm, run: GateRun, policy: GatePolicy) -> 
     try:
         with lock:
             for replicate in range(count):
-                workers = ArmWorkers(arms, run.rootdir, timeout=run.timeout, grace=run.grace)
+                workers = ArmWorkers(arms, run.rootdir, timeout=run.timeout, grace=run.grace, environment=environment)
                 try:
                     # Outputs and task outcomes do not change between replicates: scored by the first.
                     ready = workers.prepare({**payload, "score": replicate == 0})
@@ -288,11 +306,11 @@ def _output_agreement(prepared: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _serving_memory(arm: Arm, run: GateRun) -> dict[str, Any]:
     """The arm's serving memory in a fresh worker of its interpreter, minus that runtime's overhead."""
-    from perfgate.arms import arm_technique, worker_sys_path
+    from perfgate.arms import arm_technique
     from perfgate.scenarios.serving_memory import RuntimeOverhead, ServingMemory, with_attributable
     from perfgate.technique import get_technique
 
-    launcher = Launcher(worker_sys_path(arm.python, run.rootdir), run.lock_dir, grace=run.grace, python=arm.python)
+    launcher = run.launcher(arm.python)
     payload = {
         "imports": list(get_technique(arm.technique).runtime_modules()),
         "model": {"name": arm.model, "task": arm.task, "location": str(arm.location), "device": run.device},

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from perfgate.model import LoadedModel, load_module, module_bytes
-from perfgate.technique import Requirement, Technique, Variant
+from perfgate.technique import Requirement, Technique, Variant, cast_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -48,14 +48,20 @@ class _Implementation(Technique):
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         import torch
 
-        if not isinstance(model.location, (Path, str)) or model.input_dtype is not None:
-            raise TypeError(f"{self.name} reloads the weights, so it must come first in a stack")
         start = time.perf_counter()
         baseline = getattr(model.module.config, "_attn_implementation", None)
-        module = load_module(model.task, model.location, model.device, attn_implementation=self.implementation)
+        stacked = model.input_dtype is not None or not isinstance(model.location, (Path, str))
+        if stacked and self.sdpa_backend is not None and baseline == "sdpa":
+            module = model.module  # a cast before this part: pin a backend on its SDPA module, no reload
+        elif stacked:
+            raise TypeError(f"{self.name} reloads the weights, so it must come first in a stack")
+        else:
+            module = load_module(model.task, model.location, model.device, attn_implementation=self.implementation)
         pinned = self._pinned()
+        input_dtype = model.input_dtype
 
         def run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            inputs = cast_inputs(inputs, input_dtype)
             with torch.inference_mode(), pinned():
                 return model.primary_output(module(**inputs), inputs)
 
@@ -70,6 +76,7 @@ class _Implementation(Technique):
                 "baseline_attention": baseline,
                 "sdpa_backend": self.sdpa_backend,
             },
+            input_dtype=input_dtype,
         )
 
     def _pinned(self) -> Any:
@@ -113,6 +120,8 @@ class SdpaFlash(_Implementation):
     implementation = "sdpa"
     sdpa_backend = "FLASH_ATTENTION"
     devices = frozenset({"cuda"})
+    needs_math = frozenset({"bf16", "fp16"})  # "No available kernel" on fp32
+    takes_padding_mask = False  # the flash kernel has no attn_mask argument
 
 
 class SdpaEfficient(_Implementation):
@@ -129,6 +138,7 @@ class SdpaCudnn(_Implementation):
     implementation = "sdpa"
     sdpa_backend = "CUDNN_ATTENTION"
     devices = frozenset({"cuda"})
+    needs_math = frozenset({"bf16", "fp16"})
 
 
 class FlashAttention2(_Implementation):

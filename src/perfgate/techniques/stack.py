@@ -32,6 +32,8 @@ class Stack(Technique):
         self.tasks = frozenset.intersection(*tasks) if tasks else None  # type: ignore[misc]
         self.fresh_worker = any(p.fresh_worker for p in parts)  # type: ignore[misc]
         self.native_math = next((p.native_math for p in parts if p.native_math), None)  # type: ignore[misc]
+        needed = [p.min_compute_capability for p in parts if p.min_compute_capability]
+        self.min_compute_capability = max(needed) if needed else None  # type: ignore[misc]
 
     def runtime_modules(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(m for p in self.parts for m in p.runtime_modules()))
@@ -45,6 +47,13 @@ class Stack(Technique):
             if part.builds_artifacts:
                 return f"{self.name}: {part.name} serves from its own artifact, so no part can follow it"
         return None  # every part runs here, so their intersection does
+
+    def input_reason(self, batch_size: int, seq_len: int | None, before: tuple[Technique, ...] = ()) -> str | None:
+        for position, part in enumerate(self.parts):
+            reason = part.input_reason(batch_size, seq_len, (*before, *self.parts[:position]))
+            if reason:
+                return f"{self.name}: {reason}"
+        return None
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         start = time.perf_counter()

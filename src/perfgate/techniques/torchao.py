@@ -29,13 +29,20 @@ class _TorchAo(Technique):
     config_name: ClassVar[str]
     options: ClassVar[dict[str, Any]] = {}
 
-    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+    def config(self) -> Any:
+        """The torchao config object ``quantize_`` is given (``options`` are its arguments)."""
         from torchao import quantization
+
+        return getattr(quantization, self.config_name)(**self.options)
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
 
         start = time.perf_counter()
         before = matmul_layers(model.module)
         module = copy.deepcopy(model.module)
-        quantization.quantize_(module, getattr(quantization, self.config_name)(**self.options))
+        from torchao.quantization import quantize_
+
+        quantize_(module, self.config())
         details = {"config": self.config_name, **self.options}
         return quantized_variant(self.name, model, before, module, start, details)
 
@@ -57,8 +64,19 @@ class Int4WeightOnly(_TorchAo):
     name = "torchao-int4-weight-only"
     summary = "torchao int4 weights (groups of 128), bf16 activations, CUDA tinygemm kernels"
     config_name = "Int4WeightOnlyConfig"
-    options: ClassVar[dict[str, Any]] = {"group_size": 128}
+    # The tinygemm layout: torchao 0.18's default (PLAIN) packing imports mslk, which no pin set has.
+    options: ClassVar[dict[str, Any]] = {"group_size": 128, "int4_packing_format": "tile_packed_to_4d"}
     devices = frozenset({"cuda"})
+    needs_math = frozenset({"bf16"})  # tinygemm packs bf16 weights
+
+    def config(self) -> Any:
+        from torchao.quantization import Int4WeightOnlyConfig
+        from torchao.quantization.quantize_.workflows import Int4PackingFormat
+
+        return Int4WeightOnlyConfig(
+            group_size=self.options["group_size"],
+            int4_packing_format=Int4PackingFormat(self.options["int4_packing_format"]),
+        )
 
 
 class Float8Dynamic(_TorchAo):
@@ -67,13 +85,4 @@ class Float8Dynamic(_TorchAo):
     config_name = "Float8DynamicActivationFloat8WeightConfig"
     devices = frozenset({"cuda"})
     native_math: ClassVar[str | None] = "fp8"
-
-    def unavailable_reason(self, task: str, device: str) -> str | None:
-        reason = super().unavailable_reason(task, device)
-        if reason is None and device.startswith("cuda"):
-            import torch
-
-            capability = torch.cuda.get_device_capability(device)
-            if capability < (8, 9):
-                return f"{self.name} needs compute capability 8.9+ (Ada, Hopper); this GPU has {capability}"
-        return reason
+    min_compute_capability = (8, 9)  # Ada and Hopper: float8 tensor cores
