@@ -45,3 +45,21 @@ def test_under_a_cap_a_big_batch_is_an_oom_outcome_and_a_small_one_fits(micro_mo
     assert small.outcome == Outcome.MEASURED, small.detail
     assert big.outcome == Outcome.OOM, (big.outcome, big.detail)
     assert "out of memory at batch_size=4096" in big.detail
+
+
+def test_on_cuda_the_search_runs_under_a_stated_budget_of_device_memory():
+    from perfgate.metrics.largest_batch import describe_cap
+    from perfgate.scenarios.largest_batch import GPU_BUDGET_BYTES, memory_cap, memory_fraction
+    from perfgate.scenarios.train_batch import training_cap
+
+    cap = memory_cap("cuda")
+    assert cap == {
+        "kind": "cuda",
+        "budget_bytes": GPU_BUDGET_BYTES,
+        "how": "torch.cuda.set_per_process_memory_fraction",
+    }
+    assert describe_cap(cap) == "GPU allocator capped at 4 GiB"
+    assert training_cap("cuda:0")["budget_bytes"] == 8 * 2**30
+    h200, t4 = 141 * 2**30, 15 * 2**30
+    assert memory_fraction(4 * 2**30, h200) == 4 / 141
+    assert memory_fraction(32 * 2**30, t4) == 1.0  # the device is smaller than the budget: it is the cap

@@ -36,7 +36,8 @@ class LargestBatch(Metric):
                "Doubling, then bisection; each try a fresh worker serving the variant alone, under the cap shown: "
                "a memory cgroup budget beyond the imported libraries (counts weights and activations; a kill "
                "inside it ends the try), an address-space headroom beyond the loaded variant (counts only what "
-               "the batch adds; not gated), or the GPU's memory. Sequences padded to the length shown.", "",
+               "the batch adds; not gated), or a GPU budget (torch's allocator capped at that many bytes of the "
+               "device, weights included, so every GPU size reaches out-of-memory). Sequences padded to the length shown.", "",
                "| model | technique | length | cap | technique fits | fp32 fits | ratio | tries |",
                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
@@ -61,4 +62,6 @@ def describe_cap(cap: dict[str, Any]) -> str:
     if cap["kind"] == "address-space":
         why = f" (no cgroup: {cap['why_not_cgroup']})" if "why_not_cgroup" in cap else ""
         return f"address space +{cap['headroom_bytes'] / 2**20:.0f} MiB{why}"
-    return "GPU memory"
+    if cap.get("budget_bytes"):
+        return f"GPU allocator capped at {cap['budget_bytes'] / 2**30:.0f} GiB"
+    return "GPU memory"  # results from before GPU budgets

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from perfgate.worker import WorkerState
 
 HEADROOM_BYTES = 512 * 2**20  # address-space cap: beyond the loaded, warmed-up worker (CPU)
+# CUDA: torch's allocator capped at this many bytes of the device (weights, state and activations), so
+# the search ends in out-of-memory on any GPU, a 16 GiB T4 as a 141 GiB H200; at the device's size the
+# searches' caps (4096, 1024) were never reached and "a larger batch was tried" could not hold.
+GPU_BUDGET_BYTES = 4 * 2**30
 BUDGET_BYTES = 384 * 2**20  # cgroup cap: beyond the worker with its libraries imported (CPU)
 SEQ_LEN = 128  # every sequence padded to it: the batch alone sets the memory
 LARGEST_TRIED = 4096
@@ -55,7 +59,7 @@ class BatchFits(Scenario):
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
         import resource
 
-        import torch  # noqa: F401  (the libraries are in a cgroup's base, not in its budget)
+        import torch  # (the libraries are in a cgroup's base, not in its budget)
         import transformers  # noqa: F401
 
         from perfgate.memory import process_memory, release_freed_memory
@@ -63,6 +67,8 @@ class BatchFits(Scenario):
         from perfgate.timing import torch_threads
 
         joined = join_in_worker(payload.get("cgroup"), Path(payload["model"]["location"]))
+        device = payload["model"]["device"]
+        budget = limit_device_memory(device, payload["gpu_budget_bytes"]) if device.startswith("cuda") else None
         with torch_threads(payload["threads"]):
             model = state.model(payload["model"])
             variant = load_technique(payload["technique"]).apply(model, Path(payload["workdir"]), payload["threads"])
@@ -85,10 +91,29 @@ class BatchFits(Scenario):
             variant.run(inputs)
         seconds = time.perf_counter() - start
         figures = {"batch_size": payload["batch_size"], "seconds": seconds, "after": process_memory()}
+        if budget is not None:
+            figures["device_budget"] = {**budget, "peak_allocated": torch.cuda.max_memory_allocated(device)}
         if joined is not None:
             cgroup, base = joined
             figures["cgroup"] = {"base": base, "peak": cgroup.peak(), "usage": cgroup.usage()}
         return figures
+
+
+def memory_fraction(budget_bytes: int, device_bytes: int) -> float:
+    """The share of the device ``set_per_process_memory_fraction`` is given for a budget: the whole
+    device where the budget is larger (the device is then the cap, as the case's figures say)."""
+    return min(1.0, budget_bytes / device_bytes)
+
+
+def limit_device_memory(device: str, budget_bytes: int) -> dict[str, Any]:
+    """Cap torch's caching allocator on ``device`` at ``budget_bytes``: beyond it an allocation raises
+    torch's OutOfMemoryError, as on a device of that size."""
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = memory_fraction(budget_bytes, total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return {"budget_bytes": budget_bytes, "device_bytes": total, "fraction": fraction}
 
 
 def _limit(cgroup: MemoryCgroup, base: int, budget: int) -> None:
@@ -161,10 +186,12 @@ def try_under_cap(case: CaseContext, scenario: Scenario, payload: dict[str, Any]
     return reply.data
 
 
-def memory_cap(device: str, budget_bytes: int = BUDGET_BYTES) -> dict[str, Any]:
-    """Which cap the tries run under: CUDA's own memory, a cgroup budget, or an address-space cap."""
+def memory_cap(
+    device: str, budget_bytes: int = BUDGET_BYTES, gpu_budget_bytes: int = GPU_BUDGET_BYTES
+) -> dict[str, Any]:
+    """Which cap the tries run under: a device-memory budget on CUDA, a cgroup budget, or an address-space cap."""
     if device.startswith("cuda"):
-        return {"kind": "cuda"}
+        return {"kind": "cuda", "budget_bytes": gpu_budget_bytes, "how": "torch.cuda.set_per_process_memory_fraction"}
     try:
         probe = MemoryCgroup.create()
     except CgroupUnavailable as error:
@@ -186,7 +213,10 @@ class LargestBatch(Scenario):
         for arm, name in (("baseline", BASELINE), ("candidate", case.spec.technique)):
 
             def fits(size: int, name: str = name) -> bool:
-                payload = case.payload(technique=import_path(name), batch_size=size, headroom_bytes=HEADROOM_BYTES)
+                payload = case.payload(
+                    technique=import_path(name), batch_size=size, headroom_bytes=HEADROOM_BYTES,
+                    gpu_budget_bytes=cap.get("budget_bytes"),
+                )  # fmt: skip
                 return try_under_cap(case, BatchFits(), payload, cap) is not None
 
             try:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.cgroup import CgroupUnavailable, join_in_worker
 from perfgate.scenarios import Isolation, Scenario
-from perfgate.scenarios.largest_batch import memory_cap
+from perfgate.scenarios.largest_batch import limit_device_memory, memory_cap
 
 if TYPE_CHECKING:
     from perfgate.case import CaseContext
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # ~20 MiB more per sequence; 704 MiB leaves room for a few sequences, so the search takes about six
 # tries (each a fresh worker, ~5 s), and a recipe that saves memory shows it as a multiple of that.
 BUDGET_BYTES = 704 * 2**20
+GPU_BUDGET_BYTES = 8 * 2**30  # torch's allocator capped on CUDA: weights, gradients, optimizer state, activations
 SEQ_LEN = 128
 LARGEST_TRIED = 1024
 
@@ -62,6 +63,7 @@ class TrainFits(Scenario):
             group, base = joined
             group.cap(base + payload["budget_bytes"])
         cuda = device.startswith("cuda")
+        budget = limit_device_memory(device, payload["gpu_budget_bytes"]) if cuda else None
         with torch_threads(payload["threads"]):
             batches = training_batches(tokenizer_of(ref["location"]), list(payload["eval_texts"]), size,
                                        payload["seq_len"], 2, device)  # fmt: skip
@@ -80,6 +82,7 @@ class TrainFits(Scenario):
             figures["peak_bytes"] = (joined[0].peak() or joined[0].usage()) - joined[1]
         elif cuda:
             figures["peak_bytes"] = torch.cuda.max_memory_allocated(device)
+            figures["device_budget"] = budget
         return figures
 
 
@@ -93,9 +96,9 @@ def search_in_steps(fits: Any, step: int, largest_tried: int = LARGEST_TRIED) ->
 
 
 def training_cap(device: str) -> dict[str, Any]:
-    """The cap a try runs under: the device's own memory, or a cgroup budget (raises where neither: an
+    """The cap a try runs under: a device-memory budget, or a cgroup budget (raises where neither: an
     address-space cap would count reserved, untouched pages)."""
-    cap = memory_cap(device, BUDGET_BYTES)
+    cap = memory_cap(device, BUDGET_BYTES, GPU_BUDGET_BYTES)
     if cap["kind"] == "address-space":
         raise CgroupUnavailable(f"the training batch search on CPU needs a memory cgroup: {cap['why_not_cgroup']}")
     return cap
@@ -123,7 +126,12 @@ class TrainLargestBatch(Scenario):
             fitted: dict[int, dict[str, Any]] = {}
 
             def fits(size: int, name: str = name, fitted: dict[int, dict[str, Any]] = fitted) -> bool:
-                payload = case.payload(technique=import_path(name), batch_size=size, seq_len=seq_len)
+                payload = case.payload(
+                    technique=import_path(name),
+                    batch_size=size,
+                    seq_len=seq_len,
+                    gpu_budget_bytes=cap.get("budget_bytes"),
+                )
                 data = try_under_cap(case, TrainFits(), payload, cap)
                 if data is not None:
                     fitted[size] = data
