@@ -37,7 +37,8 @@ class LargestBatch(Metric):
                "a memory cgroup budget beyond the imported libraries (counts weights and activations; a kill "
                "inside it ends the try), an address-space headroom beyond the loaded variant (counts only what "
                "the batch adds; not gated), or a GPU budget (torch's allocator capped at that many bytes of the "
-               "device, weights included, so every GPU size reaches out-of-memory). Sequences padded to the length shown.", "",
+               "device, weights included, so every GPU size reaches out-of-memory). Sequences padded to the length "
+               "shown.", "",
                "| model | technique | length | cap | technique fits | fp32 fits | ratio | tries |",
                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
