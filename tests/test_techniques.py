@@ -145,3 +145,20 @@ def test_a_pinned_backend_stacks_on_a_cast_without_reloading(micro, tmp_path):
     output = variant.run(inputs)
     assert output.dtype == torch.bfloat16  # the cast's module served it, not a reloaded fp32 one
     torch.testing.assert_close(output.float(), micro.run(inputs), atol=0.1, rtol=0.1)
+
+
+def test_compile_primes_the_timed_shape_before_timing_and_counts_its_graphs(micro, tmp_path, monkeypatch):
+    """The sweep compiles at batch 1; batch 8 is a new shape: its compile happens in ``prime``, counted,
+    and a second prime of the same shape compiles nothing. Dynamo's graphs are counted as with inductor;
+    its eager backend spares the C++ build (a minute here)."""
+    from perfgate.techniques.compile import PRIME_CALLS, TorchCompile
+
+    monkeypatch.setattr(TorchCompile, "_compile", lambda self, module: torch.compile(module, backend="eager"))
+    variant = get_technique("torch-compile").apply(micro, tmp_path, 1)
+    batch = micro.inputs(["a sentence of some length"] * 8)
+    primed = variant.prime(batch)
+    assert primed["shape"] == list(batch["input_ids"].shape)
+    assert primed["graphs"] >= 1
+    assert len(primed["call_seconds"]) == PRIME_CALLS
+    assert primed["graphs_in_all"] == variant.metrics["compile"]["graphs"] + primed["graphs"]
+    assert variant.prime(batch)["graphs"] == 0

@@ -72,6 +72,9 @@ class Variant:
     # Figures only this technique has (compile time, graph counts), by metric name: merged into the case's.
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     input_dtype: Any = None  # floating-point inputs are cast to this dtype before ``module`` sees them
+    # Called once with the timed inputs before timing starts: what a variant does once per new shape
+    # (a recompile, a CUDA graph's recording) happens there, not in the timed warm-up; returns its figures.
+    prime: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] | None = None
 
 
 def cast_inputs(inputs: Mapping[str, torch.Tensor], dtype: Any) -> dict[str, torch.Tensor]:

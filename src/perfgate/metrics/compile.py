@@ -34,16 +34,27 @@ class CompileCost(Metric):
             "",
             "Cold: first call into an empty inductor cache (a training step: its first step, forward and "
             "backward). Warm: first call after a reset, cache filled. Graphs: distinct graphs compiled over the "
-            "sequence lengths listed, at batch 1 for inference and at the case's batch for a training step.",
+            "sequence lengths listed, at batch 1 for inference and at the case's batch for a training step. "
+            "Timed shape: the timed inputs run before timing (their own compile, a CUDA graph's recording): "
+            "graphs compiled for it, and its first calls' seconds.",
             "",
-            "| model | technique | batch | cold s | warm s | graphs (lengths) | graph breaks |",
-            "|---|---|---|---|---|---|---|",
+            "| model | technique | batch | cold s | warm s | graphs (lengths) | graph breaks | timed shape |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for case in rows:
             f = case.metrics[self.name]
             lengths = ", ".join(str(n) for n in f["sweep_lengths"])
             out.append(
                 f"| {case.spec.model} | {case.spec.technique} | {case.spec.batch_size} | {f['cold_seconds']:.1f} | "
-                f"{f['warm_seconds']:.1f} | {f['graphs']} ({lengths}) | {f['graph_breaks']} |"
+                f"{f['warm_seconds']:.1f} | {f['graphs']} ({lengths}) | {f['graph_breaks']} | {_timed_shape(f)} |"
             )
         return out
+
+
+def _timed_shape(figures: dict[str, Any]) -> str:
+    primed = figures.get("timed_shape")
+    if not primed:
+        return "-"
+    calls = " → ".join(f"{seconds:.2f}" for seconds in primed["call_seconds"])
+    shape = "x".join(map(str, primed["shape"]))
+    return f"{shape}: {primed['graphs']} graph(s), calls {calls} s"
