@@ -162,3 +162,29 @@ def test_compile_primes_the_timed_shape_before_timing_and_counts_its_graphs(micr
     assert len(primed["call_seconds"]) == PRIME_CALLS
     assert primed["graphs_in_all"] == variant.metrics["compile"]["graphs"] + primed["graphs"]
     assert variant.prime(batch)["graphs"] == 0
+
+
+def test_an_io_bound_onnxruntime_session_gives_what_the_copying_one_gives(micro, tmp_path):
+    """The IO binding the CUDA provider runs with, exercised here on the CPU provider: the same graph, the
+    tensors bound in place instead of copied to numpy, the same output."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from perfgate.techniques.onnxruntime import host_runner, io_bound_runner
+
+    technique = get_technique("onnxruntime-o1")
+    variant = technique.apply(micro, tmp_path, 1)
+    session = onnxruntime.InferenceSession(variant.details["artifact"], providers=["CPUExecutionProvider"])
+    inputs = micro.inputs(["a short one", "and a second, longer sentence to pad against"])
+    bound = io_bound_runner(session, "cpu", 0)(inputs)
+    torch.testing.assert_close(bound, host_runner(session)(inputs))
+    assert bound.shape[0] == 2
+
+
+def test_an_output_shape_takes_the_batch_and_length_for_its_symbolic_dimensions():
+    from perfgate.techniques.onnxruntime import output_shape
+
+    assert output_shape(["batch", "sequence", 384], 8, 24) == (8, 24, 384)
+    assert output_shape(["Addoutput_dim_0", 2], 8, 24) == (8, 2)
+    with pytest.raises(ValueError, match="dimension 2 is symbolic"):
+        output_shape(["batch", "sequence", "hidden"], 8, 24)
