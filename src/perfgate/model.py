@@ -46,6 +46,9 @@ class ModelSource:
     eval_file: Path | None = None
     origin: str = "built-in"
     tags: frozenset[str] = frozenset({"default"})
+    # Why this model cannot be had here (a package its weights come from is not installed), or None:
+    # its cases are skipped with this reason.
+    unavailable: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

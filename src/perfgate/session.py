@@ -222,6 +222,8 @@ class PerfgateSession:
         if spec.device.startswith("cuda") and not self.hardware.has_cuda:
             raise Unavailable(f"{spec.case_id}: no CUDA device here (torch.cuda.is_available() is False)")
         source = self.models.get(spec.model)
+        if source.unavailable:
+            raise Unavailable(f"{spec.model}: {source.unavailable}")
         reason = technique.unavailable_reason(source.task, spec.device)
         reason = reason or technique.input_reason(spec.batch_size, spec.seq_len)
         if not reason and spec.device.startswith("cuda"):
