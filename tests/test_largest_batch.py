@@ -4,8 +4,24 @@ address-space cap that runs out of memory inside its own worker."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from perfgate.scenarios.largest_batch import search
+from perfgate.scenarios.largest_batch import guided_search, search
+
+MIB = 2**20
+
+
+def planted_peaks(base: int, per_item: float, budget: int, rounding: int = 1, bump: int = 0):
+    """A try's peak as a GPU reports it: weights plus activations per item, rounded up to the allocator's
+    blocks, with an extra workspace from batch 64 on (a kernel that switches algorithm); None over budget."""
+
+    def peak_at(size: int) -> int | None:
+        peak = base + int(size * per_item) + (bump if size >= 64 else 0)
+        peak = -(-peak // rounding) * rounding
+        return peak if peak <= budget else None
+
+    return peak_at
 
 
 @pytest.mark.parametrize("limit", [0, 1, 2, 3, 37, 64, 100])
@@ -63,3 +79,29 @@ def test_on_cuda_the_search_runs_under_a_stated_budget_of_device_memory():
     h200, t4 = 141 * 2**30, 15 * 2**30
     assert memory_fraction(4 * 2**30, h200) == 4 / 141
     assert memory_fraction(32 * 2**30, t4) == 1.0  # the device is smaller than the budget: it is the cap
+
+
+def test_a_guided_search_on_linear_memory_takes_a_handful_of_tries():
+    budget = 4096 * MIB
+    largest, tries = guided_search(planted_peaks(440 * MIB, 3 * MIB, budget), budget)
+    assert largest == (budget - 440 * MIB) // (3 * MIB)
+    assert len(tries) <= 6, tries
+    plain = search(lambda size: planted_peaks(440 * MIB, 3 * MIB, budget)(size) is not None)
+    assert plain[0] == largest
+    assert len(plain[1]) >= 3 * len(tries) // 2  # doubling then bisection: what each fresh worker cost before
+
+
+@given(
+    base=st.integers(1 * MIB, 2048 * MIB),
+    per_item=st.floats(0.01 * MIB, 64 * MIB),
+    budget=st.integers(64 * MIB, 8192 * MIB),
+    rounding=st.sampled_from([1, 512, 2 * MIB, 20 * MIB]),
+    bump=st.sampled_from([0, 8 * MIB, 256 * MIB]),
+)
+def test_a_guided_search_ends_on_the_true_edge_whatever_the_memory_curve(base, per_item, budget, rounding, bump):
+    peak_at = planted_peaks(base, per_item, budget, rounding, bump)
+    truth = max((size for size in range(0, 4097) if size == 0 or peak_at(size) is not None), default=0)
+    largest, tries = guided_search(peak_at, budget, largest_tried=4096)
+    assert largest == truth
+    assert all(ok == (peak_at(size) is not None) for size, ok in tries)
+    assert len(tries) <= 30

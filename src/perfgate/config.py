@@ -110,6 +110,13 @@ OPTIONS = (
         True,
     ),
     Option(
+        "gpu_budget_gib",
+        "device memory a GPU batch search may use, in GiB: torch's allocator is capped there, so out-of-memory "
+        "is reached on any GPU size (default: 4 serving, 8 training)",
+        _positive_float,
+        None,
+    ),
+    Option(
         "durations",
         "JSON of recorded test durations (nodeid -> seconds, pytest-split's format): the progress line's estimates",
         str,
@@ -146,6 +153,7 @@ class Settings:
     history: Path | None = None
     gpus: list[str] | None = None
     durations: Path | None = None
+    gpu_budget_gib: float | None = None
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 
     def describe(self) -> str:

@@ -310,6 +310,7 @@ class PerfgateSession:
             "policy": {"min_pairs": s.min_pairs, "budget_seconds": s.budget, "seed": s.seed, "precision": s.precision},
             "bound": thresholds.speed_bound(),
             "decode_bound": thresholds.values.get("min_decode_speedup"),
+            "gpu_budget_bytes": int(s.gpu_budget_gib * 2**30) if s.gpu_budget_gib else None,
             **extra,
         }
         context = CaseContext(

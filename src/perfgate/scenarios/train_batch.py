@@ -95,10 +95,10 @@ def search_in_steps(fits: Any, step: int, largest_tried: int = LARGEST_TRIED) ->
     return units * step, [(count * step, ok) for count, ok in tries]
 
 
-def training_cap(device: str) -> dict[str, Any]:
+def training_cap(device: str, gpu_budget_bytes: int | None = None) -> dict[str, Any]:
     """The cap a try runs under: a device-memory budget, or a cgroup budget (raises where neither: an
     address-space cap would count reserved, untouched pages)."""
-    cap = memory_cap(device, BUDGET_BYTES, GPU_BUDGET_BYTES)
+    cap = memory_cap(device, BUDGET_BYTES, gpu_budget_bytes or GPU_BUDGET_BYTES)
     if cap["kind"] == "address-space":
         raise CgroupUnavailable(f"the training batch search on CPU needs a memory cgroup: {cap['why_not_cgroup']}")
     return cap
@@ -115,7 +115,7 @@ class TrainLargestBatch(Scenario):
         from perfgate.techniques.training import TRAINING_BASELINE
 
         in_memory_recipe(case.spec.technique, self.name)
-        cap = training_cap(case.spec.device)
+        cap = training_cap(case.spec.device, case.payload().get("gpu_budget_bytes"))
         seq_len = case.spec.seq_len or SEQ_LEN
         figures: dict[str, Any] = {"seq_len": seq_len, "cap": cap}
         for arm, name in (("baseline", TRAINING_BASELINE), ("candidate", case.spec.technique)):
