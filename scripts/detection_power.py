@@ -86,7 +86,9 @@ def main() -> int:
             false_alerts[case_id][case_id in repeat] += 1
     detection = {}
     for case_id in case_ids:
-        caught = {scale: sum(case_id in flagged(scaled(r, case_id, scale), history) for r in checked) for scale in SCALES}
+        caught = {
+            scale: sum(case_id in flagged(scaled(r, case_id, scale), history) for r in checked) for scale in SCALES
+        }
         smallest = next((1 - s for s in SCALES if caught[s] >= 0.9 * len(checked)), None)
         at_scale = sum(case_id in flagged(scaled(r, case_id, args.scale), history) for r in checked)
         seconds = [c.wall_seconds for _, r in runs for c in r.cases if c.spec.case_id == case_id]

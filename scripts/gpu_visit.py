@@ -1,0 +1,308 @@
+"""One GPU visit, prepared: the `gpu` selection that fits a lent machine's minutes, run twice.
+
+A lent GPU machine is offline, starts bare, and gives a session 15 minutes of device time, 10 per command
+(../shared/FIELD-NOTES.md, the device tool's README). So a visit runs one case per family, in two pytest
+processes of at most 3.5 minutes each (two runs: what `perfgate thresholds derive --min-runs 2` needs),
+on the seeded fixture models only (their tokenizer is the repository's own vocabulary file), with the
+image's own Python and what the working tree carries, and brings back at most 8 files.
+
+The time each case takes is a stated guess (``VisitCase.first`` on a fresh machine, ``again`` in the
+second run) until a visit records wall times: then ``fixtures/gpu-visit-durations.json`` (written by a
+visit as ``durations.json``, pytest-split's format) replaces the guesses for the cases it names.
+
+    python scripts/gpu_visit.py --dry-run          # the selection, the settings and the estimate
+    python scripts/gpu_visit.py --out DIR           # the visit (scripts/gpu-visit.sh calls this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDED = ROOT / "fixtures" / "gpu-visit-durations.json"
+RUN_LIMIT_SECONDS = 210  # each pytest process: 3.5 minutes
+VISIT_LIMIT_SECONDS = 480  # both, with the models built first: 8 minutes of the 10 a command may run
+STARTUP_SECONDS = 10  # a pytest process: imports, collection, GPU detection
+RUNS = 2
+
+
+@dataclass(frozen=True)
+class VisitCase:
+    nodeid: str
+    family: str
+    first: float  # guessed seconds in the first run (cold caches, first CUDA contexts)
+    again: float  # guessed seconds in the second run
+    why: str  # what the guess is made of
+
+
+W = "a fresh CUDA worker (~4 s: imports, CUDA context)"
+FIRST_VISIT = (
+    VisitCase(
+        "perf/test_precision.py::test_precision_on_a_gpu[bf16-cast]",
+        "cast, energy, device memory",
+        27,
+        25,
+        f"shared worker start, A/B 2 s, NVML energy 4 s, serving memory: 3 x {W}",
+    ),
+    VisitCase(
+        "perf/test_precision.py::test_precision_on_a_gpu[bf16-autocast]",
+        "autocast",
+        12,
+        12,
+        "A/B 2 s, energy 4 s, the candidate's serving-memory worker (fp32's is memoized)",
+    ),
+    VisitCase(
+        "perf/test_attention.py::test_attention_on_a_gpu[bf16-cast+attention-sdpa-cudnn]",
+        "SDPA backends on bf16",
+        7,
+        7,
+        "model loaded in the shared worker: A/B 2 s, energy 4 s",
+    ),
+    VisitCase(
+        "perf/test_attention.py::test_flash_attention_on_a_gpu[bf16-cast+attention-sdpa-flash-bert-base-random]",
+        "SDPA backends on bf16",
+        7,
+        7,
+        "batch 1 (flash takes no padding mask)",
+    ),
+    VisitCase(
+        "perf/test_torchao.py::test_torchao_on_a_gpu[torchao-int8-weight-only]",
+        "torchao int8",
+        10,
+        10,
+        "a quantized copy of bert-base (torchao travels as a wheel: --fetch-wheels)",
+    ),
+    VisitCase(
+        "perf/test_torchao.py::test_torchao_on_a_gpu[torchao-float8-dynamic]",
+        "float8 on nn.Linear",
+        12,
+        12,
+        "BERT's nn.Linear layers, float8 tensor cores",
+    ),
+    VisitCase(
+        "perf/test_generation.py::test_generation_on_a_gpu[static-cache]",
+        "static cache",
+        15,
+        13,
+        "gpt2-medium (built before the runs) loaded, forward A/B, per-token decoding both ways",
+    ),
+    VisitCase(
+        "perf/test_largest_batch.py::test_the_largest_batch_before_cuda_runs_out_of_memory[bert-base-random]",
+        "batch search under a budget",
+        55,
+        55,
+        f"guided search, ~12 tries in all, each {W} loading bert-base",
+    ),
+    VisitCase(
+        "perf/test_train_mixed_precision.py::test_mixed_precision_on_a_gpu[train-fp16-autocast]",
+        "training with AMP and GradScaler",
+        25,
+        22,
+        f"steps timed ABBA, train memory: 2 x {W}",
+    ),
+    VisitCase(
+        "perf/test_loading.py::test_loading_onto_a_gpu[load-safetensors]",
+        "loading with device_map",
+        15,
+        15,
+        f"gpt2-124m (built before the runs), cold and warm loads: 3 x {W}",
+    ),
+)
+# What does not fit the first visit's 3.5 minutes per run: the next visit's selection (--next).
+NEXT_VISIT = (
+    VisitCase("perf/test_compile.py::test_compile_on_a_gpu[torch-compile]", "compile default", 85, 80,
+              "a fresh worker; three cold compiles (the first length, the dynamic recompile, batch 8), ~25 s each"),
+    VisitCase("perf/test_largest_batch.py::test_the_largest_batch_before_cuda_runs_out_of_memory[gpt2-medium-random]",
+              "batch search on a decoder", 70, 65, f"~12 tries, each {W} loading 1.4 GB"),
+    VisitCase("perf/test_stacks.py::test_stacks_on_a_gpu[bf16-cast+torch-compile]", "compile on bf16", 60, 55,
+              "two cold compiles at batch 8"),
+)  # fmt: skip
+
+# Built once before the first run (a fresh machine has no model cache): guessed seconds to write them.
+MODELS = {"bert-base-random": 10, "gpt2-medium-random": 30, "gpt2-124m-random": 25}
+SETTINGS = ("--perfgate-budget", "2", "--perfgate-gpu-budget-gib", "2")
+MARKERS = "gpu and (slow or not slow)"  # selected by node id: a slow case in the visit runs too
+WHEELS = ROOT / ".whl"  # what the image lacks travels as wheels (scripts/gpu-visit.sh --fetch-wheels)
+TRAVEL_LIMIT_BYTES = 64 * 2**20  # the working tree and what is carried, per device call
+
+
+def travelling_bytes() -> int:
+    """What a device call sends: the files git tracks or would track, and the carried wheels."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    files = [ROOT / name for name in listed if name] + sorted(WHEELS.glob("*.whl"))
+    return sum(path.stat().st_size for path in files if path.is_file())
+
+
+def recorded_durations(path: Path = RECORDED) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path}: not JSON ({error}); delete it or write it from a visit's durations.json") from None
+    return {str(k): float(v) for k, v in data.items()}
+
+
+def estimate(recorded: dict[str, float], selection: tuple[VisitCase, ...] = FIRST_VISIT) -> dict[str, float]:
+    """Seconds: building the models, each run, and the whole visit; recorded wall times over guesses."""
+    first = STARTUP_SECONDS + sum(recorded.get(c.nodeid, c.first) for c in selection)
+    again = STARTUP_SECONDS + sum(recorded.get(c.nodeid, c.again) for c in selection)
+    build = float(sum(MODELS.values()))
+    return {"build": build, "first_run": first, "second_run": again, "total": build + first + again}
+
+
+def plan_text(recorded: dict[str, float], selection: tuple[VisitCase, ...] = FIRST_VISIT) -> str:
+    figures = estimate(recorded, selection)
+    lines = [f"GPU visit: {len(selection)} cases, run {RUNS} times ({' '.join(SETTINGS)})", ""]
+    for case in selection:
+        source = f"recorded {recorded[case.nodeid]:.0f} s" if case.nodeid in recorded else (
+            f"guess {case.first:.0f}/{case.again:.0f} s")  # fmt: skip
+        lines.append(f"  {case.nodeid}\n      {case.family}: {source} ({case.why})")
+    lines += [
+        "",
+        f"models built first: {', '.join(MODELS)} (~{figures['build']:.0f} s)",
+        f"estimate: first run {figures['first_run']:.0f} s, second run {figures['second_run']:.0f} s "
+        f"(each at most {RUN_LIMIT_SECONDS} s), visit {figures['total'] / 60:.1f} min "
+        f"(at most {VISIT_LIMIT_SECONDS / 60:.0f} min)",
+        "times: "
+        + (f"recorded at {RECORDED.relative_to(ROOT)}" if recorded else "stated guesses (no visit recorded yet)"),
+        f"travels: {travelling_bytes() / 2**20:.1f} MiB (at most {TRAVEL_LIMIT_BYTES / 2**20:.0f}), wheels: "
+        f"{', '.join(p.name.split('-')[0] for p in sorted(WHEELS.glob('*.whl'))) or 'none (--fetch-wheels)'}",
+    ]
+    left = [case for case in (*FIRST_VISIT, *NEXT_VISIT) if case not in selection]
+    if left:
+        lines += ["", "not in this visit (they do not fit its minutes):"]
+        lines += [f"  {case.nodeid} ({case.family}, guess {case.again:.0f} s)" for case in left]
+    return "\n".join(lines)
+
+
+def over_limits(recorded: dict[str, float], selection: tuple[VisitCase, ...] = FIRST_VISIT) -> list[str]:
+    figures = estimate(recorded, selection)
+    problems = [
+        f"run {n}: {figures[key]:.0f} s over {RUN_LIMIT_SECONDS} s"
+        for n, key in ((1, "first_run"), (2, "second_run"))
+        if figures[key] > RUN_LIMIT_SECONDS
+    ]
+    if figures["total"] > VISIT_LIMIT_SECONDS:
+        problems.append(f"visit: {figures['total']:.0f} s over {VISIT_LIMIT_SECONDS} s")
+    if travelling_bytes() > TRAVEL_LIMIT_BYTES:
+        problems.append(f"the working tree and wheels: {travelling_bytes() / 2**20:.0f} MiB over 64 MiB")
+    return problems
+
+
+def pytest_command(
+    python: str, run: int, out: Path, selection: tuple[VisitCase, ...] = FIRST_VISIT, load_plugin: bool = False
+) -> list[str]:
+    """One run's pytest; ``load_plugin`` where perfgate is not installed (the image: no entry point)."""
+    plugin = ["-p", "perfgate.plugin"] if load_plugin else []
+    return [
+        python, "-m", "pytest", *plugin, *[case.nodeid for case in selection], "-m", MARKERS, *SETTINGS,
+        "--perfgate-report-dir", str(out / f"run{run}"), "--junitxml", str(out / f"run{run}" / "junit.xml"),
+        "-p", "no:cacheprovider", "-o", "addopts=", "--timeout", str(RUN_LIMIT_SECONDS + 60),
+    ]  # fmt: skip
+
+
+def plugin_installed(python: str) -> bool:
+    code = "import importlib.metadata as m; print(any(e.name == 'perfgate' for e in m.entry_points(group='pytest11')))"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def build_models(python: str) -> None:
+    """Write the seeded models into the cache before the runs, so no run pays for it."""
+    code = (
+        "import sys; sys.path[:0] = ['.', 'src']\n"
+        "from pathlib import Path\n"
+        "from fixtures.models import sources\n"
+        "from perfgate.config import OPTIONS\n"
+        "cache = Path(next(o.default for o in OPTIONS if o.name == 'cache_dir')).expanduser() / 'models'\n"
+        f"for source in sources():\n    if source.name in {sorted(MODELS)!r}:\n        print(source.resolve(cache))\n"
+    )
+    subprocess.run([python, "-c", code], cwd=ROOT, check=True)
+
+
+def junit_durations(paths: list[Path]) -> dict[str, float]:
+    """Per test, the longest wall time over the runs' JUnit reports (pytest-split's nodeid -> seconds)."""
+    durations: dict[str, float] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        for case in ElementTree.parse(path).getroot().iter("testcase"):
+            module = case.get("classname", "").replace(".", "/") + ".py"
+            nodeid = f"{module}::{case.get('name')}"
+            durations[nodeid] = max(durations.get(nodeid, 0.0), float(case.get("time", 0)))
+    return durations
+
+
+def pack(out: Path, work: Path) -> None:
+    """At most 8 files come back: the runs' results and summaries, the durations, the log, one tar.gz."""
+    for run in range(1, RUNS + 1):
+        for name in ("results.json", "summary.md"):
+            source = work / f"run{run}" / name
+            if source.is_file():
+                (out / f"run{run}-{name}").write_bytes(source.read_bytes())
+    (out / "durations.json").write_text(
+        json.dumps(junit_durations([work / f"run{n}" / "junit.xml" for n in (1, 2)]), indent=1)
+    )
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as archive:
+        for path in sorted(work.rglob("*")):
+            if path.is_file() and (path.suffix in (".log", ".xml", ".html") or path.name == "job-summary.md"):
+                archive.add(path, arcname=str(path.relative_to(work)))
+
+
+def visit(python: str, out: Path, selection: tuple[VisitCase, ...] = FIRST_VISIT) -> int:
+    work = out / "work"
+    (work / "tmp").mkdir(parents=True, exist_ok=True)
+    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "TMPDIR": str(work / "tmp"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, paths))}  # fmt: skip
+    started = time.monotonic()
+    with (out / "visit.log").open("w") as log:
+        print(plan_text(recorded_durations(), selection), file=log, flush=True)
+        build_models(python)
+        print(f"models built at {time.monotonic() - started:.0f} s", file=log, flush=True)
+        status, load_plugin = 0, not plugin_installed(python)
+        for run in range(1, RUNS + 1):
+            (work / f"run{run}").mkdir(parents=True, exist_ok=True)
+            began = time.monotonic()
+            command = pytest_command(python, run, work, selection, load_plugin)
+            result = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+            print(f"run {run}: exit {result.returncode} in {time.monotonic() - began:.0f} s", file=log, flush=True)
+            status = status or result.returncode
+    pack(out, work)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # only the packed files come back
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="print the selection and the estimate; run nothing")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "reports/gpu-visit")))
+    parser.add_argument("--python", default=sys.executable, help="the interpreter that runs pytest (the image's)")
+    parser.add_argument("--next", action="store_true", help="the next visit's selection (what the first leaves out)")
+    args = parser.parse_args(argv)
+    selection = NEXT_VISIT if args.next else FIRST_VISIT
+    recorded = recorded_durations()
+    print(plan_text(recorded, selection))
+    problems = over_limits(recorded, selection)
+    for problem in problems:
+        print(f"over the visit's limits: {problem}", file=sys.stderr)
+    if args.dry_run or problems:
+        return 1 if problems else 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    return visit(args.python, args.out, selection)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
