@@ -231,12 +231,14 @@ def build_models(python: str) -> None:
 
 
 def junit_durations(paths: list[Path]) -> dict[str, float]:
-    """Per test, the longest wall time over the runs' JUnit reports (pytest-split's nodeid -> seconds)."""
+    """Per test that ran, the longest wall time over the runs' JUnit reports (pytest-split's nodeid -> seconds)."""
     durations: dict[str, float] = {}
     for path in paths:
         if not path.is_file():
             continue
         for case in ElementTree.parse(path).getroot().iter("testcase"):
+            if case.find("skipped") is not None:
+                continue  # a skip's time says nothing about the case's
             module = case.get("classname", "").replace(".", "/") + ".py"
             nodeid = f"{module}::{case.get('name')}"
             durations[nodeid] = max(durations.get(nodeid, 0.0), float(case.get("time", 0)))

@@ -76,7 +76,8 @@ def test_a_visit_brings_back_at_most_8_files_with_its_durations(visit, tmp_path)
         (work / f"run{run}" / "report.html").write_text("<html>")
         (work / f"run{run}" / "junit.xml").write_text(
             '<testsuites><testsuite><testcase classname="perf.test_precision" '
-            f'name="test_precision_on_a_gpu[bf16-cast]" time="{20 + run}"/></testsuite></testsuites>'
+            f'name="test_precision_on_a_gpu[bf16-cast]" time="{20 + run}"/><testcase classname="perf.test_x" '
+            'name="test_skipped" time="0.01"><skipped message="no CUDA device"/></testcase></testsuite></testsuites>'
         )
     (work / "tmp").mkdir()
     (work / "tmp" / "perfgate-worker-1.log").write_text("worker log")
