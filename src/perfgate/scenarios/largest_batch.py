@@ -155,14 +155,7 @@ def search(fits: Any, largest_tried: int = LARGEST_TRIED) -> tuple[int, list[tup
         low *= 2
     if low * 2 > largest_tried:
         return low, tries
-    high = low * 2  # does not fit
-    while high - low > 1:
-        middle = (low + high) // 2
-        if attempt(middle):
-            low = middle
-        else:
-            high = middle
-    return low, tries
+    return _bisect(attempt, low, low * 2), tries  # low * 2 did not fit
 
 
 PROBE = 8  # the second try of a guided search: with batch 1, the line memory = base + batch * per item
