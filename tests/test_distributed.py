@@ -1,0 +1,88 @@
+"""The sharding predictions against the engines themselves: two gloo ranks build ZeroRedundancyOptimizer
+and FSDP2 on the micro model, and each rank's partition and shards are compared with the prediction."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from perfgate.distributed import fsdp_shard_elements, predicted_communication_bytes, zero1_partition
+from perfgate.training import predicted_state_bytes
+
+WORLD = 2
+
+
+def test_zero1_gives_the_largest_parameter_first_to_the_emptiest_rank():
+    assert zero1_partition([10, 300, 20, 300, 5], 2) == [[1, 2], [3, 0, 4]]  # 300 | 300, 20 | 10, then 5 to 310
+    assert zero1_partition([7, 7, 7], 3) == [[0], [1], [2]]
+    assert zero1_partition([], 2) == [[], []]
+    with pytest.raises(ValueError, match="at least one rank"):
+        zero1_partition([1], 0)
+
+
+def test_fsdp_shards_split_dim_0_with_the_last_chunk_short():
+    assert fsdp_shard_elements([(5, 3)], 2) == [9, 9]  # ceil(5/2) = 3 rows each, padded
+    assert fsdp_shard_elements([(5, 3)], 2, padded=False) == [9, 6]
+    assert fsdp_shard_elements([(1, 4)], 4, padded=False) == [4, 0, 0, 0]
+    assert fsdp_shard_elements([(8,), ()], 2) == [5, 5]  # a 0-dim tensor is one row
+
+
+def test_communication_follows_the_engine_not_the_textbook():
+    assert predicted_communication_bytes("train-ddp", 100) == 200
+    assert predicted_communication_bytes("train-zero1", 100) == 300  # DDP's all-reduce, then a broadcast
+    assert predicted_communication_bytes("train-fsdp-full-shard", 100) == 300
+    with pytest.raises(ValueError, match="one of train-ddp"):
+        predicted_communication_bytes("train-zero2", 100)
+
+
+def _rank(rank: int, store: str, model_dir: str, results: dict) -> None:
+    import torch.distributed as dist
+    import transformers
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        torch.manual_seed(0)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir)
+        parameters = list(model.parameters())
+        optimizer = ZeroRedundancyOptimizer(parameters, optimizer_class=torch.optim.AdamW, lr=1e-3)
+        owned = [i for i, p in enumerate(parameters) if any(p is q for q in optimizer.optim.param_groups[0]["params"])]
+        batch = {"input_ids": torch.randint(1, 100, (2, 8)), "labels": torch.tensor([0, 1])}
+        model(**batch).loss.backward()
+        optimizer.step()
+        state = sum(v.numel() * v.element_size() for s in optimizer.optim.state.values() for v in s.values()
+                    if torch.is_tensor(v) and v.numel() > 1)  # fmt: skip
+        sharded = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir)
+        for layer in sharded.bert.encoder.layer:
+            fully_shard(layer)
+        fully_shard(sharded)
+        local = sum(p.to_local().numel() for p in sharded.parameters())
+        results[rank] = {"owned": owned, "state_bytes": state, "fsdp_local": local}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_predictions_match_zero_redundancy_optimizer_and_fsdp2_rank_by_rank(micro_model_dir: Path, tmp_path):
+    import torch.multiprocessing as mp
+    import transformers
+
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_rank, args=(str(tmp_path / "store"), str(micro_model_dir), results), nprocs=WORLD, join=True)
+    shapes = [
+        tuple(p.shape)
+        for p in transformers.AutoModelForSequenceClassification.from_pretrained(micro_model_dir).parameters()
+    ]
+    predicted = zero1_partition([math.prod(s) for s in shapes], WORLD)
+    local = fsdp_shard_elements(shapes, WORLD, padded=False)
+    for rank in range(WORLD):
+        assert sorted(results[rank]["owned"]) == sorted(predicted[rank])
+        assert results[rank]["state_bytes"] == predicted_state_bytes(
+            "adamw_torch", [shapes[i] for i in predicted[rank]]
+        )
+        assert results[rank]["fsdp_local"] == local[rank]
