@@ -39,6 +39,8 @@ def test_a_stack_applies_each_part_to_the_module_before_it(micro, tmp_path):
 def test_a_stack_refuses_a_part_that_reloads_the_weights(micro, tmp_path):
     with pytest.raises(TypeError, match="must come first in a stack"):
         get_technique("bf16-cast+attention-eager").apply(micro, tmp_path, 1)
+    with pytest.raises(TypeError, match="must come first in a stack"):  # no dtype change to give it away
+        get_technique("torch-dynamic-int8-per-channel+attention-eager").apply(micro, tmp_path, 1)
 
 
 def test_attention_support_is_read_from_the_model_class(micro_model_dir):

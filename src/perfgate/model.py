@@ -117,6 +117,7 @@ class LoadedModel:
         self.tokenizer, self.config = tokenizer, config
         self._module, self._loader = module, loader
         self.input_dtype: Any = None  # set on a view whose module wants floating inputs in another dtype
+        self.stacked = False  # True on a view serving the module a stack's previous part produced
         self.calibration_texts: list[str] = []  # sentences a calibrating technique may use (the run's own)
 
     def with_module(self, module: Any, input_dtype: Any = None) -> LoadedModel:
@@ -125,6 +126,7 @@ class LoadedModel:
         view = LoadedModel(self.name, self.task, self.location, self.tokenizer, self.config, self.device, module)
         view.input_dtype = input_dtype or self.input_dtype
         view.calibration_texts = self.calibration_texts
+        view.stacked = True
         return view
 
     @property

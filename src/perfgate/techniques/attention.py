@@ -50,7 +50,7 @@ class _Implementation(Technique):
 
         start = time.perf_counter()
         baseline = getattr(model.module.config, "_attn_implementation", None)
-        stacked = model.input_dtype is not None or not isinstance(model.location, (Path, str))
+        stacked = model.stacked or not isinstance(model.location, (Path, str))
         if stacked and self.sdpa_backend is not None and baseline == "sdpa":
             module = model.module  # a cast before this part: pin a backend on its SDPA module, no reload
         elif stacked:

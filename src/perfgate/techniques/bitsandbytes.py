@@ -45,7 +45,7 @@ class _BitsAndBytes(Technique):
         )  # fmt: skip
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
-        if model.input_dtype is not None:
+        if model.stacked:
             raise TypeError(f"{self.name} loads the weights quantized, so it must come first in a stack")
         start = time.perf_counter()
         module = load_module(model.task, model.location, model.device, quantization_config=self.config(),
