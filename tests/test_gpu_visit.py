@@ -99,4 +99,5 @@ def test_a_run_loads_the_plugin_where_perfgate_is_not_installed(visit, tmp_path)
     command = visit.pytest_command("/opt/torch/.venv/bin/python3", 1, tmp_path, load_plugin=True)
     assert command[:5] == ["/opt/torch/.venv/bin/python3", "-m", "pytest", "-p", "perfgate.plugin"]
     assert "--perfgate-gpu-budget-gib" in command
+    assert command[command.index("--perfgate-cache-dir") + 1] == str(visit.CACHE_DIR)  # where build_models wrote
     assert "perfgate.plugin" not in visit.pytest_command(sys.executable, 1, tmp_path)
