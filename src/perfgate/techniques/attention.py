@@ -50,10 +50,9 @@ class _Implementation(Technique):
 
         start = time.perf_counter()
         baseline = getattr(model.module.config, "_attn_implementation", None)
-        stacked = model.stacked or not isinstance(model.location, (Path, str))
-        if stacked and self.sdpa_backend is not None and baseline == "sdpa":
+        if model.stacked and self.sdpa_backend is not None and baseline == "sdpa":
             module = model.module  # a cast before this part: pin a backend on its SDPA module, no reload
-        elif stacked:
+        elif model.stacked:
             raise TypeError(f"{self.name} reloads the weights, so it must come first in a stack")
         else:
             module = load_module(model.task, model.location, model.device, attn_implementation=self.implementation)
