@@ -39,7 +39,7 @@ def test_the_dry_run_lists_the_selection_and_an_estimate_within_the_visit(visit)
     assert "stated guesses" in result.stdout
 
 
-def test_a_selection_over_its_minutes_is_refused(visit, monkeypatch):
+def test_a_selection_over_its_minutes_is_refused(visit):
     slow = visit.VisitCase("perf/test_x.py::test_y", "slow family", 300, 300, "too long")
     assert visit.over_limits({}, (*visit.FIRST_VISIT, slow))
     assert visit.over_limits({}) == []
