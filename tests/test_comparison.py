@@ -135,3 +135,33 @@ def test_a_precision_the_budget_cannot_reach_stops_at_the_budget_and_says_so():
     tight = run(5, 0.01, 0.01, bound=None, precision=0.001, sigma=0.3)
     assert tight.stop_reason == "budget spent before ±0.1%"
     assert tight.elapsed_seconds >= POLICY.budget_seconds  # the whole budget, not the ungated half
+
+
+def test_a_baseline_timed_in_turns_from_two_copies_averages_their_placement():
+    """The baseline's early copy 1% slower than the candidate, its late copy 1% faster: timed in turns,
+    block by block, the A/A centres on 1.0; from the early copy alone it shows the 1%."""
+    clock = FakeClock()
+    rng = np.random.default_rng(3)
+    policy = ComparePolicy(**{**POLICY.__dict__, "seed": 3, "precision": 0.002, "budget_seconds": 20.0})
+    calls = {"early": 0, "late": 0}
+
+    def counted(name: str, seconds: float):
+        work = noisy_work(clock, seconds, rng, sigma=0.01)
+
+        def run() -> None:
+            calls[name] += 1
+            work()
+
+        return run
+
+    early, late = counted("early", 0.0101), counted("late", 0.0099)
+    candidate = noisy_work(clock, 0.01, rng, sigma=0.01)
+    alone = compare(early, candidate, fake_timer(clock), bound=None, policy=policy)
+    calls.update(early=0, late=0)
+    turns = compare(early, candidate, fake_timer(clock), bound=None, policy=policy, baseline_turns=[late])
+    assert alone.estimate.speedup == pytest.approx(1.01, abs=0.003)
+    assert turns.estimate.speedup == pytest.approx(1.0, abs=0.003)
+    # every round times the baseline once from each copy (plus each copy's warm-up)
+    timed_blocks = len(turns.baseline_seconds)
+    assert abs(calls["early"] - calls["late"]) <= max(calls.values()) - timed_blocks // 2
+    assert calls["late"] >= timed_blocks // 2

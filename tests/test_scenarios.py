@@ -129,3 +129,28 @@ def test_fp32_task_outcomes_are_scored_once_per_worker_and_each_candidate_every_
     assert first["difference"] == -0.5
     assert first["examples"] == 8
     assert second["difference"] == first["difference"]
+
+
+def test_the_baseline_is_timed_also_from_a_copy_made_after_a_candidate_holding_its_own_weights(tmp_path):
+    import torch
+
+    from perfgate.model import load_model
+    from perfgate.scenarios.ab_forward import late_baseline_copy
+    from perfgate.technique import Variant
+    from perfgate.techniques.eager import Fp32Eager
+    from tests.micro_model import micro_bert
+
+    model = load_model("micro", "text-classification", micro_bert(tmp_path / "m"), "cpu", "copied")
+    baseline = Fp32Eager().apply(model, tmp_path, None)
+    own = Variant("own-weights", model.run, memory_bytes=0, independent_of_source=True)
+    shared = Variant("reads-fp32", model.run, memory_bytes=0, independent_of_source=False)
+    copied = {"model": {"placement": "copied"}}
+    [late] = late_baseline_copy(copied, model, baseline, own)
+    inputs = model.inputs(["a sentence", "another, longer sentence"], None)
+    assert torch.equal(late.run(inputs), model.run(inputs))
+    addresses = {p.data_ptr() for p in model.module.parameters()}
+    assert addresses.isdisjoint(p.data_ptr() for p in late.module.parameters())
+    assert not late.stacked
+    # arms reading the same weights, or a baseline served from the mapped file, get no second copy
+    assert late_baseline_copy(copied, model, baseline, shared) == []
+    assert late_baseline_copy({"model": {"placement": "mapped"}}, model, baseline, own) == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,8 +200,13 @@ def compare(
     timer: Timer,
     bound: float | None,
     policy: ComparePolicy = ComparePolicy(),
+    *,
+    baseline_turns: Sequence[Callable[[], object]] = (),
 ) -> Comparison:
     """Time both arms in ABBA rounds until the verdict is decided or the budget is spent.
+
+    ``baseline_turns``: more callables of the same baseline (its weights at other addresses), timed in
+    turn with ``baseline`` block by block, so each ABBA round times the baseline from each of them.
 
     The garbage collector is off while timing, as timeit does: a collection triggered every k calls
     would land on the same position of every ABBA round and bias one arm. One full collection runs
@@ -211,7 +216,8 @@ def compare(
     gc.collect()
     gc.disable()
     try:
-        return _compare(baseline, candidate, timer, bound, policy)
+        arms = LocalArms({"baseline": [baseline, *baseline_turns], "candidate": [candidate]}, timer)
+        return compare_blocks(arms, timer.clock, bound, policy)
     finally:
         if enabled:
             gc.enable()
@@ -234,16 +240,22 @@ class BlockTimer(Protocol):
 
 @dataclass
 class LocalArms:
-    """Both arms in this process: the timer times the callables directly."""
+    """Both arms in this process: the timer times the callables directly. An arm given several callables
+    times them in turn, one per block (the first's warm-up sizes the blocks; each is warmed)."""
 
-    work: dict[str, Callable[[], object]]
+    work: dict[str, Sequence[Callable[[], object]]]
     timer: Timer
+    blocks: dict[str, int] = field(default_factory=dict)
 
     def warm_up(self, arm: str) -> WarmUp:
-        return self.timer.warm_up(self.work[arm])
+        warmed = [self.timer.warm_up(work) for work in self.work[arm]]
+        return warmed[0]
 
     def time_block(self, arm: str, calls: int) -> float:
-        return self.timer.time_block(self.work[arm], calls)
+        turn = self.blocks.get(arm, 0)
+        self.blocks[arm] = turn + 1
+        work = self.work[arm]
+        return self.timer.time_block(work[turn % len(work)], calls)
 
     def calls_per_block(self, per_call_seconds: float) -> int:
         return self.timer.calls_per_block(per_call_seconds)
@@ -251,16 +263,6 @@ class LocalArms:
     def between_rounds(self, rounds: int) -> None:
         if rounds % COLLECT_EVERY_ROUNDS == 0:
             gc.collect(0)
-
-
-def _compare(
-    baseline: Callable[[], object],
-    candidate: Callable[[], object],
-    timer: Timer,
-    bound: float | None,
-    policy: ComparePolicy,
-) -> Comparison:
-    return compare_blocks(LocalArms({"baseline": baseline, "candidate": candidate}, timer), timer.clock, bound, policy)
 
 
 def compare_blocks(
