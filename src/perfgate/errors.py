@@ -8,7 +8,8 @@
     ├── ModelNotFoundError (FileNotFoundError)   a model directory that does not exist
     ├── ResultsFileError (ValueError)     an unreadable or corrupt results file
     ├── CheckpointError (ValueError)      a checkpoint or load setting that cannot load (file, value, fix)
-    └── ArmFailed                         an upgrade gate's worker crashed, timed out or raised
+    ├── ArmFailed                         an upgrade gate's worker crashed, timed out or raised
+    └── JobOutcome                        a worker job's own processes timed out or died (distributed ranks)
 
 A missing optional library is not an error: the case is skipped with the install hint.
 
@@ -21,6 +22,7 @@ __all__ = [
     "ArmFailed",
     "CheckpointError",
     "ConfigError",
+    "JobOutcome",
     "ModelNotFoundError",
     "PerfgateError",
     "ResultsFileError",
@@ -98,3 +100,12 @@ class NothingQuantizedError(PerfgateError, ValueError):
             f"{technique} on {model} changed 0 of its {total} matmul layers ({found}): the case would time fp32 "
             "against itself; fix: a technique that quantizes these layer types, or another model"
         )
+
+
+class JobOutcome(PerfgateError):
+    """Raised in a worker when processes its job started (a distributed case's ranks) timed out or died:
+    the job's outcome is ``outcome`` (an ``Outcome`` value: "timeout", "crashed"), not an error."""
+
+    def __init__(self, outcome: str, detail: str, log: str = "") -> None:
+        self.outcome, self.log = outcome, log
+        super().__init__(detail)

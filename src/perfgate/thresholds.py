@@ -180,6 +180,18 @@ FIELDS: Mapping[str, Field] = {
     "max_state_prediction_error": Field(
         0.0, math.inf, "training: optimizer state measured against its rule, relative", False
     ),
+    "max_shard_prediction_error": Field(
+        0.0,
+        math.inf,
+        "distributed: parameters, gradients or state a rank holds against the recipe's prediction",
+        False,
+    ),
+    "max_communication_error": Field(
+        0.0, math.inf, "distributed: bytes a rank's collectives move per step against the recipe's prediction", False
+    ),
+    "max_rank_memory_ratio": Field(
+        0.0, math.inf, "distributed: largest per-rank anonymous peak over DDP's", True, MEMORY_RULE
+    ),
     "max_offload_resident_ratio": Field(
         0.0,
         math.inf,

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfgate.errors import JobOutcome
 from perfgate.memory import is_cuda_error, is_out_of_memory, process_memory, release_freed_memory
 from perfgate.outcome import Outcome
 
@@ -80,6 +81,9 @@ def serve(message: dict[str, Any], state: WorkerState) -> dict[str, Any]:
     try:
         data = get_scenario(message["scenario"]).run(payload, state)
         return {"kind": "reply", "outcome": Outcome.MEASURED, "data": data}
+    except JobOutcome as outcome:
+        return {"kind": "reply", "outcome": Outcome(outcome.outcome), "detail": str(outcome), "log": outcome.log,
+                "data": {}}  # fmt: skip
     except Exception as error:
         reply: dict[str, Any] = {
             "kind": "reply",

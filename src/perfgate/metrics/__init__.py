@@ -63,6 +63,7 @@ BUILT_IN: tuple[str, ...] = (
     "perfgate.metrics.load:LoadMetric",
     "perfgate.metrics.load:LoadUnderCapMetric",
     "perfgate.metrics.training:Training",
+    "perfgate.metrics.distributed:Distributed",
 )
 
 

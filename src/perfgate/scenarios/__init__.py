@@ -61,6 +61,7 @@ BUILT_IN: dict[str, str] = {
     "serving-memory": "perfgate.scenarios.serving_memory:ServingMemory",
     "train-batch": "perfgate.scenarios.train_batch:TrainLargestBatch",
     "train-dataloader": "perfgate.scenarios.train_data:TrainDataLoader",
+    "train-distributed": "perfgate.scenarios.train_distributed:TrainDistributed",
     "train-fits": "perfgate.scenarios.train_batch:TrainFits",
     "train-memory": "perfgate.scenarios.train_step:TrainMemory",
     "train-step": "perfgate.scenarios.train_step:TrainStep",

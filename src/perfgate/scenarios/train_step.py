@@ -211,9 +211,11 @@ class TrainMemory(Scenario):
 
 def recipe_of(path: str) -> Any:
     from perfgate.technique import load_technique
-    from perfgate.techniques.training import TrainingRecipe
+    from perfgate.techniques.training import DistributedRecipe, TrainingRecipe
 
     technique = load_technique(path)
+    if isinstance(technique, DistributedRecipe):
+        raise TypeError(f"{technique.name} trains across processes: measure it with scenario='train-distributed'")
     if not isinstance(technique, TrainingRecipe):
         raise TypeError(f"{technique.name} is not a training recipe (techniques/training.py): the train-step "
                         "scenario measures one of the train-* techniques")  # fmt: skip

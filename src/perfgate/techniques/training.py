@@ -87,3 +87,53 @@ class LoaderWorkers(TrainingRecipe):
     name = "train-dataloader-workers-2"
     summary = "batches loaded by 2 DataLoader worker processes, overlapping the step (dataloader_num_workers=2)"
     recipe = Recipe(dataloader_num_workers=2)
+
+
+class DistributedRecipe(TrainingRecipe):
+    """Training across ``world`` processes through torch.distributed (``scenarios/train_distributed``),
+    against fp32 AdamW in one process at the same global batch. CPU ranks on ``gloo``; NCCL with a GPU per
+    rank is not built here (the lent GPU machine has one GPU)."""
+
+    sharding: ClassVar[str]
+    world: ClassVar[int] = 2
+    fault: ClassVar[dict[str, object] | None] = None  # a planted dead or silent rank (``distributed_rank``)
+    recipe = Recipe()
+    devices = frozenset({"cpu"})
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        raise TypeError(f"{self.name} trains across processes: measure it with scenario='train-distributed'")
+
+
+class DataParallel(DistributedRecipe):
+    name = "train-ddp"
+    summary = "DistributedDataParallel over 2 ranks: every rank holds everything, gradients all-reduced"
+    sharding = "ddp"
+
+
+class Zero1(DistributedRecipe):
+    name = "train-zero1"
+    summary = "DDP with ZeroRedundancyOptimizer over 2 ranks: optimizer state sharded (ZeRO stage 1)"
+    sharding = "zero1"
+
+
+class FsdpShardGradOp(DistributedRecipe):
+    name = "train-fsdp-shard-grad-op"
+    summary = "FSDP2 fully_shard(reshard_after_forward=False) over 2 ranks: state and gradients sharded (ZeRO-2-like)"
+    sharding = "fsdp-shard-grad-op"
+
+
+class FsdpFullShard(DistributedRecipe):
+    name = "train-fsdp-full-shard"
+    summary = "FSDP2 fully_shard over 2 ranks: parameters, gradients and state sharded (ZeRO-3-like)"
+    sharding = "fsdp-full-shard"
+
+
+def distributed_recipe(technique: str) -> DistributedRecipe:
+    """The technique named, refused unless it trains across processes."""
+    from perfgate.technique import get_technique
+
+    found = get_technique(technique)
+    if not isinstance(found, DistributedRecipe):
+        raise TypeError(f"{technique} is not a distributed training recipe (train-ddp, train-zero1, "
+                        "train-fsdp-*): the train-distributed scenario measures those")  # fmt: skip
+    return found
