@@ -28,3 +28,12 @@ def test_distributed_recipe_on_minilm(perfgate: Bench, recipe: str) -> None:
         assert row["communication_error"] <= 0.05, row
     if recipe != "train-ddp":
         assert figures["memory"]["ratio"] < 1.0, "sharding held no less per rank than DDP"
+
+
+# The default selection's one distributed case: ZeRO-1 on the smallest model, its memory against DDP's.
+@pytest.mark.cpu
+def test_zero1_against_ddp_on_tiny_bert(perfgate: Bench) -> None:
+    result = perfgate.gate("tiny-bert", "train-zero1", scenario="train-distributed", batch_size=8)
+    figures = result.metrics["distributed"]
+    states = [row["measured"]["optimizer_state"] for row in figures["ranks"]]
+    assert sum(states) == 2 * figures["parameter_bytes"]  # the ranks' partitions make AdamW's whole state once

@@ -207,3 +207,18 @@ def test_memory_is_coloured_by_the_memory_check_not_the_verdict():
     assert check_verdict(fast_but_heavy, MEMORY_CHECKS) == Verdict.FAIL
     assert check_verdict(fast_but_heavy, SPEED_CHECKS) == Verdict.PASS
     assert check_verdict(case("bf16", 1.6, 0.9999), MEMORY_CHECKS) == Verdict.UNGATED  # no memory bound judged
+
+
+def test_the_distributed_table_and_figure_are_in_the_html_report():
+    from perfgate.distributed import distributed_figures
+    from tests.test_train_distributed import rank_report
+
+    record = run(20)
+    sharded = CaseResult(spec=CaseSpec("minilm", "train-zero1", scenario="train-distributed"), hardware_class="c",
+                         outcome=Outcome.MEASURED, verdict=Verdict.PASS)  # fmt: skip
+    sharded.metrics["distributed"] = distributed_figures("zero1", [rank_report(0, 320), rank_report(1, 104)])
+    record.cases.append(sharded)
+    page = html_report(record)
+    assert "<h2>Distributed training, per rank</h2>" in page
+    assert "<h2>Distributed training: bytes per rank, measured against predicted</h2>" in page
+    assert len(images(page)) == 4  # speedup, accuracy against speed, memory, bytes per rank

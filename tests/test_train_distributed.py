@@ -93,17 +93,76 @@ def test_predicted_bytes_per_rank_follow_each_engine():
         predicted_rank_bytes("zero2", shapes, 2)
 
 
+SHAPES = [[10, 4], [3], [5, 2]]  # 53 elements: 212 bytes of fp32
+
+
+def rank_report(rank: int, state: int, traffic: int = 424) -> dict[str, Any]:
+    """A rank's report as ``distributed_rank`` writes it, for a three-parameter model under ZeRO-1."""
+    return {"rank": rank, "shapes": SHAPES, "parameters": {"storage_bytes": 212}, "gradients": 212,
+            "optimizer_state": state, "communication": {"bytes": traffic, "calls": {"allreduce_": 1}},
+            "memory": {"before_model": {"anon": 0}, "held": {"anon": 10}, "peak": {"max": {"anon": 20}}},
+            "losses": [1.0], "reference_losses": [1.0]}  # fmt: skip
+
+
 def test_figures_flag_a_rank_that_holds_more_than_its_share():
-    shapes = [[10, 4], [3], [5, 2]]
-
-    def report(rank: int, state: int) -> dict[str, Any]:
-        return {"rank": rank, "shapes": shapes, "parameters": {"storage_bytes": 212}, "gradients": 212,
-                "optimizer_state": state, "communication": {"bytes": 424, "calls": {"allreduce_": 1}},
-                "memory": {"before_model": {"anon": 0}, "held": {"anon": 10}, "peak": {"max": {"anon": 20}}},
-                "losses": [1.0], "reference_losses": [1.0]}  # fmt: skip
-
-    honest = distributed_figures("zero1", [report(0, 320), report(1, 104)])
+    honest = distributed_figures("zero1", [rank_report(0, 320, 636), rank_report(1, 104, 636)])
     assert honest["max_shard_prediction_error"] == 0.0
-    assert honest["max_communication_error"] == pytest.approx(1 / 3)  # 2Ψ moved where ZeRO-1 moves 3Ψ
-    unsharded = distributed_figures("zero1", [report(0, 424), report(1, 424)])  # every rank kept all state
+    assert honest["max_communication_error"] == 0.0  # 3 x 212 bytes: DDP's all-reduce and the broadcasts
+    unsharded = distributed_figures("zero1", [rank_report(0, 424), rank_report(1, 424)])  # all state everywhere
     assert unsharded["max_shard_prediction_error"] == pytest.approx(424 / 104 - 1)
+    assert unsharded["max_communication_error"] == pytest.approx(1 / 3)  # 2Ψ moved where ZeRO-1 moves 3Ψ
+
+
+def test_the_metric_judges_each_figure_and_a_planted_unsharded_rank_fails():
+    from perfgate.metrics.distributed import Distributed
+    from perfgate.thresholds import Thresholds
+
+    limits = {"max_shard_prediction_error": 0.0, "max_communication_error": 0.01, "max_loss_diff": 1e-6,
+              "max_rank_memory_ratio": 0.95}  # fmt: skip
+    thresholds = Thresholds("train-zero1", "cpu-avx2", True, limits, dict.fromkeys(limits, "test"))
+    honest = distributed_figures("zero1", [rank_report(0, 320, 636), rank_report(1, 104, 636)])
+    honest["memory"] = {"ratio": 0.87}
+    assert all(c.verdict == "pass" for c in Distributed().checks(honest, thresholds, "case")), Distributed().checks(
+        honest, thresholds, "case"
+    )
+    planted = distributed_figures("zero1", [rank_report(0, 424, 636), rank_report(1, 424, 636)])
+    planted["memory"] = {"ratio": 1.0}
+    failed = {c.name for c in Distributed().checks(planted, thresholds, "case") if c.verdict == "fail"}
+    assert failed == {"max_shard_prediction_error", "max_rank_memory_ratio"}
+    assert Distributed().cells(planted)["train"] == "2 ranks; peak/rank 0 MiB (1.00x DDP); loss Δ 0"
+
+
+def test_no_rank_outlives_a_worker_killed_with_sigkill(micro_model_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = (
+        "import sys; from pathlib import Path; from tests.test_train_distributed import job; "
+        "from perfgate.scenarios.train_distributed import run_ranks; "
+        "run_ranks(job(Path(sys.argv[1]), 'ddp', fault={'kind': 'hang', 'rank': 1, 'step': 1}), 2, deadline=300)"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script, str(micro_model_dir)], env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            if any(str(tmp_path) in part for part in process.info["cmdline"] or []):
+                found.append(process)
+        return found
+
+    deadline = time.monotonic() + 40
+    while len(ours()) < 3 and time.monotonic() < deadline:  # torchrun and its two ranks
+        time.sleep(0.5)
+    assert len(ours()) >= 3, "the ranks never started"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    deadline = time.monotonic() + 20
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ours(), [p.info["cmdline"] for p in ours()]

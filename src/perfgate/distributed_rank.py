@@ -2,6 +2,8 @@
 
     python -m torch.distributed.run --standalone --nproc-per-node N -m perfgate.distributed_rank JOB_DIR
 
+(started as ``python -m perfgate.distributed_rank --torchrun ARGS``: ``exec_torchrun``).
+
 ``JOB_DIR/job.json`` says the model, the recipe (``ddp``, ``zero1``, ``fsdp-shard-grad-op``,
 ``fsdp-full-shard``), the global batch and the timing policy; each rank writes ``JOB_DIR/rank-R.json``
 (atomically) when it is done, so a rank that died is the one whose file is missing.
@@ -51,10 +53,13 @@ def main(job_dir: Path) -> None:
     _die_with_parent()
     job = json.loads((job_dir / "job.json").read_text())
     torch.set_num_threads(job["threads_per_rank"])
-    before_model = process_memory()
+    before_group = process_memory()
     dist.init_process_group("gloo", timeout=timedelta(seconds=job["collective_timeout"]))
     try:
+        # The baseline of a rank's memory: after the process group, whose store rank 0 may host
+        before_model = process_memory()
         figures = run_rank(job, before_model)
+        figures["memory"]["before_group"] = before_group
         out = job_dir / f"rank-{dist.get_rank()}.json"
         partial = out.with_suffix(".part")
         partial.write_text(json.dumps(figures))
@@ -262,5 +267,17 @@ def _tokenizer(location: str) -> Any:
     return transformers.AutoTokenizer.from_pretrained(location)
 
 
+def exec_torchrun(arguments: list[str]) -> None:
+    """Become torchrun with ``arguments``, set to receive SIGTERM when the worker that started it goes
+    (the setting survives exec; torchrun then stops its ranks). A ``preexec_fn`` would do the same in
+    the worker, where it is unsafe with threads."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", *arguments])
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[1] == "--torchrun":
+        exec_torchrun(sys.argv[2:])
+    else:
+        main(Path(sys.argv[1]))

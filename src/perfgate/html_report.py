@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
 from perfgate.metrics.compile import CompileCost
+from perfgate.metrics.distributed import MIB, Distributed
 from perfgate.metrics.load import LoadMetric, LoadUnderCapMetric
 from perfgate.metrics.training import Training, TrainingBatch
 from perfgate.outcome import Verdict
@@ -169,6 +170,37 @@ def _training_figure(cases: Sequence[CaseResult]) -> str | None:
     right.grid(alpha=0.3)
     if drawn:
         right.legend(fontsize=7)
+    return _png(figure)
+
+
+def _distributed_figure(cases: Sequence[CaseResult]) -> str | None:
+    """Per recipe and rank: bytes of parameters, gradients and optimizer state held, stacked (measured), a
+    black tick at each part's predicted top, and the rank's anonymous peak as a diamond."""
+    import matplotlib.pyplot as plt
+
+    rows = [(c, row) for c in cases if "distributed" in c.metrics for row in c.metrics["distributed"]["ranks"]]
+    if not rows:
+        return None
+    parts = (("parameters", "#1e88e5"), ("gradients", "#43a047"), ("optimizer_state", "#fb8c00"))
+    figure, axes = plt.subplots(figsize=(11, 0.45 * len(rows) + 1.6))
+    for index, (_, row) in enumerate(rows):
+        measured_left = predicted_left = 0.0
+        for part, colour in parts:
+            measured, predicted = row["measured"][part] / MIB, row["predicted"][part] / MIB
+            axes.barh(index, measured, left=measured_left, color=colour, height=0.6,
+                      label=part.replace("_", " ") if index == 0 else None)  # fmt: skip
+            predicted_left += predicted
+            axes.plot([predicted_left, predicted_left], [index - 0.35, index + 0.35], color="black", linewidth=1.2)
+            measured_left += measured
+        if row.get("anon_peak"):
+            axes.scatter(row["anon_peak"] / MIB, index, marker="D", color="#6a1b9a", zorder=3,
+                         label="anonymous peak" if index == 0 else None)  # fmt: skip
+    axes.set_yticks(range(len(rows)), [f"{c.spec.model} {c.spec.technique} rank {r['rank']}" for c, r in rows],
+                   fontsize=8)  # fmt: skip
+    axes.invert_yaxis()
+    axes.set_xlabel("MiB per rank: held after a step, measured (bars) and predicted (ticks); peak over the first steps")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
     return _png(figure)
 
 
@@ -524,6 +556,7 @@ def html_report(
         ("Throughput against batch size", _throughput_figure(cases)),
         ("Dynamic batching: p99 latency against arrival rate", _arrivals_figure(cases)),
         ("Training: speed and memory per recipe; throughput over batch sizes", _training_figure(cases)),
+        ("Distributed training: bytes per rank, measured against predicted", _distributed_figure(cases)),
     ]
     if comparison is not None:
         figures.append(("Against the history", _history_figure(comparison, history, record)))
@@ -534,7 +567,7 @@ def html_report(
     for title, members in families.items():
         body += [f"<h2>{html.escape(title)} ({len(members)})</h2>", *_family_table(members)]
     body += _markdown_table_html(ladder_section(cases))
-    sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), CompileCost())
+    sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), Distributed(), CompileCost())
     for section in (metric.section(cases) for metric in sections):
         body += _markdown_table_html(section)
     if record.gates:

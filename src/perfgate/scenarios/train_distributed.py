@@ -113,8 +113,9 @@ def run_ranks(job: dict[str, Any], world: int, deadline: float) -> list[dict[str
     job_dir = Path(tempfile.mkdtemp(prefix="perfgate-ranks-"))
     try:
         (job_dir / "job.json").write_text(json.dumps({**job, "job_dir": str(job_dir)}))
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-                   "-m", "perfgate.distributed_rank", str(job_dir)]  # fmt: skip
+        # torchrun, started through distributed_rank's launcher: it dies with this worker however the worker goes
+        command = [sys.executable, "-m", "perfgate.distributed_rank", "--torchrun", "--standalone",
+                   f"--nproc-per-node={world}", "-m", "perfgate.distributed_rank", str(job_dir)]  # fmt: skip
         environment = {**os.environ, "OMP_NUM_THREADS": "1",
                        "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}  # fmt: skip
         process = subprocess.Popen(
