@@ -297,3 +297,24 @@ def test_the_upgrade_fixture_runs_the_gate_on_the_device_it_is_given(project, mi
     result = project.runpytest_subprocess(*micro_run(micro_model_dir), "-s")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*RESULT*error*CUDA*"])
+
+
+def test_two_techniques_head_to_head_are_measured_against_each_other_and_never_gated(project, micro_model_dir):
+    project.makefile(
+        ".toml", thresholds='schema = 1\n[techniques."bf16-cast".cpu-test]\nmin_speedup = 50.0\nmin_cosine = 0.99\n'
+    )
+    project.makepyfile(
+        """
+        def test_head_to_head(perfgate):
+            result = perfgate.gate("micro", "bf16-cast", baseline="attention-eager", batch_size=2, memory=False)
+            assert result.spec.case_id == "micro/bf16-cast/b2/cpu/vs-attention-eager"
+            assert result.verdict == "ungated"
+            assert result.thresholds["values"] == {}
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-hardware-class=cpu-test",
+                                          f"--perfgate-thresholds={project.path / 'thresholds.toml'}")  # fmt: skip
+    result.assert_outcomes(passed=1)
+    [case] = json.loads((project.path / "out" / "results.json").read_text())["cases"]
+    assert case["spec"]["baseline"] == "attention-eager"
+    assert case["metrics"]["fidelity"]["cosine_min"] > 0.9  # bf16 against fp32 weights under eager attention

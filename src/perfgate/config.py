@@ -110,6 +110,25 @@ OPTIONS = (
         True,
     ),
     Option(
+        "recommend_min_cosine",
+        "the Recommendation section's fidelity floor: output cosine against fp32 (perfgate recommend --min-cosine)",
+        _positive_float,
+        0.99,
+    ),
+    Option(
+        "recommend_max_memory_ratio",
+        "the Recommendation section's serving-memory ceiling over fp32's (default: none)",
+        _positive_float,
+        None,
+    ),
+    Option(
+        "recommend_min_task_delta",
+        "the Recommendation section's task-accuracy limit as a delta, on the interval's low end (-0.02: 2 points; "
+        "default: none)",
+        float,
+        None,
+    ),
+    Option(
         "gpu_budget_gib",
         "device memory a GPU batch search may use, in GiB: torch's allocator is capped there, so out-of-memory "
         "is reached on any GPU size (default: 4 serving, 8 training)",
@@ -154,6 +173,9 @@ class Settings:
     gpus: list[str] | None = None
     durations: Path | None = None
     gpu_budget_gib: float | None = None
+    recommend_min_cosine: float | None = 0.99
+    recommend_max_memory_ratio: float | None = None
+    recommend_min_task_delta: float | None = None
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from
 
     def describe(self) -> str:

@@ -24,6 +24,7 @@ from perfgate.metrics.distributed import MIB, Distributed
 from perfgate.metrics.load import LoadMetric, LoadUnderCapMetric
 from perfgate.metrics.training import Training, TrainingBatch
 from perfgate.outcome import Verdict
+from perfgate.recommend import recommendation_section
 from perfgate.report import (
     attention_reason,
     columns,
@@ -408,18 +409,28 @@ def _markdown_table_html(lines: Sequence[str]) -> list[str]:
             rows.clear()
 
     for line in lines:
-        if line.startswith("## "):
+        if line.startswith(("## ", "### ")):
             close_table()
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+            level = line.index(" ")
+            out.append(f"<h{level}>{html.escape(line[level + 1 :])}</h{level}>")
         elif line.startswith("|") and not line.startswith("|---"):
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             tag = "th" if not rows else "td"
-            rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+            rows.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
         elif line.strip() and not line.startswith("|"):
             close_table()
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_inline(line)}</p>")
     close_table()
     return out
+
+
+def _inline(text: str) -> str:
+    """Markdown's **bold** and `code` in a line of a summary section, the rest escaped."""
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
 def _gate_tables(gates: Sequence[dict[str, Any]]) -> list[str]:
@@ -566,6 +577,7 @@ def html_report(
         families.setdefault(_family(case), []).append(case)
     for title, members in families.items():
         body += [f"<h2>{html.escape(title)} ({len(members)})</h2>", *_family_table(members)]
+    body += _markdown_table_html(recommendation_section(record))
     body += _markdown_table_html(ladder_section(cases))
     sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), Distributed(), CompileCost())
     for section in (metric.section(cases) for metric in sections):

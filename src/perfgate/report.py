@@ -14,6 +14,7 @@ from typing import Any
 from perfgate.case import CaseResult
 from perfgate.metrics import all_metrics
 from perfgate.outcome import Outcome, Verdict
+from perfgate.recommend import recommendation_section
 from perfgate.results import RunRecord
 
 __all__ = [
@@ -436,6 +437,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     if ungated:
         out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]
     out += ladder_section(record.cases)
+    out += ["", *section] if (section := recommendation_section(record)) else []
     out += time_section(record.cases)
     stacks = stack_lines(record.cases)
     if stacks:

@@ -144,6 +144,8 @@ class PerfgateSession:
 
     def thresholds_for(self, spec: CaseSpec) -> Thresholds:
         technique, hardware_class = spec.technique, self.hardware_class(spec.device)
+        if spec.baseline != BASELINE:  # thresholds bound a technique against fp32 eager, not against another
+            return Thresholds(technique, hardware_class, gated=False)
         found = self.thresholds.lookup(technique, hardware_class, spec.model, spec.batch_size, self.capability(spec))
         override = self.config.hook.pytest_perfgate_thresholds(
             technique=technique, hardware_class=hardware_class, thresholds=found
@@ -225,6 +227,10 @@ class PerfgateSession:
         if source.unavailable:
             raise Unavailable(f"{spec.model}: {source.unavailable}")
         reason = technique.unavailable_reason(source.task, spec.device)
+        if not reason and spec.baseline != BASELINE:
+            if spec.scenario != "ab-forward":
+                raise ConfigError(f"{spec.case_id}: baseline={spec.baseline!r} is for scenario 'ab-forward' only")
+            reason = get_technique(spec.baseline).unavailable_reason(source.task, spec.device)
         reason = reason or technique.input_reason(spec.batch_size, spec.seq_len)
         if not reason and spec.device.startswith("cuda"):
             reason = compute_capability_reason(technique, self.hardware.gpu(self.placed(spec.device)))
@@ -297,7 +303,7 @@ class PerfgateSession:
                 "placement": BASELINE_PLACEMENT,  # timed jobs; serving memory measures weights as loaded
             },
             "technique": import_path(spec.technique),
-            "baseline": import_path(BASELINE),
+            "baseline": import_path(spec.baseline),
             "batch_size": spec.batch_size,
             "seq_len": spec.seq_len,
             "threads": spec.threads,

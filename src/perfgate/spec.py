@@ -19,12 +19,14 @@ class CaseSpec:
     device: str = "cpu"
     threads: int | None = None  # None: torch's default; the count in effect is recorded
     scenario: str = "ab-forward"
+    baseline: str = BASELINE  # another technique: the two measured head to head (recorded, never gated)
 
     @property
     def case_id(self) -> str:
         length = f"-s{self.seq_len}" if self.seq_len else ""
         scenario = "" if self.scenario == "ab-forward" else f"/{self.scenario}"
-        return f"{self.model}/{self.technique}/b{self.batch_size}{length}/{self.device}{scenario}"
+        against = "" if self.baseline == BASELINE else f"/vs-{self.baseline}"
+        return f"{self.model}/{self.technique}/b{self.batch_size}{length}/{self.device}{scenario}{against}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -171,7 +171,7 @@ def measure_serving_memory(case: CaseContext) -> None:
     from perfgate.spec import BASELINE
 
     figures: dict[str, Any] = {"measure": "peak RSS while serving, minus the runtime overhead of the same imports"}
-    for arm, name in (("baseline", BASELINE), ("candidate", case.spec.technique)):
+    for arm, name in (("baseline", case.spec.baseline), ("candidate", case.spec.technique)):
         data = _arm(case, name, memoize=name == BASELINE)
         if data is None:  # the outcome is on the result; keep what the failing job left there
             case.result.metrics["memory"] = {**figures, **case.result.metrics.get("memory", {})}

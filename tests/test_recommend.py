@@ -1,0 +1,104 @@
+"""``perfgate recommend`` on planted result sets whose answer is known."""
+
+from __future__ import annotations
+
+from perfgate.case import CaseResult
+from perfgate.cli import main
+from perfgate.outcome import Outcome, Verdict
+from perfgate.recommend import Choice, Limits, recommend
+from perfgate.results import RunRecord
+from perfgate.spec import CaseSpec
+
+
+def case(technique: str, interval: tuple[float, float, float], cosine: float, memory: float | None = 1.0,
+         task_low: float | None = None, batch_size: int = 8) -> CaseResult:  # fmt: skip
+    result = CaseResult(spec=CaseSpec("minilm", technique, batch_size=batch_size), hardware_class="cpu-avx2",
+                        outcome=Outcome.MEASURED, verdict=Verdict.PASS)  # fmt: skip
+    low, point, high = interval
+    result.metrics = {"speed": {"estimate": {"speedup": point, "ci_low": low, "ci_high": high}},
+                      "fidelity": {"cosine_min": cosine}}  # fmt: skip
+    if memory is not None:
+        result.metrics["memory"] = {"ratio": memory}
+    if task_low is not None:
+        result.metrics["task"] = {"ci_low": task_low}
+    return result
+
+
+def chosen(choice: Choice) -> str | None:
+    return None if choice.chosen is None else choice.chosen.technique
+
+
+def record(*cases: CaseResult) -> RunRecord:
+    fingerprint = {"hardware_class": {"cpu": "cpu-avx2"}, "libraries": {}}
+    return RunRecord(fingerprint=fingerprint, config={}, cases=list(cases), started="2026-12-03T21:00:00+00:00")
+
+
+def test_a_faster_technique_that_misses_the_cosine_limit_is_not_chosen():
+    run = record(case("fp32-eager", (0.98, 1.0, 1.02), 1.0),
+                 case("onnxruntime-o2-int8-dynamic", (3.4, 3.6, 3.8), 0.985),
+                 case("bf16-cast", (1.5, 1.6, 1.7), 0.9999, 0.5))  # fmt: skip
+    [choice] = recommend(run, Limits(min_cosine=0.99))
+    assert chosen(choice) == "bf16-cast"
+    assert [c.technique for c in choice.left_out] == ["onnxruntime-o2-int8-dynamic"]
+    assert choice.left_out[0].missed == ("cosine 0.9850 < 0.99",)
+    # without the limit the faster one leads
+    [unlimited] = recommend(run, Limits())
+    assert chosen(unlimited) == "onnxruntime-o2-int8-dynamic"
+
+
+def test_overlapping_leaders_are_a_stated_tie_with_the_simpler_named_first():
+    run = record(case("bf16-cast+torch-compile", (1.55, 1.70, 1.85), 0.9999, 0.5),
+                 case("bf16-cast", (1.50, 1.65, 1.80), 0.9999, 0.5),
+                 case("pad-to-128", (0.5, 0.6, 0.7), 1.0))  # fmt: skip
+    [choice] = recommend(run, Limits(min_cosine=0.99))
+    assert chosen(choice) == "bf16-cast"
+    assert [c.technique for c in choice.tied] == ["bf16-cast+torch-compile"]
+    assert "overlap, so the data cannot rank them" in choice.reason
+    assert choice.head_to_head() == ('perfgate.measure("minilm", "bf16-cast+torch-compile", baseline="bf16-cast", '
+                                     'batch_size=8, device="cpu")')  # fmt: skip
+
+
+def test_fp32_stays_when_no_qualifying_candidate_is_faster_with_confidence():
+    run = record(case("attention-sdpa", (0.97, 1.01, 1.05), 1.0), case("int8", (2.0, 2.2, 2.4), 0.9, 0.4))
+    [choice] = recommend(run, Limits(min_cosine=0.99))
+    assert choice.chosen is None
+    assert choice.reason.startswith("fp32 eager stays: no candidate that meets the limits is faster with confidence")
+
+
+def test_a_limit_that_was_not_measured_excludes_the_candidate():
+    run = record(case("torchao-int8-dynamic", (1.2, 1.3, 1.4), 0.995, memory=None, task_low=None))
+    [choice] = recommend(run, Limits(max_memory_ratio=1.0, min_task_delta=-0.02))
+    assert choice.chosen is None
+    assert choice.left_out[0].missed == ("memory not measured", "task accuracy not measured")
+
+
+def test_the_pareto_front_keeps_what_nothing_beats_on_speed_cosine_and_memory():
+    run = record(case("a", (3.0, 3.2, 3.4), 0.98, 0.5), case("b", (1.5, 1.6, 1.7), 0.9999, 0.9),
+                 case("c", (1.4, 1.5, 1.6), 0.99, 1.0), case("d", (1.0, 1.1, 1.2), 0.97, 0.3))  # fmt: skip
+    [choice] = recommend(run, Limits())
+    assert [c.technique for c in choice.front] == ["a", "b", "d"]  # c: slower, less faithful, larger than b
+
+
+def test_batch_sizes_are_chosen_apart_and_can_be_narrowed():
+    run = record(case("bf16-cast", (1.5, 1.6, 1.7), 0.9999, batch_size=1), case("int8", (2.0, 2.2, 2.4), 0.995))
+    choices = recommend(run, Limits())
+    assert [(c.batch_size, c.chosen.technique if c.chosen else None) for c in choices] == [
+        (1, "bf16-cast"),
+        (8, "int8"),
+    ]
+    assert [c.batch_size for c in recommend(run, Limits(), batch_size=8)] == [8]
+
+
+def test_the_command_exits_1_naming_the_limit_that_excluded_the_most(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    record(case("a", (3.0, 3.2, 3.4), 0.95), case("b", (1.5, 1.6, 1.7), 0.97),
+           case("c", (1.4, 1.5, 1.6), 0.999, 1.4)).save(path)  # fmt: skip
+    assert main(["recommend", str(path), "--min-cosine", "0.99", "--max-memory-ratio", "1.0",
+                 "--json", str(tmp_path / "r.json")]) == 1  # fmt: skip
+    captured = capsys.readouterr()
+    assert "the cosine limit excluded the most" in captured.err
+    assert "**fp32 eager stays: no candidate meets every limit.**" in captured.out
+    assert (tmp_path / "r.json").is_file()
+    record(case("b", (1.5, 1.6, 1.7), 0.999, 0.6)).save(path)
+    assert main(["recommend", str(path), "--min-cosine", "0.99"]) == 0
+    assert "**Ship b** (1.60x [1.50, 1.70], cosine 0.9990, memory 0.60x)" in capsys.readouterr().out
