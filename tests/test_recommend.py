@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from perfgate.case import CaseResult
 from perfgate.cli import main
 from perfgate.outcome import Outcome, Verdict
@@ -102,3 +104,91 @@ def test_the_command_exits_1_naming_the_limit_that_excluded_the_most(tmp_path, c
     record(case("b", (1.5, 1.6, 1.7), 0.999, 0.6)).save(path)
     assert main(["recommend", str(path), "--min-cosine", "0.99"]) == 0
     assert "**Ship b** (1.60x [1.50, 1.70], cosine 0.9990, memory 0.60x)" in capsys.readouterr().out
+
+
+PAID_OFF = ["bf16-cast", "torch-dynamic-int8-per-channel", "torchao-int8-dynamic", "attention-sdpa",
+            "attention-sdpa-math", "torch-compile", "onnxruntime-o2"]  # fmt: skip
+
+
+def test_stacks_worth_measuring_follow_the_rules_and_leave_out_what_the_run_measured():
+    run = record(*[case(name, (1.2, 1.3, 1.4), 0.999, 0.8) for name in PAID_OFF],
+                 case("bf16-cast+torch-compile", (1.5, 1.6, 1.7), 0.999, 0.5))  # fmt: skip
+    [choice] = recommend(run, Limits(min_cosine=0.99))
+    stacks = choice.next_stacks
+    assert "bf16-cast+torch-compile" not in stacks  # measured in this run
+    assert "torch-dynamic-int8-per-channel+torch-compile" in stacks  # compile after the weights change
+    assert "torch-compile+bf16-cast" not in stacks
+    assert not any(s.startswith("onnxruntime-o2+") for s in stacks)  # an artifact builder comes last
+    assert "torch-dynamic-int8-per-channel+torchao-int8-dynamic" not in stacks  # one quantizer
+    assert not any(s.endswith("+attention-sdpa") for s in stacks)  # it loads the weights: first or not at all
+
+
+def suggested_stacks() -> list[str]:
+    run = record(*[case(name, (1.2, 1.3, 1.4), 0.999, 0.8) for name in PAID_OFF])
+    [choice] = recommend(run, Limits(min_cosine=0.99))
+    return choice.next_stacks
+
+
+def apply_on_tiny_bert(name: str, tmp_path) -> None:
+    from fixtures.models import sources
+    from perfgate.model import load_model
+    from perfgate.technique import get_technique
+
+    stack = get_technique(name)
+    tiny = next(source for source in sources() if source.name == "tiny-bert")
+    if stack.unavailable_reason(tiny.task, "cpu"):
+        pytest.skip(stack.unavailable_reason(tiny.task, "cpu"))  # a library this pin set lacks
+    model = load_model("tiny-bert", tiny.task, tiny.resolve(tmp_path / "models"), "cpu", "copied")
+    stack.prepare(model, tmp_path / "artifacts")
+    variant = stack.apply(model, tmp_path / "artifacts", None)
+    assert variant.run(model.inputs(["a sentence to serve", "and another"], None)).shape[0] == 2
+
+
+def test_suggested_stacks_include_every_kind_of_part():
+    stacks = suggested_stacks()
+    assert len(stacks) >= 5
+    assert any("torch-compile" in s for s in stacks)
+    assert any("onnxruntime" in s for s in stacks)
+
+
+# Compiling takes 26-67 s a stack on these machines: the stacks that end in torch.compile apply in the
+# nightly selection; the rest (0.1-3.4 s each) in every run.
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(s, marks=pytest.mark.slow) if "torch-compile" in s else s for s in suggested_stacks()],
+)
+def test_every_suggested_stack_applies_on_tiny_bert(name, tmp_path):
+    apply_on_tiny_bert(name, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("parts", "rule"),
+    [
+        ("bf16-cast+torch-dynamic-int8-per-channel", "takes fp32 weights only"),
+        ("torch-compile+onnxruntime-o2", "hands on no torch module"),
+        ("attention-sdpa-math+torch-compile", "hands on no torch module"),
+        ("onnxruntime-o2+bf16-cast", "serves from its own artifact"),
+        ("bf16-cast+attention-sdpa", "loads the weights itself"),
+        ("attention-sdpa+attention-sdpa-math", "one attention implementation"),
+        ("bf16-cast+fp16-cast", "one dtype change"),
+        ("torch-dynamic-int8-per-channel+torchao-int8-dynamic", "one quantizer"),
+        ("torch-compile+bf16-cast", None),  # caught first: compile hands on no module
+    ],
+)
+def test_each_stack_rule_names_what_it_refuses(parts, rule):
+    from perfgate.technique import get_technique
+    from perfgate.techniques.stack import stack_rule_violation
+
+    violation = stack_rule_violation([get_technique(name) for name in parts.split("+")])
+    assert violation is not None
+    assert violation.startswith(parts + ":")
+    if rule:
+        assert rule in violation
+
+
+def test_a_stack_the_rules_allow_has_no_violation():
+    from perfgate.technique import get_technique
+    from perfgate.techniques.stack import stack_rule_violation
+
+    for parts in ("attention-sdpa+bf16-cast+torch-compile", "torch-dynamic-int8-per-channel+onnxruntime-o2"):
+        assert stack_rule_violation([get_technique(name) for name in parts.split("+")]) is None

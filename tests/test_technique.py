@@ -49,7 +49,7 @@ def test_a_part_that_serves_from_its_own_artifact_cannot_be_followed():
     reason = get_technique("onnxruntime-o2+torch-compile").unavailable_reason("feature-extraction", "cpu")
     assert reason is not None
     assert "onnxruntime-o2 serves from its own artifact" in reason
-    assert get_technique("torch-compile+onnxruntime-o2").unavailable_reason("feature-extraction", "cpu") is None
+    assert get_technique("bf16-cast+onnxruntime-o2").unavailable_reason("feature-extraction", "cpu") is None
 
 
 def test_a_stack_runs_only_where_every_part_runs():

@@ -85,6 +85,7 @@ class Choice:
     qualified: list[Candidate] = field(default_factory=list)
     left_out: list[Candidate] = field(default_factory=list)
     front: list[Candidate] = field(default_factory=list)
+    next_stacks: list[str] = field(default_factory=list)  # stacks of parts that each paid off, not yet measured
 
     def head_to_head(self) -> str | None:
         """The line that measures the chosen technique and the first tied one against each other in one
@@ -103,6 +104,7 @@ class Choice:
             "tied": [c.technique for c in self.tied],
             "qualified": [asdict(c) for c in self.qualified], "left_out": [asdict(c) for c in self.left_out],
             "pareto_front": [c.technique for c in self.front], "head_to_head": self.head_to_head(),
+            "worth_measuring_next": self.next_stacks,
         }  # fmt: skip
 
 
@@ -179,6 +181,40 @@ def choose(model: str, batch_size: int, device: str, cases: Sequence[CaseResult]
     return choice
 
 
+ROLE_ORDER = {"dtype": 0, "quantizer": 1, "attention": 2, "rewrite": 2, "compile": 3}
+
+
+def stacks_worth_measuring(choice: Choice, measured: set[str]) -> list[str]:
+    """Two-part stacks of techniques that each met the limits and ran faster than fp32 with confidence,
+    not in the run: parts put in the order the stack rules ask (weights loaded first, then dtype,
+    quantizer, rewrites; wrappers and artifact builders last), kept when the rules and this device allow."""
+    from itertools import combinations
+
+    from perfgate.errors import UnknownTechniqueError
+    from perfgate.technique import get_technique
+    from perfgate.techniques.stack import Stack, stack_rule_violation
+
+    paid = [c.technique for c in choice.qualified if c.parts == 1 and c.ci_low > 1.0]
+    parts = {}
+    for name in paid:
+        try:
+            parts[name] = get_technique(name)
+        except UnknownTechniqueError:  # a project's own technique not registered here
+            continue
+    found = []
+    for first, second in combinations(parts.values(), 2):
+        ordered = sorted([first, second], key=lambda t: (t.builds_artifacts, not t.hands_on_module,
+                                                          not t.loads_weights, ROLE_ORDER.get(t.role, 2)))  # fmt: skip
+        name = "+".join(t.name for t in ordered)
+        if name in measured or stack_rule_violation(ordered) is not None:
+            continue
+        stack = Stack(ordered)
+        runs_here = choice.device.partition(":")[0] in stack.devices
+        if runs_here and stack.input_reason(choice.batch_size, None) is None:
+            found.append(name)
+    return found
+
+
 def recommend(
     record: RunRecord, limits: Limits, batch_size: int | None = None, device: str | None = None
 ) -> list[Choice]:
@@ -191,7 +227,12 @@ def recommend(
         if device is not None and spec.device != device:
             continue
         groups.setdefault((spec.model, spec.batch_size, spec.device), []).append(case)
-    return [choose(model, size, where, cases, limits) for (model, size, where), cases in sorted(groups.items())]
+    choices = []
+    for (model, size, where), cases in sorted(groups.items()):
+        choice = choose(model, size, where, cases, limits)
+        choice.next_stacks = stacks_worth_measuring(choice, {case.spec.technique for case in cases})
+        choices.append(choice)
+    return choices
 
 
 def most_excluding_limit(choices: Sequence[Choice]) -> str | None:
@@ -227,6 +268,12 @@ def markdown(choices: Sequence[Choice], limits: Limits) -> str:
             ]
             for c in choice.front:
                 lines.append(f"| {c.technique} | {c.evidence()} | {'; '.join(c.missed) or 'met'} |")
+            lines.append("")
+        if choice.next_stacks:
+            lines += ["Worth measuring next (stacks of parts that each paid off here, in the order the stack rules "
+                      "allow):", ""]  # fmt: skip
+            lines += [f'- `perfgate.measure("{choice.model}", "{stack}", batch_size={choice.batch_size}, '
+                      f'device="{choice.device}")`' for stack in choice.next_stacks]  # fmt: skip
             lines.append("")
         if choice.left_out:
             lines += ["Left out:", ""]

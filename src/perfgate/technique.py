@@ -186,6 +186,18 @@ class Technique(ABC):
     min_compute_capability: ClassVar[tuple[int, int] | None] = None
     # False for kernels that take no padding mask (SDPA's flash backend): only unpadded batches run.
     takes_padding_mask: ClassVar[bool] = True
+    # What the technique does to the model, for the stack rules (``techniques/stack.py``): "dtype" (a cast
+    # or autocast), "quantizer" (int8/int4/fp8/nf4 weights), "attention" (an attention implementation),
+    # "compile" (torch.compile), "rewrite" (the same weights served another way: padding, a cache).
+    role: ClassVar[str] = "rewrite"
+    # True when apply() loads the weights itself (another attention implementation, bitsandbytes): it
+    # cannot take a module a part before it produced, so it comes first in a stack.
+    loads_weights: ClassVar[bool] = False
+    # False when the variant serves through a wrapper with no torch module for a next part (a compiled
+    # graph, a pinned SDPA backend): it comes last in a stack. Artifact builders hand on none either.
+    hands_on_module: ClassVar[bool] = True
+    # True when apply() takes fp32 weights only (torch's dynamic int8 quantizes fp32 Linear layers).
+    needs_fp32_weights: ClassVar[bool] = False
 
     def runtime_modules(self) -> tuple[str, ...]:
         """Libraries a process serving this variant imports; the runtime-overhead worker imports the

@@ -37,6 +37,8 @@ class _Implementation(Technique):
     implementation: ClassVar[str]
     devices = frozenset({"cpu", "cuda"})
     sdpa_backend: ClassVar[str | None] = None  # a torch.nn.attention.SDPBackend member pinned while serving
+    role: ClassVar[str] = "attention"
+    loads_weights: ClassVar[bool] = True  # a pinned SDPA backend after a cast pins the cast's module instead
 
     def model_reason(self, model_class: type) -> str | None:
         flag = SUPPORT_FLAGS.get(self.implementation)
@@ -111,6 +113,8 @@ class SdpaMath(_Implementation):
     summary = "SDPA pinned to the math backend (the reference composite implementation)"
     implementation = "sdpa"
     sdpa_backend = "MATH"
+    loads_weights = False
+    hands_on_module = False  # the backend is pinned around the call, not in the module
 
 
 class SdpaFlash(_Implementation):
@@ -118,6 +122,8 @@ class SdpaFlash(_Implementation):
     summary = "SDPA pinned to the flash backend (FlashAttention-2 built into PyTorch on CUDA)"
     implementation = "sdpa"
     sdpa_backend = "FLASH_ATTENTION"
+    loads_weights = False
+    hands_on_module = False
     devices = frozenset({"cuda"})
     needs_math = frozenset({"bf16", "fp16"})  # "No available kernel" on fp32
     takes_padding_mask = False  # the flash kernel has no attn_mask argument
@@ -128,6 +134,8 @@ class SdpaEfficient(_Implementation):
     summary = "SDPA pinned to the memory-efficient backend (xFormers-style kernels)"
     implementation = "sdpa"
     sdpa_backend = "EFFICIENT_ATTENTION"
+    loads_weights = False
+    hands_on_module = False
     devices = frozenset({"cuda"})
 
 
@@ -136,6 +144,8 @@ class SdpaCudnn(_Implementation):
     summary = "SDPA pinned to the cuDNN attention backend"
     implementation = "sdpa"
     sdpa_backend = "CUDNN_ATTENTION"
+    loads_weights = False
+    hands_on_module = False
     devices = frozenset({"cuda"})
     needs_math = frozenset({"bf16", "fp16"})
 
@@ -171,6 +181,7 @@ class HubFlashKernel(_Implementation):
 
 class BetterTransformer(Technique):
     name = "bettertransformer"
+    role = "attention"
     summary = "optimum's BetterTransformer (nested tensors for padded batches); superseded by SDPA"
     requires = (
         Requirement(

@@ -25,6 +25,8 @@ OUTPUT_MODULES = ["classifier", "lm_head", "pooler"]
 
 
 class _BitsAndBytes(Technique):
+    role: ClassVar[str] = "quantizer"
+    loads_weights: ClassVar[bool] = True  # from_pretrained with a quantization config
     requires = (
         Requirement("bitsandbytes", "pip install bitsandbytes==0.50.2"),
         Requirement("accelerate", "pip install accelerate"),

@@ -64,6 +64,8 @@ def new_inductor_cache(workdir: Path) -> Path:
 
 
 class _TorchCompile(Technique):
+    role: ClassVar[str] = "compile"
+    hands_on_module: ClassVar[bool] = False  # generate() would run the uncompiled module
     devices = frozenset({"cpu", "cuda"})
     fresh_worker = True
     mode: ClassVar[str | None] = None  # torch.compile's default mode

@@ -251,18 +251,21 @@ class CudaO2(_OnnxRuntime):
 
 class DynamicInt8(_OnnxRuntime):
     name = "onnxruntime-o2-int8-dynamic"
+    role = "quantizer"
     summary = "ONNX export, O2 fusion, dynamic int8 with per-channel weights"
     quantize = "per-channel"
 
 
 class DynamicInt8PerTensor(_OnnxRuntime):
     name = "onnxruntime-o2-int8-dynamic-per-tensor"
+    role = "quantizer"
     summary = "ONNX export, O2 fusion, dynamic int8 with one weight scale per tensor"
     quantize = "per-tensor"
 
 
 class StaticInt8(_OnnxRuntime):
     name = "onnxruntime-o1-int8-static"
+    role = "quantizer"
     summary = "ONNX export, O1, static int8 (QDQ) calibrated on the evaluation sentences (min-max)"
     level = 1  # the quantizer's calibration and shape inference need the unfused graph
     quantize = "static"

@@ -31,6 +31,7 @@ def _dtype(name: str) -> torch.dtype:
 
 
 class _Cast(Technique):
+    role: ClassVar[str] = "dtype"
     devices = frozenset({"cpu", "cuda"})
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
@@ -43,6 +44,7 @@ class _Cast(Technique):
 
 
 class _Autocast(Technique):
+    role: ClassVar[str] = "dtype"
     devices = frozenset({"cpu", "cuda"})
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:

@@ -2,7 +2,8 @@
 
 Each part after the first is applied to a view of the model whose fp32 module is replaced by the torch
 module the part before it produced, so a stack reuses its parts' code and measures like any technique.
-A part that serves from its own artifact (an ONNX graph) has no module to hand on: it can only come last.
+A part that serves from its own artifact (an ONNX graph) or a wrapper has no module to hand on: it can only
+come last. ``stack_rule_violation`` holds the rules a stack must follow.
 """
 
 from __future__ import annotations
@@ -43,10 +44,7 @@ class Stack(Technique):
             reason = part.unavailable_reason(task, device)
             if reason:
                 return f"{self.name}: {reason}"
-        for part in self.parts[:-1]:
-            if part.builds_artifacts:
-                return f"{self.name}: {part.name} serves from its own artifact, so no part can follow it"
-        return None  # every part runs here, so their intersection does
+        return stack_rule_violation(self.parts)  # every part runs here, so their intersection does
 
     def input_reason(self, batch_size: int, seq_len: int | None, before: tuple[Technique, ...] = ()) -> str | None:
         for position, part in enumerate(self.parts):
@@ -71,3 +69,38 @@ class Stack(Technique):
         variant.prepare_seconds = time.perf_counter() - start
         variant.details = {"parts": steps}
         return variant
+
+
+def stack_rule_violation(parts: list[Technique]) -> str | None:
+    """Why these parts, in this order, make no stack worth measuring, or None. The rules: a part that
+    hands on no module (an artifact builder, a compiled graph, a pinned SDPA backend) comes last; a part
+    that loads the weights itself comes first; at most one dtype change (a second casts what the first
+    cast), one quantizer (a second quantizes quantized weights) and one attention implementation; a part
+    that takes fp32 weights only comes before any dtype change; torch.compile after every part that
+    changes the weights (compiled graphs read the weights they were traced with)."""
+    name = STACK_SEPARATOR.join(part.name for part in parts)
+    for part in parts[:-1]:
+        if part.builds_artifacts:
+            return f"{name}: {part.name} serves from its own artifact, so no part can follow it"
+        if not part.hands_on_module:
+            return f"{name}: {part.name} hands on no torch module, so no part can follow it"
+    for part in parts[1:]:
+        if part.loads_weights:
+            return f"{name}: {part.name} loads the weights itself, so it must come first"
+    one_per_stack = (("dtype", "dtype change"), ("quantizer", "quantizer"), ("attention", "attention implementation"))
+    for role, what in one_per_stack:
+        chosen = [part.name for part in parts if part.role == role]
+        if len(chosen) > 1:
+            return f"{name}: at most one {what} per stack, here {' and '.join(chosen)}"
+    for position, part in enumerate(parts):
+        cast = next((p.name for p in parts[:position] if p.role == "dtype"), None)
+        if part.needs_fp32_weights and cast is not None:
+            return f"{name}: {part.name} takes fp32 weights only, so it must come before {cast}"
+    compiled = next((i for i, part in enumerate(parts) if part.role == "compile"), None)
+    if compiled is not None:
+        later = [part.name for part in parts[compiled + 1 :] if part.role in ("dtype", "quantizer")]
+        if later:
+            return (
+                f"{name}: {parts[compiled].name} must come after the parts that change the weights ({', '.join(later)})"
+            )
+    return None

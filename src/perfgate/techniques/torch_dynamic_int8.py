@@ -7,12 +7,15 @@ import copy
 import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 from perfgate.model import LoadedModel
 from perfgate.technique import Technique, Variant, matmul_layers, quantized_variant
 
 
 class _DynamicInt8(Technique):
+    role: ClassVar[str] = "quantizer"
+    needs_fp32_weights: ClassVar[bool] = True  # "expected scalar type Float but found BFloat16" after a cast
     per_channel: bool
     devices = frozenset({"cpu"})
 

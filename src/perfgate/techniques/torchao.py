@@ -24,6 +24,7 @@ from perfgate.technique import Requirement, Technique, Variant, matmul_layers, q
 
 
 class _TorchAo(Technique):
+    role: ClassVar[str] = "quantizer"
     requires = (Requirement("torchao", "pip install torchao==0.18.0"),)
     devices = frozenset({"cpu", "cuda"})
     config_name: ClassVar[str]
