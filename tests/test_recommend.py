@@ -192,3 +192,16 @@ def test_a_stack_the_rules_allow_has_no_violation():
 
     for parts in ("attention-sdpa+bf16-cast+torch-compile", "torch-dynamic-int8-per-channel+onnxruntime-o2"):
         assert stack_rule_violation([get_technique(name) for name in parts.split("+")]) is None
+
+
+def test_a_planted_fault_its_test_expected_is_no_candidate():
+    planted = case("planted-three-of-six-layers", (1.8, 1.9, 2.0), 0.999, 0.5)
+    planted.verdict, planted.test_outcome = Verdict.FAIL, "passed"  # the test asserted the FAIL
+    [choice] = recommend(record(planted, case("b", (1.2, 1.3, 1.4), 0.999, 0.6)), Limits(min_cosine=0.99))
+    assert choice.chosen is not None
+    assert choice.chosen.technique == "b"
+    assert "planted-three-of-six-layers" not in [c.technique for c in choice.left_out + choice.front]
+    planted.test_outcome = "failed"  # a FAIL nobody expected is a candidate like any other (and the faster)
+    [choice] = recommend(record(planted, case("b", (1.2, 1.3, 1.4), 0.999, 0.6)), Limits(min_cosine=0.99))
+    assert choice.chosen is not None
+    assert choice.chosen.technique == "planted-three-of-six-layers"
