@@ -47,6 +47,22 @@ def test_full_shard_ranks_hold_padded_dim0_shards(micro_model_dir):
         assert row["measured"]["parameters"] < 0.6 * figures["parameter_bytes"]
     assert figures["max_communication_error"] < 0.05, figures["ranks"][0]["communication_calls"]
     assert figures["max_loss_diff"] is None  # not timed: no single-process reference in this job
+    # Within a step: never more than the shards plus two units unsharded at once (the one computing and
+    # the one prefetched), though every unit was unsharded at some point.
+    assert figures["max_parameter_peak_ratio"] <= 1.0, figures["ranks"]
+    for row in figures["ranks"]:
+        assert 1 <= row["parameter_peak_units"] <= 2, row
+        assert row["parameter_peak"] > row["measured"]["parameters"]
+
+
+def test_shard_grad_op_holds_every_unit_unsharded_at_once(micro_model_dir):
+    ranks = run_ranks(job(micro_model_dir, "fsdp-shard-grad-op"), WORLD, deadline=240)
+    figures = distributed_figures("fsdp-shard-grad-op", ranks)
+    assert "max_parameter_peak_ratio" not in figures  # no bound: it keeps the units from forward to backward
+    for row in figures["ranks"]:
+        units = len(next(r for r in ranks if r["rank"] == row["rank"])["unsharded"]["unit_bytes"])
+        assert row["parameter_peak_units"] == units
+        assert row["parameter_peak"] == row["measured"]["parameters"] + figures["parameter_bytes"]
 
 
 @pytest.mark.parametrize(
@@ -111,6 +127,29 @@ def test_figures_flag_a_rank_that_holds_more_than_its_share():
     unsharded = distributed_figures("zero1", [rank_report(0, 424), rank_report(1, 424)])  # all state everywhere
     assert unsharded["max_shard_prediction_error"] == pytest.approx(424 / 104 - 1)
     assert unsharded["max_communication_error"] == pytest.approx(1 / 3)  # 2Ψ moved where ZeRO-1 moves 3Ψ
+
+
+def test_a_full_shard_rank_holding_three_units_at_once_fails_its_bound():
+    from perfgate.metrics.distributed import Distributed
+    from perfgate.thresholds import Thresholds
+
+    def report(rank: int, units: list[int]) -> dict[str, Any]:
+        unit_bytes = [40, 100, 72]  # the parameters of SHAPES as three units, the last the root's own
+        held = {**rank_report(rank, 212), "parameters": {"storage_bytes": 108 if rank == 0 else 104}}
+        return {**held, "unsharded": {"peak_bytes": sum(unit_bytes[u] for u in units), "peak_units": units,
+                                      "unit_bytes": unit_bytes}}  # fmt: skip
+
+    limits = {"max_parameter_peak_ratio": 1.0}
+    thresholds = Thresholds("train-fsdp-full-shard", "cpu-avx2", True, limits, {"max_parameter_peak_ratio": "test"})
+    honest = distributed_figures("fsdp-full-shard", [report(0, [1, 2]), report(1, [1, 2])])
+    assert honest["max_parameter_peak_ratio"] == 1.0
+    planted = distributed_figures("fsdp-full-shard", [report(0, [0, 1, 2]), report(1, [1, 2])])  # all three
+    assert planted["max_parameter_peak_ratio"] == pytest.approx((108 + 212) / (108 + 172))
+    verdicts = {c.name: c.verdict for c in Distributed().checks(planted, thresholds, "case")}
+    assert verdicts["max_parameter_peak_ratio"] == "fail"
+    assert {c.name: c.verdict for c in Distributed().checks(honest, thresholds, "case")}[
+        "max_parameter_peak_ratio"
+    ] == "pass"
 
 
 def test_the_metric_judges_each_figure_and_a_planted_unsharded_rank_fails():

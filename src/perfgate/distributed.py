@@ -28,6 +28,7 @@ __all__ = [
     "COMMUNICATION_FACTORS",
     "RECIPES",
     "CommunicationCounter",
+    "UnshardedParameters",
     "fsdp_shard_elements",
     "gradient_bytes",
     "optimizer_state_local_bytes",
@@ -195,15 +196,57 @@ def collective_bytes(op: str, args: Sequence[Any]) -> int:
     return times * sum(t.numel() * t.element_size() for t in tensors)
 
 
+class UnshardedParameters:
+    """The most parameter bytes FSDP held unsharded at once during a step, and how many units that took.
+
+    FSDP2 registers a unit's parameters as DTensor shards at rest and swaps in plain tensors (views of
+    the all-gathered buffer) while the unit is unsharded, so ``sample()`` — called after each op by
+    ``CommunicationCounter`` — reads what is unsharded from the module's own parameters, with no FSDP
+    internals. A unit is each wrapped unit (``wrapped_units``) and the root's own parameters."""
+
+    def __init__(self, model: Any) -> None:
+        units = wrapped_units(model)
+        prefixes = [name for name, module in model.named_modules() if any(module is unit for unit in units)]
+        self.model = model
+        self.unit_of = {name: next((i for i, prefix in enumerate(prefixes) if name.startswith(prefix + ".")),
+                                   len(prefixes)) for name, _ in model.named_parameters()}  # fmt: skip
+        self.unit_bytes = [0] * (len(prefixes) + 1)  # the last: the root's own parameters
+        for name, parameter in model.named_parameters():
+            self.unit_bytes[self.unit_of[name]] += parameter.numel() * parameter.element_size()
+        self.peak_bytes = 0
+        self.peak_units: list[int] = []
+
+    def sample(self) -> None:
+        held, units = 0, set()
+        for name, parameter in self.model.named_parameters():
+            if not hasattr(parameter, "to_local"):  # a plain tensor: this unit is unsharded now
+                held += parameter.numel() * parameter.element_size()
+                units.add(self.unit_of[name])
+        if held > self.peak_bytes:
+            self.peak_bytes, self.peak_units = held, sorted(units)
+
+    def summary(self) -> dict[str, Any]:
+        return {"peak_bytes": self.peak_bytes, "peak_units": self.peak_units, "unit_bytes": self.unit_bytes}
+
+
+def full_shard_parameter_bound(at_rest: int, unit_bytes: Sequence[int]) -> int:
+    """What full sharding may hold in parameters at once: the rank's shards plus its two largest units
+    unsharded (the one computing and the one prefetched for backward), the root's own parameters being
+    one of the units (``UnshardedParameters``)."""
+    return at_rest + sum(sorted(unit_bytes, reverse=True)[:2])
+
+
 class CommunicationCounter:
     """Counts the c10d collectives dispatched while it is active, and the bytes each moves
     (``collective_bytes``). A ``TorchDispatchMode``: it sees collectives issued from Python (ZeRO's
-    broadcasts, FSDP's all-gathers) and from DDP's C++ reducer alike."""
+    broadcasts, FSDP's all-gathers) and from DDP's C++ reducer alike. ``after_op``, when given, is called
+    after every op (``UnshardedParameters.sample``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_op: Any = None) -> None:
         self.calls: dict[str, int] = {}
         self.bytes: dict[str, int] = {}
         self._mode: Any = None
+        self._after_op = after_op
 
     def __enter__(self) -> CommunicationCounter:
         from torch.utils._python_dispatch import TorchDispatchMode
@@ -216,7 +259,10 @@ class CommunicationCounter:
                 if namespace == "c10d":
                     counter.calls[op] = counter.calls.get(op, 0) + 1
                     counter.bytes[op] = counter.bytes.get(op, 0) + collective_bytes(op, args)
-                return func(*args, **(kwargs or {}))
+                result = func(*args, **(kwargs or {}))
+                if counter._after_op is not None:
+                    counter._after_op()
+                return result
 
         self._mode = _Mode()  # type: ignore[no-untyped-call]
         self._mode.__enter__()
@@ -274,6 +320,7 @@ def distributed_figures(recipe: str, ranks: Sequence[dict[str, Any]]) -> dict[st
             "communication_error": _relative(report["communication"]["bytes"], traffic),
             "anon_peak": None if peak is None else max(0, peak - memory["before_model"].get("anon", 0)),
             "anon_held": max(0, memory["held"].get("anon", 0) - memory["before_model"].get("anon", 0)),
+            **_parameter_peak(recipe, measured["parameters"], report.get("unsharded")),
         })  # fmt: skip
     lead = next(r for r in ranks if r["rank"] == 0)
     losses, reference = lead["losses"], lead.get("reference_losses")
@@ -290,9 +337,26 @@ def distributed_figures(recipe: str, ranks: Sequence[dict[str, Any]]) -> dict[st
         "max_communication_error": max(row["communication_error"] for row in rows),
         "max_anon_peak": max((row["anon_peak"] or 0) for row in rows),
     }
+    bounded = [row["parameter_peak_ratio"] for row in rows if row.get("parameter_peak_ratio") is not None]
+    if bounded:
+        figures["max_parameter_peak_ratio"] = max(bounded)
     if lead.get("no_sync"):
         estimate = lead["no_sync"]["estimate"]  # with sync over without: the all-reduce's cost
         figures["allreduce_share"] = 1 - 1 / estimate["speedup"] if estimate else None
+    return figures
+
+
+def _parameter_peak(recipe: str, at_rest: int, unsharded: dict[str, Any] | None) -> dict[str, Any]:
+    """FSDP: the most parameter bytes the rank held at once in a step (its shards and what was unsharded),
+    and for full sharding that over ``full_shard_parameter_bound``; shard-grad-op keeps every unit
+    unsharded from forward to backward by design, so it is recorded, not bounded."""
+    if not unsharded:
+        return {}
+    peak = at_rest + unsharded["peak_bytes"]
+    figures = {"parameter_peak": peak, "parameter_peak_units": len(unsharded["peak_units"])}
+    if recipe == "fsdp-full-shard":
+        bound = full_shard_parameter_bound(at_rest, unsharded["unit_bytes"])
+        figures.update(parameter_peak_bound=bound, parameter_peak_ratio=peak / bound)
     return figures
 
 

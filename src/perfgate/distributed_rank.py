@@ -74,6 +74,7 @@ def run_rank(job: dict[str, Any], before_model: dict[str, int]) -> dict[str, Any
 
     from perfgate.distributed import (
         CommunicationCounter,
+        UnshardedParameters,
         gradient_bytes,
         optimizer_state_local_bytes,
         parameter_local_bytes,
@@ -120,7 +121,8 @@ def run_rank(job: dict[str, Any], before_model: dict[str, int]) -> dict[str, Any
         end = time.monotonic()
     peak = sampler.peak_in(start, end)
     held_after = {"gradients": gradient_bytes(sharded), "optimizer_state": optimizer_state_local_bytes(optimizer)}
-    with CommunicationCounter() as counter:
+    unsharded = UnshardedParameters(sharded) if recipe.startswith("fsdp") else None
+    with CommunicationCounter(after_op=unsharded.sample if unsharded else None) as counter:
         step(EQUIVALENCE_STEPS)
     figures: dict[str, Any] = {
         "rank": rank,
@@ -130,6 +132,7 @@ def run_rank(job: dict[str, Any], before_model: dict[str, int]) -> dict[str, Any
         "parameters": at_rest,
         **held_after,
         "communication": counter.summary(),
+        "unsharded": unsharded.summary() if unsharded else None,
         "losses": losses,
         "shapes": shapes,
         "owned": _owned_parameters(model, optimizer) if recipe == "zero1" else None,

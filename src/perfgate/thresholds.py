@@ -189,6 +189,12 @@ FIELDS: Mapping[str, Field] = {
     "max_communication_error": Field(
         0.0, math.inf, "distributed: bytes a rank's collectives move per step against the recipe's prediction", False
     ),
+    "max_parameter_peak_ratio": Field(
+        0.0,
+        math.inf,
+        "distributed: FSDP full shard's most parameter bytes held at once, over its shards plus the two largest units",
+        False,
+    ),
     "max_rank_memory_ratio": Field(
         0.0, math.inf, "distributed: largest per-rank anonymous peak over DDP's", True, MEMORY_RULE
     ),

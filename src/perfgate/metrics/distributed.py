@@ -27,6 +27,9 @@ class Distributed(Metric):
         ]
         if figures.get("max_loss_diff") is not None:
             checks.append(Check("max_loss_diff", figures["max_loss_diff"], higher_is_better=False))
+        peak_ratio = figures.get("max_parameter_peak_ratio")
+        if peak_ratio is not None:
+            checks.append(Check("max_parameter_peak_ratio", peak_ratio, higher_is_better=False))
         ratio = (figures.get("memory") or {}).get("ratio")
         if ratio is not None:
             checks.append(Check("max_rank_memory_ratio", ratio, higher_is_better=False))
@@ -50,12 +53,14 @@ class Distributed(Metric):
                "same global batch. Held: bytes of parameters, gradients and optimizer state the rank holds after "
                "a step, measured from its local shards (predicted in brackets). Traffic: bytes its collectives "
                "moved in one step (predicted: 2Ψ DDP, 3Ψ ZeRO-1 as torch implements it, 2Ψ / 3Ψ FSDP "
-               "shard-grad-op / full-shard). Peak: anonymous memory over the first steps beyond the imported "
-               "libraries. On a machine with fewer cores than ranks x threads the throughput measures overhead "
+               "shard-grad-op / full-shard). Parameter peak: the most parameter bytes held at once in a step, shards "
+               "and unsharded units (full shard: bounded by its shards plus the two largest units, in brackets). "
+               "Peak: anonymous memory over the first steps beyond the imported libraries. On a machine with fewer "
+               "cores than ranks x threads the throughput measures overhead "
                "and traffic on shared cores, not scaling: memory per rank is the headline.", "",
                "| model | recipe | rank | parameters MiB | gradients MiB | optimizer state MiB | traffic MiB/step | "
-               "peak MiB | loss Δ |",
-               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+               "parameter peak MiB | peak MiB | loss Δ |",
+               "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for case in rows:
             f = case.metrics[self.name]
             loss = "-" if f.get("max_loss_diff") is None else f"{f['max_loss_diff']:.2g}"
@@ -65,5 +70,13 @@ class Distributed(Metric):
                 traffic = f"{row['communication_bytes'] / MIB:.1f} ({f['predicted_communication_bytes'] / MIB:.1f})"
                 peak = "-" if row["anon_peak"] is None else f"{row['anon_peak'] / MIB:.0f}"
                 out.append(f"| {case.spec.model} | {case.spec.technique} | {row['rank']} | {' | '.join(held)} | "
-                           f"{traffic} | {peak} | {loss} |")  # fmt: skip
+                           f"{traffic} | {parameter_peak(row)} | {peak} | {loss} |")  # fmt: skip
         return out
+
+
+def parameter_peak(row: dict[str, Any]) -> str:
+    """FSDP's parameter peak with its bound where it has one (full shard), else a dash."""
+    if row.get("parameter_peak") is None:
+        return "-"
+    text = f"{row['parameter_peak'] / MIB:.1f}"
+    return text if row.get("parameter_peak_bound") is None else f"{text} ({row['parameter_peak_bound'] / MIB:.1f})"
