@@ -229,3 +229,24 @@ def test_a_revision_that_is_not_a_commit_is_named_before_anything_runs(tmp_path,
     assert f"--git BAD 'no-such-tag' is not a commit of {tmp_path}" in capsys.readouterr().err
     assert main(["bisect", "--package", "lib", "--case", CASE]) == 2
     assert "--package needs --good VERSION and --bad VERSION" in capsys.readouterr().err
+
+
+def test_a_release_that_cannot_serve_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    from perfgate import environments
+    from perfgate.bisect import ReleaseBisection, release_environment
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    write_wheel(wheels, "servedlib", "1.0", "VALUE = 1\n")
+    write_wheel(wheels, "servedlib", "1.1", "raise ImportError('built for another platform')\n")
+    plan = ReleaseBisection("servedlib", "1.0", "1.1", parse_case_id(CASE), {}, tmp_path / "work",
+                            ["--no-index", f"--find-links={wheels}"], "servedlib")  # fmt: skip
+    assert isinstance(release_environment(plan, "1.0"), Path)
+    assert release_environment(plan, "1.1") == "servedlib does not import: ImportError: built for another platform"
+    assert "pip could not install servedlib==2.0" in str(release_environment(plan, "2.0"))
+    fresh = ReleaseBisection("servedlib", "1.0", "1.1", parse_case_id(CASE), {}, tmp_path / "fresh",
+                             ["--no-index", f"--find-links={wheels}"], "servedlib")  # fmt: skip
+    stale = environments.overlay_environment(tmp_path / "fresh" / "environments" / "servedlib-1.1")
+    environments.install_into(stale, "servedlib==1.0", fresh.index_options)  # left there by someone else
+    monkeypatch.setattr(environments, "install_into", lambda *args: None)  # and pip, planted, does nothing
+    assert release_environment(fresh, "1.1") == "the overlay serves servedlib 1.0, not 1.1"

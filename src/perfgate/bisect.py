@@ -179,7 +179,7 @@ def releases_between(versions: Sequence[str], good: str, bad: str, package: str)
 
 
 def bisect_releases(plan: ReleaseBisection) -> BisectResult:
-    from perfgate.environments import install_into, overlay_environment, released_versions
+    from perfgate.environments import released_versions
 
     versions = releases_between(released_versions(plan.package, plan.index_options), plan.good, plan.bad,
                                 plan.package)  # fmt: skip
@@ -187,21 +187,8 @@ def bisect_releases(plan: ReleaseBisection) -> BisectResult:
     interpreters: dict[str, Path | str] = {}
 
     def environment(version: str) -> Path | str:
-        """The overlay with ``version`` installed, or why it cannot serve (a string)."""
         if version not in interpreters:
-            target = plan.workdir / "environments" / f"{plan.package}-{version}"
-            try:
-                python = overlay_environment(target)
-                install_into(python, f"{plan.package}=={version}", plan.index_options)
-                check = subprocess.run([str(python), "-c", f"import {plan.import_name}"], capture_output=True,
-                                       text=True, check=False)  # fmt: skip
-                if check.returncode != 0:
-                    last = (check.stderr.strip().splitlines() or ["no message"])[-1]
-                    interpreters[version] = f"{plan.import_name} does not import: {last}"
-                else:
-                    interpreters[version] = python
-            except PerfgateError as error:
-                interpreters[version] = str(error)
+            interpreters[version] = release_environment(plan, version)
         return interpreters[version]
 
     good_python = environment(plan.good)
@@ -231,6 +218,27 @@ def bisect_releases(plan: ReleaseBisection) -> BisectResult:
                         [*notes, f"each step: {plan.target.technique} on {plan.target.model} at batch "
                                  f"{plan.target.batch_size}, the version against {plan.good}, the library-upgrade "
                                  f"gate's speed check (at most {plan.max_slowdown:.0%} slower)"])  # fmt: skip
+
+
+def release_environment(plan: ReleaseBisection, version: str) -> Path | str:
+    """The interpreter of an overlay serving ``version`` of the package, or why none can (a string): pip
+    could not install it, it does not import, or the overlay serves another version."""
+    from perfgate.environments import install_into, overlay_environment
+
+    python = overlay_environment(plan.workdir / "environments" / f"{plan.package}-{version}")
+    try:
+        install_into(python, f"{plan.package}=={version}", plan.index_options)
+    except PerfgateError as error:
+        return str(error)
+    code = (f"import importlib.metadata, {plan.import_name}; "
+            f"print(importlib.metadata.version({plan.package!r}))")  # fmt: skip
+    check = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        return f"{plan.import_name} does not import: {(check.stderr.strip().splitlines() or ['no message'])[-1]}"
+    served = check.stdout.strip()
+    if served != version:
+        return f"the overlay serves {plan.package} {served}, not {version}"
+    return python
 
 
 def _gate_speed(plan: ReleaseBisection, good: Path, candidate: Path, budget: float) -> dict[str, Any]:
