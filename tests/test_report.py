@@ -151,3 +151,11 @@ def test_summary_md_marks_an_expected_failure_and_keeps_a_crash_s_frame():
     assert "| minilm | planted-half-cosine | 1 | 1.50x" in summary
     assert "FAIL (expected)" in summary
     assert "**crashed**: Fatal Python error: Aborted; crashing frame: File " + "y" * 200 in summary
+
+
+def test_a_column_two_metrics_share_appears_once():
+    from perfgate.report import columns
+
+    header = columns()
+    assert header.count("train") == 1
+    assert len(header) == len(set(header))

@@ -227,7 +227,8 @@ def stack_lines(cases: Sequence[CaseResult]) -> list[str]:
 
 
 def columns() -> tuple[str, ...]:
-    metric_columns = [column for metric in all_metrics() for column in metric.columns]
+    # A column two metrics share ("train": one process's recipes and the distributed ones) appears once.
+    metric_columns = list(dict.fromkeys(column for metric in all_metrics() for column in metric.columns))
     return (
         "model",
         "technique",
