@@ -369,7 +369,7 @@ def test_accepting_an_unknown_case_or_without_a_reason_is_refused(history, capsy
 
 
 def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path, monkeypatch):
-    from perfgate import cli
+    from perfgate import history
 
     seen = []
 
@@ -379,7 +379,7 @@ def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path,
         again.config = settings
         return again
 
-    monkeypatch.setattr(cli, "rerun_tests", fake_rerun)
+    monkeypatch.setattr(history, "rerun_tests", fake_rerun)
     settings = {"budget": "60.0", "min_pairs": "80", "threads": "None", "seed": "0"}
     directory = tmp_path / "precise"
     directory.mkdir()

@@ -306,26 +306,19 @@ class CommitBisection:
 def measure_in(checkout: Path, nodeid: str, case_id: str, budget: float, python: str) -> dict[str, Any]:
     """One fresh pytest run of ``nodeid`` in ``checkout``: the case's speedup against fp32 and its
     interval, or why there is none (the outcome, the last lines)."""
-    with tempfile.TemporaryDirectory(prefix="perfgate-bisect-") as scratch:
-        command = [python, "-m", "pytest", nodeid, "-q", "-p", "no:cacheprovider", f"--perfgate-report-dir={scratch}",
-                   f"--perfgate-budget={budget}"]  # fmt: skip
-        done = subprocess.run(command, cwd=checkout, capture_output=True, text=True, check=False)
-        results = Path(scratch) / "results.json"
-        if not results.is_file():
-            return {"error": " ".join((done.stdout + done.stderr).strip().splitlines()[-3:])}
-        cases = [c for c in json.loads(results.read_text())["cases"] if _case_id(c["spec"]) == case_id]
-    if not cases:
+    from perfgate.history import rerun_tests
+
+    try:
+        record = rerun_tests([nodeid], {"budget": budget}, cwd=checkout, python=python, quiet=True)
+    except PerfgateError as error:
+        return {"error": str(error)}
+    case = next((c for c in record.cases if c.spec.case_id == case_id), None)
+    if case is None:
         return {"error": f"{nodeid} did not measure {case_id}"}
-    estimate = (cases[0]["metrics"].get("speed") or {}).get("estimate")
+    estimate = (case.metrics.get("speed") or {}).get("estimate")
     if not estimate:
-        return {"error": f"{case_id}: {cases[0]['outcome']} {cases[0].get('detail', '')}".strip()}
+        return {"error": f"{case_id}: {case.outcome} {case.detail}".strip()}
     return {"speedup": estimate["speedup"], "ci_low": estimate["ci_low"], "ci_high": estimate["ci_high"]}
-
-
-def _case_id(spec: dict[str, Any]) -> str:
-    from perfgate.spec import CaseSpec
-
-    return CaseSpec(**spec).case_id
 
 
 def judge_against_band(figure: dict[str, Any], line: float) -> tuple[int, str]:

@@ -540,36 +540,9 @@ def confirmation_rerun(original: RunRecord) -> Any:
             "pytest-benchmark (--benchmark-compare) or compare without --confirm"
         )
     settings = {name: original.config.get(name) for name in RERUN_SETTINGS}
+    from perfgate.history import rerun_tests
+
     return lambda nodeids: rerun_tests(nodeids, settings)
-
-
-def rerun_tests(nodeids: list[str], settings: dict[str, Any] | None = None) -> RunRecord:
-    """Run these tests alone in a fresh pytest process (this interpreter, this directory), with the
-    original run's settings, and return their record: the re-measurement a suspected regression needs
-    before it is believed."""
-    import subprocess
-    import tempfile
-
-    flags = [
-        f"--perfgate-{name.replace('_', '-')}={value}"
-        for name, value in (settings or {}).items()
-        if value is not None and str(value) != "None"
-    ]
-    with tempfile.TemporaryDirectory(prefix="perfgate-confirm-") as scratch:
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            *nodeids,
-            *flags,
-            f"--perfgate-report-dir={scratch}",
-            "-q",
-            "-p",
-            "no:randomly",
-        ]
-        print("re-measuring:", " ".join(command), file=sys.stderr)
-        subprocess.run(command, check=False)  # a failing gate is expected here: the record is what counts
-        return RunRecord.load(Path(scratch) / "results.json")
 
 
 if __name__ == "__main__":

@@ -584,3 +584,38 @@ def _compare_figure(
         better = value > high if tracked.higher_is_better else value < low
         status = Status.IMPROVEMENT if better else Status.REGRESSION
     return FigureComparison(tracked.name, value, reference, low, high, len(values), status, tracked.alerts)
+
+
+def rerun_tests(
+    nodeids: list[str], settings: dict[str, Any] | None = None, *, cwd: Path | None = None,
+    python: str | None = None, quiet: bool = False,
+) -> RunRecord:  # fmt: skip
+    """Run these tests alone in a fresh pytest process (``python``, default this interpreter, in ``cwd``),
+    with the given perfgate settings, and return their record: the re-measurement a suspected regression
+    needs before it is believed (``compare --confirm``), and each step of ``perfgate bisect --git``.
+    ``quiet`` keeps pytest's output, which then only names the cause when no record was written."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from perfgate.errors import PerfgateError
+
+    flags = [
+        f"--perfgate-{name.replace('_', '-')}={value}"
+        for name, value in (settings or {}).items()
+        if value is not None and str(value) != "None"
+    ]
+    with tempfile.TemporaryDirectory(prefix="perfgate-confirm-") as scratch:
+        command = [python or sys.executable, "-m", "pytest", *nodeids, *flags, f"--perfgate-report-dir={scratch}",
+                   "-q", "-p", "no:randomly"]  # fmt: skip
+        if not quiet:
+            print("re-measuring:", " ".join(command), file=sys.stderr)
+        # A failing gate is expected here: the record is what counts.
+        done = subprocess.run(command, cwd=cwd, check=False, capture_output=quiet, text=True)
+        results = Path(scratch) / "results.json"
+        if not results.is_file():
+            tail = " ".join(((done.stdout or "") + (done.stderr or "")).strip().splitlines()[-3:])
+            raise PerfgateError(
+                f"pytest {' '.join(nodeids)} recorded no results (exit {done.returncode}) {tail}".strip()
+            )
+        return RunRecord.load(results)

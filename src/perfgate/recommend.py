@@ -184,7 +184,8 @@ def choose(model: str, batch_size: int, device: str, cases: Sequence[CaseResult]
     return choice
 
 
-ROLE_ORDER = {"dtype": 0, "quantizer": 1, "attention": 2, "rewrite": 2, "compile": 3}
+# Within the parts that hand on a module and load no weights: cast, then quantize, then the rest.
+ROLE_ORDER = {"dtype": 0, "quantizer": 1}
 
 
 def stacks_worth_measuring(choice: Choice, measured: set[str]) -> list[str]:
@@ -208,13 +209,12 @@ def stacks_worth_measuring(choice: Choice, measured: set[str]) -> list[str]:
     for first, second in combinations(parts.values(), 2):
         ordered = sorted([first, second], key=lambda t: (t.builds_artifacts, not t.hands_on_module,
                                                           not t.loads_weights, ROLE_ORDER.get(t.role, 2)))  # fmt: skip
-        name = "+".join(t.name for t in ordered)
-        if name in measured or stack_rule_violation(ordered) is not None:
-            continue
         stack = Stack(ordered)
+        if stack.name in measured or stack_rule_violation(ordered) is not None:
+            continue
         runs_here = choice.device.partition(":")[0] in stack.devices
         if runs_here and stack.input_reason(choice.batch_size, None) is None:
-            found.append(name)
+            found.append(stack.name)
     return found
 
 

@@ -73,11 +73,11 @@ class Stack(Technique):
 
 def stack_rule_violation(parts: list[Technique]) -> str | None:
     """Why these parts, in this order, make no stack worth measuring, or None. The rules: a part that
-    hands on no module (an artifact builder, a compiled graph, a pinned SDPA backend) comes last; a part
-    that loads the weights itself comes first; at most one dtype change (a second casts what the first
-    cast), one quantizer (a second quantizes quantized weights) and one attention implementation; a part
-    that takes fp32 weights only comes before any dtype change; torch.compile after every part that
-    changes the weights (compiled graphs read the weights they were traced with)."""
+    hands on no module (an artifact builder; a wrapper: a compiled graph, a pinned SDPA backend) comes
+    last, so torch.compile comes after every part that changes the weights; a part that loads the weights
+    itself comes first; at most one dtype change (a second casts what the first cast), one quantizer (a
+    second quantizes quantized weights) and one attention implementation; a part that takes fp32 weights
+    only comes before any dtype change."""
     name = STACK_SEPARATOR.join(part.name for part in parts)
     for part in parts[:-1]:
         if part.builds_artifacts:
@@ -92,15 +92,9 @@ def stack_rule_violation(parts: list[Technique]) -> str | None:
         chosen = [part.name for part in parts if part.role == role]
         if len(chosen) > 1:
             return f"{name}: at most one {what} per stack, here {' and '.join(chosen)}"
-    for position, part in enumerate(parts):
-        cast = next((p.name for p in parts[:position] if p.role == "dtype"), None)
-        if part.needs_fp32_weights and cast is not None:
-            return f"{name}: {part.name} takes fp32 weights only, so it must come before {cast}"
-    compiled = next((i for i, part in enumerate(parts) if part.role == "compile"), None)
-    if compiled is not None:
-        later = [part.name for part in parts[compiled + 1 :] if part.role in ("dtype", "quantizer")]
-        if later:
-            return (
-                f"{name}: {parts[compiled].name} must come after the parts that change the weights ({', '.join(later)})"
-            )
+    cast = next((i for i, part in enumerate(parts) if part.role == "dtype"), None)
+    if cast is not None:
+        for part in parts[cast + 1 :]:
+            if part.needs_fp32_weights:
+                return f"{name}: {part.name} takes fp32 weights only, so it must come before {parts[cast].name}"
     return None
