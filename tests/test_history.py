@@ -373,14 +373,14 @@ def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path,
 
     seen = []
 
-    def fake_rerun(nodeids, settings):
-        seen.append(settings)
+    def fake_rerun(nodeids, settings, markexpr):
+        seen.append((settings, markexpr))
         again = run(10, 2.95)
         again.config = settings
         return again
 
     monkeypatch.setattr(history, "rerun_tests", fake_rerun)
-    settings = {"budget": "60.0", "min_pairs": "80", "threads": "None", "seed": "0"}
+    settings = {"budget": "60.0", "min_pairs": "80", "threads": "None", "seed": "0", "markexpr": "gpu and slow"}
     directory = tmp_path / "precise"
     directory.mkdir()
     for night, speedup in enumerate(NIGHTS):
@@ -391,8 +391,55 @@ def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path,
     slow.config = settings
     slow.save(tmp_path / "slow.json")
     assert main(["compare", str(tmp_path / "slow.json"), "--history", str(directory), "--confirm"]) == 1
-    assert seen == [{"budget": "60.0", "min_pairs": "80", "seed": "0", "threads": "None", "precision": None,
-                     "hardware_class": None}]  # fmt: skip
+    assert seen == [({"budget": "60.0", "min_pairs": "80", "seed": "0", "threads": "None", "precision": None,
+                      "hardware_class": None}, "gpu and slow")]  # fmt: skip
+    seen.clear()
+    del slow.config["markexpr"]  # written before the expression was recorded: every marker selected
+    slow.save(tmp_path / "slow.json")
+    main(["compare", str(tmp_path / "slow.json"), "--history", str(directory), "--confirm"])
+    assert seen[0][1] == "slow or not slow"
+
+
+SLOW_TEST = """
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("technique", ["ort-int8"])
+def test_x(technique, request):
+    shutil.copy("remeasured.json", Path(request.config.getoption("perfgate_report_dir")) / "results.json")
+"""
+
+
+@pytest.mark.parametrize("markexpr", ["slow or not slow", ""])
+def test_a_slow_case_is_re_measured_under_the_run_s_own_marker_expression(tmp_path, monkeypatch, capsys, markexpr):
+    """A real pytest re-run: the plugin skips a `slow` test unless -m names it. Recorded with the nightly's
+    expression, the suspect is re-measured and confirmed; recorded as a default run (no -m), nothing is."""
+    project = tmp_path / "project"
+    (project / "perf").mkdir(parents=True)
+    (project / "perf" / "test_x.py").write_text(SLOW_TEST)
+    directory = tmp_path / "history"
+    directory.mkdir()
+    for night, speedup in enumerate(NIGHTS):
+        store(run(night, speedup), directory, tmp_path)
+    regressed = run(9, 2.5)
+    regressed.config = {"markexpr": markexpr}
+    regressed.save(project / "remeasured.json")
+    regressed.save(tmp_path / "night.json")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:cacheprovider")
+    code = main(["compare", str(tmp_path / "night.json"), "--history", str(directory), "--confirm",
+                 "--json", str(tmp_path / "compare.json")])  # fmt: skip
+    if markexpr:
+        assert code == 1
+        case = next(c for c in json.loads((tmp_path / "compare.json").read_text())["cases"] if "ort" in c["case_id"])
+        assert (case["status"], case["confirmed"]) == ("regression", True)
+    else:
+        assert code == 2
+        assert "recorded no results" in capsys.readouterr().err
 
 
 def test_confirm_on_a_pytest_benchmark_run_is_a_clear_refusal(tmp_path, capsys):

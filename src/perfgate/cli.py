@@ -29,24 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"perfgate {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare", help="compare a results.json with the history's comparable runs")
-    compare.add_argument("current", type=Path, help="the run's results.json, or a pytest-benchmark saved run")
-    compare.add_argument(
-        "--history", type=Path, required=True, help="directory of past results files (or a .benchmarks directory)"
-    )
-    compare.add_argument("--last", type=int, default=5, help="compare with up to this many latest runs (5)")
-    compare.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
-    compare.add_argument("--json", type=Path, help="also write the comparison as JSON (for alerting scripts)")
-    compare.add_argument(
-        "--confirm", action="store_true",
-        help="re-run each suspected regression's test alone (pytest, in this directory) and count only those "
-        "that regress again",
-    )  # fmt: skip
-    compare.add_argument(
-        "--annotate", action="store_true",
-        help="write each case's status (and confirmation) into the results file, so that once it is in the "
-        "history the HTML report marks its confirmed regressions",
-    )  # fmt: skip
+    _add_compare(commands)
     _add_recommend(commands)
     _add_bisect(commands)
     export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
@@ -72,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "--results", dest="joined", type=Path,
         help="join shards of one run (one hardware class) into this results.json, for compare and the report",
     )  # fmt: skip
+    _add_join_night(commands)
     gate = commands.add_parser(
         "gate", help="model or library upgrade: candidate against current, interleaved, with non-inferiority margins"
     )
@@ -268,6 +252,45 @@ def _version() -> str:
         return "unknown (not installed: pip install -e .)"
 
 
+def _add_compare(commands: Any) -> None:
+    compare = commands.add_parser("compare", help="compare a results.json with the history's comparable runs")
+    compare.add_argument("current", type=Path, help="the run's results.json, or a pytest-benchmark saved run")
+    compare.add_argument(
+        "--history", type=Path, required=True, help="directory of past results files (or a .benchmarks directory)"
+    )
+    compare.add_argument("--last", type=int, default=5, help="compare with up to this many latest runs (5)")
+    compare.add_argument("--markdown", type=Path, help="also write the report here (e.g. $GITHUB_STEP_SUMMARY)")
+    compare.add_argument("--json", type=Path, help="also write the comparison as JSON (for alerting scripts)")
+    compare.add_argument(
+        "--confirm", action="store_true",
+        help="re-run each suspected regression's test alone (pytest, in this directory) and count only those "
+        "that regress again",
+    )  # fmt: skip
+    compare.add_argument(
+        "--annotate", action="store_true",
+        help="write each case's status (and confirmation) into the results file, so that once it is in the "
+        "history the HTML report marks its confirmed regressions",
+    )  # fmt: skip
+    compare.add_argument(
+        "--shard", action="store_true",
+        help="the run is one shard of a night: cases of the history it did not measure are not reported "
+        "missing (perfgate join-night reports them for the whole night)",
+    )  # fmt: skip
+
+
+def _add_join_night(commands: Any) -> None:
+    night = commands.add_parser(
+        "join-night",
+        help="join a nightly run's shards, which may have run on different hardware classes, after each "
+        "compared itself with its class's history",
+    )
+    night.add_argument("shards", type=Path, nargs="*", help="the shards' artifact folders (results.json, compare.json)")
+    night.add_argument("--output", type=Path, required=True, help="writes CLASS/results.json and compare.json here")
+    night.add_argument("--expect-shards", type=int, required=True, help="how many shards the matrix started")
+    night.add_argument("--history", type=Path, help="the history the shards compared with (for missing cases)")
+    night.add_argument("--markdown", type=Path, help="also write the night's summary here ($GITHUB_STEP_SUMMARY)")
+
+
 def _add_gpus(commands: Any) -> None:
     gpus = commands.add_parser(
         "gpus", help="the GPUs the plugin will run the gpu cases on (its own detection, checked against torch)"
@@ -353,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "merge":
             return _merge(args)
+        if args.command == "join-night":
+            return _join_night(args)
         if args.command == "recommend":
             return _recommend(args)
         if args.command == "bisect":
@@ -376,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         history = load_history(args.history).without(args.current)
         for note in history.notes():
             print(f"perfgate compare: history {str(args.history)!r}: {note}", file=sys.stderr)
-        comparison = compare_run(current, history, last=args.last, current_path=args.current)
+        comparison = compare_run(
+            current, history, last=args.last, current_path=args.current, report_missing=not args.shard
+        )
         if args.confirm:
             comparison.confirm(confirmation_rerun(current), history)
         if args.annotate:
@@ -413,6 +440,38 @@ def _merge(args: argparse.Namespace) -> int:
     if args.output is not None:
         write_atomically(args.output, merged_markdown(runs))
         print(f"wrote {args.output}")
+    return 0
+
+
+def _join_night(args: argparse.Namespace) -> int:
+    from perfgate.history import load_history
+    from perfgate.night import join_night, read_shard
+    from perfgate.report import fit_job_summary
+    from perfgate.results import write_atomically
+
+    history, fetch_note = None, ""
+    if args.history is not None:
+        if args.history.is_dir():
+            history = load_history(args.history)
+            fetched = args.history / "fetch.txt"  # scripts/fetch_history.sh says what it fetched, or why not
+            fetch_note = fetched.read_text().strip() if fetched.is_file() else ""
+        else:
+            fetch_note = f"no history at {str(args.history)!r}: missing cases cannot be named"
+    try:
+        night = join_night([read_shard(folder) for folder in args.shards], args.expect_shards, history, fetch_note)
+    except PerfgateError as error:  # the night's summary must say why it is red, whatever the log holds
+        if args.markdown:
+            with args.markdown.open("a") as summary:
+                summary.write(f"# perfgate nightly\n\n**This night is red because:** the shards could not be "
+                              f"joined: {error}\n")  # fmt: skip
+        raise
+    night.write(args.output)
+    markdown = night.markdown()
+    write_atomically(args.output / "night.md", markdown)
+    if args.markdown:
+        with args.markdown.open("a") as summary:
+            summary.write(fit_job_summary(markdown))
+    print(markdown)
     return 0
 
 
@@ -529,6 +588,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 # The settings a re-measurement repeats from the original run: what makes its figure the same figure.
 RERUN_SETTINGS = ("budget", "min_pairs", "seed", "threads", "precision", "hardware_class")
+EVERY_MARKER = "slow or not slow"
 
 
 def confirmation_rerun(original: RunRecord) -> Any:
@@ -540,9 +600,12 @@ def confirmation_rerun(original: RunRecord) -> Any:
             "pytest-benchmark (--benchmark-compare) or compare without --confirm"
         )
     settings = {name: original.config.get(name) for name in RERUN_SETTINGS}
+    # The run's own -m: a slow case is skipped unless the expression names "slow". A record written before
+    # the expression was recorded re-runs its suspects with every marker selected: they were measured.
+    markexpr = original.config.get("markexpr", EVERY_MARKER)
     from perfgate.history import rerun_tests
 
-    return lambda nodeids: rerun_tests(nodeids, settings)
+    return lambda nodeids: rerun_tests(nodeids, settings, markexpr=markexpr)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ __all__ = [
     "incompatibility",
     "load_history",
     "load_run",
+    "runner_class",
     "store_run",
 ]
 
@@ -218,6 +219,7 @@ class Comparison:
     last: int = 5
     notes: list[str] = field(default_factory=list)  # skipped and ignored files of the history directory
     acceptances: list[Acceptance] = field(default_factory=list)  # those that apply to this run
+    hardware_class: dict[str, str] = field(default_factory=dict)  # the compared run's: {"cpu": ..., "cuda": ...}
 
     @property
     def regressions(self) -> list[CaseComparison]:
@@ -255,6 +257,8 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         """The comparison as data, for scripts that act on it (alerting)."""
         return {
+            "hardware_class": self.hardware_class,
+            "runner_class": runner_class(self.hardware_class),
             "history_runs": self.history_runs,
             "excluded": self.excluded,
             "notes": self.notes,
@@ -275,7 +279,9 @@ class Comparison:
             f"Each case against the median of up to the last {self.last} comparable runs in the history "
             f"({self.history_runs} used); bands from their spread, at least 10% for speed and memory ratios. "
             "Absolute latencies are shown, never an alert on their own.",
-            self.counts(),
+            f"Hardware class {runner_class(self.hardware_class)}: {self.counts()}"
+            if self.hardware_class
+            else self.counts(),
         ]
         if self.excluded:
             out += ["", "Not comparable (left out):", *[f"- {line}" for line in self.excluded]]
@@ -311,6 +317,12 @@ class Comparison:
             out += ["", "Reproduce locally:", ""]
             out += [f"- `{c.case_id}` ({c.status}): `{c.reproduce}`" for c in flagged]
         return "\n".join(out) + "\n"
+
+
+def runner_class(hardware_class: dict[str, str]) -> str:
+    """The class that names a runner in issues and summaries: its GPU's where it has one, else its CPU's."""
+    cuda = hardware_class.get("cuda")
+    return cuda if cuda and cuda != "gpu-none" else hardware_class.get("cpu", "unknown")
 
 
 def incompatibility(current: dict[str, Any], other: dict[str, Any]) -> str | None:
@@ -471,9 +483,11 @@ def _who() -> str:
 
 
 def compare_run(
-    current: RunRecord, history: Sequence[tuple[Path, RunRecord]], last: int = 5, current_path: Path | None = None
-) -> Comparison:
-    """Each case of ``current`` against its reference in the comparable runs of ``history``."""
+    current: RunRecord, history: Sequence[tuple[Path, RunRecord]], last: int = 5, current_path: Path | None = None,
+    *, report_missing: bool = True,
+) -> Comparison:  # fmt: skip
+    """Each case of ``current`` against its reference in the comparable runs of ``history``. A shard of a
+    night (``report_missing=False``) measured only part of the selection: what it lacks is not missing."""
     if not isinstance(history, History):
         history = History(list(history))
     excluded, usable = [], []
@@ -485,6 +499,7 @@ def compare_run(
             usable.append(run)
     now = _instant(current.started)
     acceptances = [a for a in history.acceptances if _instant(a.since) <= now]
+    classes = {k: str(v) for k, v in current.fingerprint.get("hardware_class", {}).items()}
     if not usable:
         status = Status.INCOMPARABLE if excluded else Status.NEW
         reason = f"no comparable run in the history ({excluded[-1]})" if excluded else "the history is empty"
@@ -494,20 +509,21 @@ def compare_run(
             else CaseComparison(case.spec.case_id, status, detail=reason)
             for case in current.cases
         ]
-        return Comparison(current_path, 0, excluded, cases, last, history.notes(), acceptances)
+        return Comparison(current_path, 0, excluded, cases, last, history.notes(), acceptances, classes)
     compared: list[CaseComparison] = []
     used: set[int] = set()
     for case in current.cases:
         reference = _reference(case, usable, acceptances, last)
         used.update(id(run) for run, _ in reference)
         compared.append(_compare_case(case, [found for _, found in reference]))
-    seen = {case.spec.case_id for case in current.cases}
-    latest = {case.spec.case_id for case in usable[-1].cases}
-    compared += [
-        CaseComparison(case_id, Status.MISSING, detail="in the latest comparable run, not in this one")
-        for case_id in sorted(latest - seen)
-    ]
-    return Comparison(current_path, len(used), excluded, compared, last, history.notes(), acceptances)
+    if report_missing:
+        seen = {case.spec.case_id for case in current.cases}
+        latest = {case.spec.case_id for case in usable[-1].cases}
+        compared += [
+            CaseComparison(case_id, Status.MISSING, detail="in the latest comparable run, not in this one")
+            for case_id in sorted(latest - seen)
+        ]
+    return Comparison(current_path, len(used), excluded, compared, last, history.notes(), acceptances, classes)
 
 
 def _reference(
@@ -588,12 +604,14 @@ def _compare_figure(
 
 def rerun_tests(
     nodeids: list[str], settings: dict[str, Any] | None = None, *, cwd: Path | None = None,
-    python: str | None = None, quiet: bool = False,
+    python: str | None = None, quiet: bool = False, markexpr: str = "",
 ) -> RunRecord:  # fmt: skip
     """Run these tests alone in a fresh pytest process (``python``, default this interpreter, in ``cwd``),
     with the given perfgate settings, and return their record: the re-measurement a suspected regression
     needs before it is believed (``compare --confirm``), and each step of ``perfgate bisect --git``.
-    ``quiet`` keeps pytest's output, which then only names the cause when no record was written."""
+    ``markexpr`` is the original run's ``-m``: the plugin skips a ``slow`` test unless the expression
+    names it, so a nightly case is re-run under the nightly's expression. ``quiet`` keeps pytest's
+    output, which then only names the cause when no record was written."""
     import subprocess
     import sys
     import tempfile
@@ -607,7 +625,7 @@ def rerun_tests(
     ]
     with tempfile.TemporaryDirectory(prefix="perfgate-confirm-") as scratch:
         command = [python or sys.executable, "-m", "pytest", *nodeids, *flags, f"--perfgate-report-dir={scratch}",
-                   "-q", "-p", "no:randomly"]  # fmt: skip
+                   "-q", "-p", "no:randomly", *(["-m", markexpr] if markexpr else [])]  # fmt: skip
         if not quiet:
             print("re-measuring:", " ".join(command), file=sys.stderr)
         # A failing gate is expected here: the record is what counts.

@@ -119,4 +119,5 @@ def merge_records(records: list[RunRecord]) -> RunRecord:
         gates=[gate for r in records for gate in (r.gates or [])] or None,
         started=min(r.started for r in records),
         perfgate_version=records[0].perfgate_version,
+        against_history={k: v for r in records for k, v in (r.against_history or {}).items()} or None,
     )

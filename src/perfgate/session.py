@@ -381,6 +381,7 @@ class PerfgateSession:
                 fingerprint["gpu_clocks"] = read_nvml(self.placed("cuda"), clocks_and_power)  # at the run's start
             self.config.hook.pytest_perfgate_machine_info(info=fingerprint)
             settings = {k: str(v) for k, v in asdict(self.settings).items() if k != "sources"}
+            settings["markexpr"] = self.config.getoption("markexpr", "") or ""  # what a re-run must select again
             self.record = RunRecord(fingerprint=fingerprint, config=settings, perfgate_version=_version())
         return self.record
 
