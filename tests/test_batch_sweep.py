@@ -68,3 +68,45 @@ def test_a_sweep_up_to_b8_runs_every_order_at_1_2_4_8_on_the_micro_model(micro_m
     assert rows[("fixed-128", 1)]["padding_share"] > 0.8
     assert rows[("sorted", 4)]["padding_share"] < rows[("random", 4)]["padding_share"]
     assert rows[("sorted", 8)]["latency_p99_ms"] >= rows[("sorted", 8)]["latency_p50_ms"]
+    gains = data["gains"]
+    assert gains["batching"]["ci_low"] <= gains["batching"]["speedup"] <= gains["batching"]["ci_high"]
+    assert gains["sorting"]["batch_size"] == 8
+    assert data["stop_reason"] == "0.25 s spent"  # no precision asked: half the budget, as an ungated case
+
+
+def planted_passes(spread: float, count: int) -> dict[tuple[str, int], list[float]]:
+    """Pass times where batch 8 sorted runs twice as fast as batch 1, with seeded relative noise."""
+    import random
+
+    rng = random.Random(0)
+    base = {("sorted", 1): 1.0, ("sorted", 8): 0.5, ("random", 8): 0.8}
+    return {key: [t * (1 + rng.uniform(-spread, spread)) for _ in range(count)] for key, t in base.items()}
+
+
+def test_the_gains_carry_paired_intervals_and_precision_is_met_only_by_enough_quiet_passes():
+    from perfgate.scenarios.batch_sweep import gain_estimates, within
+
+    quiet = gain_estimates(planted_passes(0.01, 20))
+    assert quiet["batching"]["speedup"] == pytest.approx(2.0, rel=0.03)
+    assert quiet["batching"]["batch_size"] == 8
+    assert quiet["sorting"]["speedup"] == pytest.approx(1.6, rel=0.03)
+    assert within(quiet, 0.03)
+    noisy = gain_estimates(planted_passes(0.3, 4))
+    assert not within(noisy, 0.03)  # four noisy passes cannot claim ±3%
+    assert not within({}, 0.03)
+
+
+def test_the_sweep_measures_on_to_the_precision_asked(micro_model_dir):
+    from perfgate.technique import import_path
+    from perfgate.worker import WorkerState
+
+    payload = {
+        "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
+        "technique": import_path("fp32-eager"), "workdir": "/tmp", "threads": 1,
+        "eval_texts": ["The train was late this morning.", "Rain.", "Where did I put my keys?"] * 2,
+        "batch_sizes": [1, 2], "orders": ["random", "sorted", "fixed-128"],
+        "policy": {"seed": 0, "budget_seconds": 0.6, "precision": 0.0001},
+    }  # fmt: skip
+    data = BatchSweep().run(payload, WorkerState())
+    assert data["stop_reason"] == "budget spent before ±0.01%"  # the whole budget, not half of it
+    assert data["seconds"] >= 0.6

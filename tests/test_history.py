@@ -462,3 +462,19 @@ def test_the_band_holds_the_run_s_own_interval_as_well_as_the_nights_spread(hist
     (figure, *_) = next(c for c in compare_run(loose, load_history(history)).cases if "ort" in c.case_id).figures
     assert figure.status == Status.UNCHANGED
     assert figure.low < 3.05 * 0.99
+
+
+def test_the_batch_sweep_s_gains_are_compared_with_their_intervals(tmp_path):
+    def sweep(night: int, gain: float, half: float) -> RunRecord:
+        result = CaseResult(spec=CaseSpec("minilm", "fp32-eager", 16), hardware_class="cpu-amx",
+                            outcome=Outcome.MEASURED)  # fmt: skip
+        estimate = {"speedup": gain, "ci_low": gain * (1 - half), "ci_high": gain * (1 + half), "batch_size": 8}
+        result.metrics = {"batch_sweep": {"gains": {"batching": estimate}}}
+        return RunRecord(fingerprint=FINGERPRINT, config={}, cases=[result], started=f"2026-11-{10 + night:02d}")
+
+    history = [(tmp_path / f"{n}.json", sweep(n, g, 0.02)) for n, g in enumerate([2.0, 2.05, 1.97, 2.02, 1.99])]
+    (case,) = compare_run(sweep(9, 1.6, 0.02), history).cases
+    assert case.status == Status.REGRESSION
+    assert [f.name for f in case.figures] == ["batching_gain"]
+    (loose,) = compare_run(sweep(9, 1.75, 0.2), history).cases  # measured to ±20%: cannot show -12%
+    assert loose.status == Status.UNCHANGED

@@ -108,15 +108,32 @@ def _path(*keys: str) -> Callable[[CaseResult], float | None]:
     return read
 
 
-def _speed_interval(case: CaseResult) -> tuple[float, float] | None:
-    low, high = _path("speed", "estimate", "ci_low")(case), _path("speed", "estimate", "ci_high")(case)
-    return None if low is None or high is None or low <= 0 else (low, high)
+def _interval(*keys: str) -> Callable[[CaseResult], tuple[float, float] | None]:
+    def read(case: CaseResult) -> tuple[float, float] | None:
+        low, high = _path(*keys, "ci_low")(case), _path(*keys, "ci_high")(case)
+        return None if low is None or high is None or low <= 0 else (low, high)
+
+    return read
+
+
+_speed_interval = _interval("speed", "estimate")
 
 
 TRACKED = (
     Tracked("speedup", _path("speed", "estimate", "speedup"), True, floor=0.10, interval=_speed_interval),
     Tracked("cosine_min", _path("fidelity", "cosine_min"), higher_is_better=True, floor=0.005, absolute=True),
     Tracked("memory_ratio", _path("memory", "ratio"), higher_is_better=False, floor=0.10),
+    # The batch sweep's gains, paired within its passes: measured to the nightly's precision like a speedup.
+    *(
+        Tracked(
+            f"{gain}_gain",
+            _path("batch_sweep", "gains", gain, "speedup"),
+            higher_is_better=True,
+            floor=0.10,
+            interval=_interval("batch_sweep", "gains", gain),
+        )
+        for gain in ("batching", "sorting")
+    ),
     # Absolute times cross processes: ±15-20% measured between back-to-back runs on one machine, so a
     # latency is context for the ratio beside it, not evidence on its own.
     Tracked("latency_p50", _path("speed", "latency", "candidate", "p50"), False, floor=0.20, alerts=False),

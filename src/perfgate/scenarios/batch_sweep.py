@@ -7,6 +7,11 @@ which, on this machine. All (order, batch size) combinations are timed in shuffl
 passes over the whole set until the budget is spent, so drift reaches every combination alike; a
 combination's throughput is items over the median pass time, and an item's latency is the time of
 the batch it rode in (it waits for the whole batch), as p50 and p99 over batches.
+
+The two gains (the sorted order's best batch over its batch 1; sorted over random at the largest batch)
+come with intervals from the passes, paired within each pass as the A/B pairs are. With the nightly's
+``--perfgate-precision`` the sweep measures on until both intervals are within it, or the whole budget
+is spent; without it, it stops after half the budget, as an ungated A/B case does.
 """
 
 from __future__ import annotations
@@ -66,7 +71,10 @@ class BatchSweep(Scenario):
             per_batch: dict[tuple[str, int], list[float]] = {key: [] for key in inputs}
             rng = random.Random(payload["policy"]["seed"])
             start = time.perf_counter()
-            budget = payload["policy"]["budget_seconds"] / 2  # 15 combinations share it; 3 passes each at least
+            precision = payload["policy"].get("precision")
+            # 15 combinations share the budget, 3 passes each at least; half of it unless a precision is asked
+            budget = payload["policy"]["budget_seconds"] / (1 if precision else 2)
+            stop_reason = f"{budget:g} s spent"
             while min(map(len, passes.values())) < MIN_PASSES or time.perf_counter() - start < budget:
                 keys = list(inputs)
                 rng.shuffle(keys)
@@ -74,6 +82,13 @@ class BatchSweep(Scenario):
                     times = [timer.time_block(functools.partial(variant.run, batch)) for batch in inputs[key]]
                     passes[key].append(sum(times))
                     per_batch[key].extend(times)
+                enough = min(map(len, passes.values())) >= MIN_PASSES
+                if precision and enough and within(gain_estimates(passes, payload["policy"]["seed"]), precision):
+                    stop_reason = f"both gains within ±{precision * 100:g}%"
+                    break
+            else:
+                if precision:
+                    stop_reason = f"budget spent before ±{precision * 100:g}%"
         rows = []
         for (order, size), seconds in passes.items():
             latencies = np.asarray(per_batch[(order, size)])
@@ -87,7 +102,37 @@ class BatchSweep(Scenario):
         return {
             "items": len(texts), "threads": threads, "rows": rows, "seconds": time.perf_counter() - start,
             "seed": payload["policy"]["seed"],  # the random order's shuffle: the run can be replayed
+            "gains": gain_estimates(passes, payload["policy"]["seed"]), "stop_reason": stop_reason,
         }  # fmt: skip
+
+
+def gain_estimates(passes: dict[tuple[str, int], list[float]], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The batching gain (sorted order: batch 1's pass time over the best batch size's) and the sorting
+    gain (random over sorted at the largest batch size), each a paired estimate over the passes with its
+    interval, as ``estimate_speedup`` makes of A/B pairs."""
+    import statistics
+
+    from perfgate.comparison import ComparePolicy, estimate_speedup
+
+    policy = ComparePolicy(seed=seed)
+    gains: dict[str, dict[str, Any]] = {}
+    sorted_sizes = sorted(size for order, size in passes if order == "sorted")
+    if ("sorted", 1) in passes and sorted_sizes and len(passes[("sorted", 1)]) >= 2:
+        best = min(sorted_sizes, key=lambda size: statistics.median(passes[("sorted", size)]))
+        estimate = estimate_speedup(passes[("sorted", 1)], passes[("sorted", best)], policy).to_dict()
+        gains["batching"] = {**estimate, "batch_size": best}
+    largest = sorted_sizes[-1] if sorted_sizes else 0
+    if largest >= 2 and ("random", largest) in passes and len(passes[("random", largest)]) >= 2:
+        estimate = estimate_speedup(passes[("random", largest)], passes[("sorted", largest)], policy).to_dict()
+        gains["sorting"] = {**estimate, "batch_size": largest}
+    return gains
+
+
+def within(gains: dict[str, dict[str, Any]], precision: float) -> bool:
+    """Every gain's interval within ±precision of itself (the half-width of its log interval)."""
+    import math
+
+    return bool(gains) and all(math.log(g["ci_high"] / g["ci_low"]) / 2 <= precision for g in gains.values())
 
 
 def _batches(texts: list[str], lengths: list[int], order: str, size: int, seed: int) -> list[list[str]]:
