@@ -15,12 +15,11 @@ thousands of them; the handler below is the fake, the transport only carries it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import socket
 import socketserver
-import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.loopback import answer, read_request, write_client
 
 AUTH_MESSAGE = (
     "gh: To use GitHub CLI in a GitHub Actions workflow, set the GH_TOKEN environment variable. Example:\n"
@@ -361,64 +362,20 @@ def _body(options: dict[str, list[str]], cwd: Path) -> str:
 
 
 # --- transport: a bash client on PATH, a server thread here ---------------------------------------------
-CLIENT = r"""#!/usr/bin/env bash
-exec 3<>/dev/tcp/127.0.0.1/{port} || exit 98
-printf '%s\0' "$PWD" "${{GH_TOKEN:-${{GITHUB_TOKEN:-}}}}" "${{GH_REPO:-}}" "$#" "$@" END >&3
-IFS= read -r code <&3
-IFS= read -r length <&3
-LC_ALL=C
-if [ "$length" -gt 0 ]; then IFS= read -r -d '' -N "$length" out <&3; printf '%s' "$out"; fi
-while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line" >&2; done <&3
-exit "$code"
-"""
+REQUEST = r"""printf '%s\0' "$PWD" "${GH_TOKEN:-${GITHUB_TOKEN:-}}" "${GH_REPO:-}" "$#" "$@" END >&3"""
 
 
-def read_request(connection: socket.socket) -> list[str]:
-    """NUL-separated fields up to the END field."""
-    data = b""
-    while not data.endswith(b"\0END\0") and data != b"END\0":
-        # Acknowledge at once: the client writes its request in a few small pieces, and Nagle's algorithm
-        # holds each piece until the last is acknowledged, which delayed ACKs put off by 40 ms.
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().split("\0")[:-2]
-
-
-def answer(connection: socket.socket, code: int, out: str, err: str) -> None:
-    body = out.encode()
-    connection.sendall(f"{code}\n{len(body)}\n".encode() + body + err.encode())
-
-
-def write_client(path: Path, port: int) -> None:
-    path.write_text(CLIENT.format(port=port))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC | stat.S_IXGRP | stat.S_IXOTH)
-
-
-@dataclass
-class Served:
-    github: FakeGitHub
-    server: socketserver.TCPServer
-    thread: threading.Thread
-
-
-@pytest.fixture
-def served_github(tmp_path: Path) -> Iterator[FakeGitHub]:
-    """Yields a FakeGitHub whose ``gh`` client is written to tmp_path/fake-gh-bin (not yet on PATH)."""
-    yield from serve(tmp_path)
-
-
+@contextlib.contextmanager
 def serve(tmp_path: Path, labels: tuple[str, ...] = ()) -> Iterator[FakeGitHub]:
+    """A repository served to a ``gh`` client written into tmp_path/fake-gh-bin (not put on PATH)."""
     github = FakeGitHub(tmp_path / "fake-gh-artifacts", labels=list(labels))
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             fields = read_request(self.request)
             cwd, token, repo, count = fields[:4]
-            call = Call(fields[4 : 4 + int(count)], cwd, token, repo)
-            answer(self.request, *github.handle(call))
+            code, out, err = github.handle(Call(fields[4 : 4 + int(count)], cwd, token, repo))
+            answer(self.request, code, out.encode(), err.encode())
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -426,7 +383,7 @@ def serve(tmp_path: Path, labels: tuple[str, ...] = ()) -> Iterator[FakeGitHub]:
     thread.start()
     bin_dir = tmp_path / "fake-gh-bin"
     bin_dir.mkdir(exist_ok=True)
-    write_client(bin_dir / "gh", server.server_address[1])
+    write_client(bin_dir / "gh", server.server_address[1], REQUEST)
     try:
         yield github
     finally:
@@ -437,7 +394,7 @@ def serve(tmp_path: Path, labels: tuple[str, ...] = ()) -> Iterator[FakeGitHub]:
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: tuple[str, ...] = ()) -> Iterator[FakeGitHub]:
     """Put the fake ``gh`` first on PATH (for subprocesses too) with an empty repository, a token and
     GH_REPO, as a workflow step that calls gh has them."""
-    for github in serve(tmp_path, labels):
+    with serve(tmp_path, labels) as github:
         monkeypatch.setenv("PATH", f"{tmp_path / 'fake-gh-bin'}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("GH_TOKEN", "fake-token")
         monkeypatch.setenv("GH_REPO", github.repo)

@@ -17,38 +17,18 @@ import contextlib
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-CLIENT = r"""#!/usr/bin/env bash
-exec 3<>/dev/tcp/127.0.0.1/{port} || exit 98
-printf '%s\0' "$PWD" "$#" >&3
+from tests.loopback import answer, read_request, write_client
+
+REQUEST = r"""printf '%s\0' "$PWD" "$#" >&3
 if [ "$#" -gt 0 ]; then printf '%s\0' "$@" >&3; fi
 env -0 >&3
-printf 'END\0' >&3
-IFS= read -r code <&3
-IFS= read -r length <&3
-head -c "$length" <&3
-cat <&3 >&2
-exit "$code"
-"""
-
-
-def _read(connection: socket.socket) -> list[str]:
-    data = b""
-    while not data.endswith(b"\0END\0"):
-        # Acknowledge at once: the client writes its request in a few small pieces, and Nagle's algorithm
-        # holds each piece until the last is acknowledged, which delayed ACKs put off by 40 ms.
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().split("\0")[:-2]
+printf 'END\0' >&3"""
 
 
 def _child(connection: socket.socket) -> None:
@@ -57,7 +37,7 @@ def _child(connection: socket.socket) -> None:
     out_path = err_path = ""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the command's own subprocesses are waited for
-        fields = _read(connection)
+        fields = read_request(connection)
         cwd, count = fields[0], int(fields[1])
         args = fields[2 : 2 + count]
         os.environ.clear()
@@ -83,8 +63,7 @@ def _child(connection: socket.socket) -> None:
                 code = 1
             sys.stdout.flush()
             sys.stderr.flush()
-        body = Path(out_path).read_bytes()
-        connection.sendall(f"{code}\n{len(body)}\n".encode() + body + Path(err_path).read_bytes())
+        answer(connection, code, Path(out_path).read_bytes(), Path(err_path).read_bytes())
     finally:
         for path in (out_path, err_path):
             with contextlib.suppress(OSError):
@@ -126,8 +105,7 @@ def running(bin_dir: Path) -> Iterator[Path]:
                 raise RuntimeError(f"the fork server did not start (exit {server.poll()})")
             time.sleep(0.05)
         client = bin_dir / "perfgate"
-        client.write_text(CLIENT.format(port=int(port_file.read_text())))
-        client.chmod(client.stat().st_mode | stat.S_IEXEC)
+        write_client(client, int(port_file.read_text()), REQUEST)
         yield client
     finally:
         server.kill()

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import sys
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +136,7 @@ class World:
 
         self.tmp, self.seed = tmp_path, seed
         self.rng = random.Random(seed)
-        self.github: fake_gh.FakeGitHub = stack.enter_context(_served(tmp_path))
+        self.github: fake_gh.FakeGitHub = stack.enter_context(fake_gh.serve(tmp_path))
         bin_dir = tmp_path / "fake-gh-bin"
         (bin_dir / "python3").symlink_to(sys.executable)  # the runner's python3, without a shim's start-up
         self.perfgate = stack.enter_context(fork_server.running(tmp_path / "fork-bin"))
@@ -253,18 +252,3 @@ def datetime_day(night: int) -> str:
     import datetime
 
     return (datetime.date(2026, 9, 1) + datetime.timedelta(days=night)).isoformat()
-
-
-def _served(tmp_path: Path) -> Any:
-    from contextlib import contextmanager
-
-    @contextmanager
-    def serving() -> Iterator[fake_gh.FakeGitHub]:
-        generator = fake_gh.serve(tmp_path)
-        github = next(generator)
-        try:
-            yield github
-        finally:
-            generator.close()
-
-    return serving()
