@@ -165,3 +165,12 @@ def test_a_baseline_timed_in_turns_from_two_copies_averages_their_placement():
     timed_blocks = len(turns.baseline_seconds)
     assert abs(calls["early"] - calls["late"]) <= max(calls.values()) - timed_blocks // 2
     assert calls["late"] >= timed_blocks // 2
+
+
+def test_a_long_pair_gets_more_budget_only_when_a_precision_is_asked():
+    from perfgate.comparison import for_history
+
+    gating = ComparePolicy(budget_seconds=20.0)
+    assert for_history(gating, 3.0) == gating  # a verdict's own budget is unchanged
+    nightly = ComparePolicy(budget_seconds=20.0, precision=0.03)
+    assert for_history(nightly, 3.0).budget_seconds == 60.0
