@@ -25,6 +25,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,11 @@ RECORDED = ROOT / "fixtures" / "gpu-visit-durations.json"
 CACHE_DIR = ROOT / ".cache" / "perfgate"
 RUN_LIMIT_SECONDS = 210  # each pytest process: 3.5 minutes
 VISIT_LIMIT_SECONDS = 480  # both, with the models built first: 8 minutes of the 10 a command may run
+# The visit's own hard deadline, inside the device command's 600 s: every step gets a timeout from what is
+# left, run 2 is skipped when run 1 left too little, and packing (in a finally) keeps PACK_SECONDS.
+DEADLINE_SECONDS = 540
+PACK_SECONDS = 15
+GPU_CHECK_SECONDS = 60
 STARTUP_SECONDS = 10  # a pytest process: imports, collection, GPU detection
 RUNS = 2
 
@@ -138,11 +144,17 @@ WHEELS = ROOT / ".whl"  # what the image lacks travels as wheels (scripts/gpu-vi
 TRAVEL_LIMIT_BYTES = 64 * 2**20  # the working tree and what is carried, per device call
 
 
-def travelling_bytes() -> int:
-    """What a device call sends: the files git tracks or would track, and the carried wheels."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
-    files = [ROOT / name for name in listed if name] + sorted(WHEELS.glob("*.whl"))
+def travelling_bytes(root: Path = ROOT) -> int:
+    """What a device call sends: the files git tracks or would track, and the carried wheels. The GPU
+    machine gets a bare copy of the tree, with no ``.git`` and perhaps no git: there, every file in the
+    copy is what travelled."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                                capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+        files = {root / name for name in listed if name}
+    except (OSError, subprocess.CalledProcessError):
+        files = {path for path in root.rglob("*") if ".git" not in path.relative_to(root).parts[:1]}
+    files |= set((root / WHEELS.name).glob("*.whl"))
     return sum(path.stat().st_size for path in files if path.is_file())
 
 
@@ -217,20 +229,43 @@ def pytest_command(
 
 
 def plugin_installed(python: str) -> bool:
+    """Whether ``python`` has perfgate's pytest11 entry point (an interpreter that fails to say: no)."""
     code = "import importlib.metadata as m; print(any(e.name == 'perfgate' for e in m.entry_points(group='pytest11')))"
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    return found.stdout.strip() == "True"
 
 
-def build_models(python: str) -> None:
-    """Write the seeded models into the runs' cache (``CACHE_DIR``) before them, so no run pays for it."""
+def build_models_command(python: str, models: list[str] | None = None) -> list[str]:
+    """Writes the seeded models into the runs' cache (``CACHE_DIR``) before them, so no run pays for it."""
     code = (
         "import sys; sys.path[:0] = ['.', 'src']\n"
         "from pathlib import Path\n"
         "from fixtures.models import sources\n"
-        f"for source in sources():\n    if source.name in {sorted(MODELS)!r}:\n"
+        f"for source in sources():\n    if source.name in {sorted(models or MODELS)!r}:\n"
         f"        print(source.resolve(Path({str(CACHE_DIR / 'models')!r})))\n"
     )
-    subprocess.run([python, "-c", code], cwd=ROOT, check=True)
+    return [python, "-c", code]
+
+
+def finished_durations(work: Path) -> dict[str, float]:
+    """Per test, its wall time: from the runs' JUnit reports, or, for a run ended before pytest wrote its
+    report (a timeout), from the cases its results.json recorded as they finished."""
+    durations = junit_durations([work / f"run{n}" / "junit.xml" for n in range(1, RUNS + 1)])
+    for run in range(1, RUNS + 1):
+        results = work / f"run{run}" / "results.json"
+        if (work / f"run{run}" / "junit.xml").is_file() or not results.is_file():
+            continue
+        try:
+            cases = json.loads(results.read_text()).get("cases", [])
+        except ValueError:
+            continue
+        per_test: dict[str, float] = {}
+        for case in cases:
+            if case.get("nodeid") and case.get("outcome") != "started":
+                per_test[case["nodeid"]] = per_test.get(case["nodeid"], 0.0) + float(case.get("wall_seconds", 0))
+        for nodeid, seconds in per_test.items():
+            durations[nodeid] = max(durations.get(nodeid, 0.0), seconds)
+    return durations
 
 
 def junit_durations(paths: list[Path]) -> dict[str, float]:
@@ -255,39 +290,103 @@ def pack(out: Path, work: Path) -> None:
             source = work / f"run{run}" / name
             if source.is_file():
                 (out / f"run{run}-{name}").write_bytes(source.read_bytes())
-    (out / "durations.json").write_text(
-        json.dumps(junit_durations([work / f"run{n}" / "junit.xml" for n in (1, 2)]), indent=1)
-    )
+    (out / "durations.json").write_text(json.dumps(finished_durations(work), indent=1))
     with tarfile.open(out / "logs.tar.gz", "w:gz") as archive:
         for path in sorted(work.rglob("*")):
             if path.is_file() and (path.suffix in (".log", ".xml", ".html") or path.name == "job-summary.md"):
                 archive.add(path, arcname=str(path.relative_to(work)))
 
 
-def visit(python: str, out: Path, selection: tuple[VisitCase, ...] = FIRST_VISIT) -> int:
+class Deadline:
+    """Seconds left of the visit's deadline, and the timeout a step may have from them."""
+
+    def __init__(self, seconds: float, clock: Any = time.monotonic) -> None:
+        self.clock, self.end = clock, clock() + seconds
+
+    def left(self) -> float:
+        return self.end - self.clock()
+
+    def timeout(self, limit: float) -> float:
+        return max(0.0, min(limit, self.left() - PACK_SECONDS))
+
+
+def run_step(command: list[str], log: Any, timeout: float, **kwargs: Any) -> int:
+    """A step in its own process group, ended (SIGTERM, then SIGKILL) at its timeout: exit 124 then."""
+    import signal
+
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return 124
+
+
+def visit(
+    python: str, out: Path, selection: tuple[VisitCase, ...] = FIRST_VISIT, deadline_seconds: float = DEADLINE_SECONDS,
+    models: list[str] | None = None, require_gpu: bool = True,
+) -> int:  # fmt: skip
+    """The visit, within ``deadline_seconds``: a GPU must be seen first (``require_gpu=False``, on CPU, to
+    try the plumbing: every case skips), then the models are built and the runs made while time is left;
+    whatever exists is packed in any case (at most 8 files)."""
+    deadline = Deadline(deadline_seconds)
     work = out / "work"
     (work / "tmp").mkdir(parents=True, exist_ok=True)
     paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "TMPDIR": str(work / "tmp"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, paths))}  # fmt: skip
-    started = time.monotonic()
+           "PYTHONPATH": os.pathsep.join(filter(None, paths)), "PERFGATE_KEEP_FAILED_WORKER_LOGS": "1"}  # fmt: skip
+    recorded = recorded_durations()
+    status = 1
     with (out / "visit.log").open("w") as log:
-        print(plan_text(recorded_durations(), selection), file=log, flush=True)
-        build_models(python)
-        print(f"models built at {time.monotonic() - started:.0f} s", file=log, flush=True)
-        status, load_plugin = 0, not plugin_installed(python)
-        for run in range(1, RUNS + 1):
-            (work / f"run{run}").mkdir(parents=True, exist_ok=True)
-            began = time.monotonic()
-            command = pytest_command(python, run, work, selection, load_plugin)
-            result = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-            print(f"run {run}: exit {result.returncode} in {time.monotonic() - began:.0f} s", file=log, flush=True)
-            status = status or result.returncode
-    pack(out, work)
-    import shutil
+        try:
+            print(plan_text(recorded, selection), file=log, flush=True)
+            seen = run_step([python, "-m", "perfgate", "gpus", "--require"], log,
+                            deadline.timeout(GPU_CHECK_SECONDS), cwd=ROOT, env=env)  # fmt: skip
+            if seen != 0 and require_gpu:
+                print(f"no GPU seen (perfgate gpus --require: exit {seen}): nothing measured", file=log, flush=True)
+                return 3
+            if seen != 0:
+                print(f"no GPU seen (exit {seen}): going on without one, every case skips", file=log, flush=True)
+            built = run_step(build_models_command(python, models), log, deadline.timeout(VISIT_LIMIT_SECONDS), cwd=ROOT,
+                             env=env)  # fmt: skip
+            print(f"models built (exit {built}), {deadline.left():.0f} s left", file=log, flush=True)
+            if built != 0:
+                return built
+            figures = estimate(recorded, selection)
+            load_plugin = not plugin_installed(python)
+            status = 0
+            for run in range(1, RUNS + 1):
+                needed = figures["first_run" if run == 1 else "second_run"]
+                if run > 1 and deadline.timeout(RUN_LIMIT_SECONDS) < needed:
+                    print(f"run {run} skipped: {deadline.left():.0f} s left, it needs ~{needed:.0f} s",
+                          file=log, flush=True)  # fmt: skip
+                    break
+                (work / f"run{run}").mkdir(parents=True, exist_ok=True)
+                began = time.monotonic()
+                command = pytest_command(python, run, work, selection, load_plugin)
+                # Run 1 may use what is left (the guesses can be short); run 2 comes only where it fits.
+                limit = deadline_seconds if run == 1 else RUN_LIMIT_SECONDS
+                code = run_step(command, log, deadline.timeout(limit), cwd=ROOT, env=env)
+                ended = "timed out (the visit's deadline)" if code == 124 else f"exit {code}"
+                print(f"run {run}: {ended} in {time.monotonic() - began:.0f} s", file=log, flush=True)
+                status = status or code
+            return status
+        finally:
+            print(f"packing with {deadline.left():.0f} s left", file=log, flush=True)
+            log.flush()
+            pack(out, work)
+            import shutil
 
-    shutil.rmtree(work, ignore_errors=True)  # only the packed files come back
-    return status
+            shutil.rmtree(work, ignore_errors=True)  # only the packed files come back
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +395,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "reports/gpu-visit")))
     parser.add_argument("--python", default=sys.executable, help="the interpreter that runs pytest (the image's)")
     parser.add_argument("--next", action="store_true", help="the next visit's selection (what the first leaves out)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=DEADLINE_SECONDS,
+        help=f"seconds the whole visit may take, packing included ({DEADLINE_SECONDS:g})",
+    )
+    parser.add_argument("--models", help=f"comma-separated models to build first (default: {','.join(MODELS)})")
+    parser.add_argument(
+        "--without-gpu",
+        action="store_true",
+        help="go on when no GPU is seen (to try the visit's plumbing on CPU: every case skips)",
+    )
     args = parser.parse_args(argv)
     selection = NEXT_VISIT if args.next else FIRST_VISIT
     recorded = recorded_durations()
@@ -306,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run or problems:
         return 1 if problems else 0
     args.out.mkdir(parents=True, exist_ok=True)
-    return visit(args.python, args.out, selection)
+    models = args.models.split(",") if args.models else None
+    return visit(args.python, args.out, selection, args.deadline, models, require_gpu=not args.without_gpu)
 
 
 if __name__ == "__main__":

@@ -105,3 +105,72 @@ def test_a_guided_search_ends_on_the_true_edge_whatever_the_memory_curve(base, p
     assert largest == truth
     assert all(ok == (peak_at(size) is not None) for size, ok in tries)
     assert len(tries) <= 30
+
+
+class PlantedAllocator:
+    """torch.cuda's peak statistics over a planted allocation history (bytes in use, and their peak)."""
+
+    def __init__(self) -> None:
+        self.in_use = self.peak = 0
+
+    def allocate(self, size: int) -> None:
+        self.in_use += size
+        self.peak = max(self.peak, self.in_use)
+
+    def free(self, size: int) -> None:
+        self.in_use -= size
+
+    def max_memory_allocated(self, device: str) -> int:
+        return self.peak
+
+    def reset_peak_memory_stats(self, device: str) -> None:
+        self.peak = self.in_use
+
+
+def built_then_forward(weights: int, build_extra: int, per_item: float, size: int) -> tuple[PlantedAllocator, object]:
+    """A variant built as a cast is: the fp32 original and its copy held at once, the original then freed."""
+    cuda = PlantedAllocator()
+    cuda.allocate(weights + build_extra)
+    cuda.free(build_extra)
+
+    def forward() -> None:
+        activations = int(size * per_item)
+        cuda.allocate(activations)
+        cuda.free(activations)
+
+    return cuda, forward
+
+
+def test_a_try_records_its_forward_s_peak_not_the_build_s():
+    from perfgate.scenarios.largest_batch import forward_peak
+
+    cuda, forward = built_then_forward(440 * MIB, 880 * MIB, 1 * MIB, size=8)
+    peak = forward_peak(forward, "cuda:0", cuda)
+    assert peak == {"before": 1320 * MIB, "forward": 448 * MIB}
+    # What a try read before: the allocator's peak since the worker started, the build's.
+    cuda, forward = built_then_forward(440 * MIB, 880 * MIB, 1 * MIB, size=8)
+    forward()
+    assert cuda.max_memory_allocated("cuda:0") == 1320 * MIB != peak["forward"]
+    assert forward_peak(lambda: None, "cpu") == {"before": None, "forward": None}
+
+
+@given(
+    weights=st.integers(64 * MIB, 1024 * MIB),
+    build_extra=st.integers(0, 2048 * MIB),
+    per_item=st.floats(0.05 * MIB, 16 * MIB),
+    budget=st.integers(2048 * MIB, 8192 * MIB),
+)
+def test_a_guided_search_ends_on_the_true_edge_when_building_held_more_than_a_forward(
+    weights, build_extra, per_item, budget
+):
+    from perfgate.scenarios.largest_batch import forward_peak
+
+    def peak_at(size: int) -> int | None:  # one fresh worker per try: build, then the forward at this size
+        cuda, forward = built_then_forward(weights, build_extra, per_item, size)
+        recorded = forward_peak(forward, "cuda:0", cuda)["forward"]
+        return recorded if recorded is not None and recorded <= budget else None
+
+    truth = max(size for size in range(0, 4097) if size == 0 or weights + int(size * per_item) <= budget)
+    largest, tries = guided_search(peak_at, budget, largest_tried=4096)
+    assert largest == truth
+    assert len(tries) <= 12, tries  # the GPU visit's plan counts ~12 tries

@@ -148,3 +148,29 @@ def test_the_crash_cause_is_the_fatal_error_and_its_frame_not_the_module_list():
     assert crash_cause(traceback) == "last exception: RuntimeError: CUDA error"
     assert crash_cause("loading\nExtension modules: numpy (total: 1)") == "last stderr line: loading"
     assert crash_cause("") == ""
+
+
+def test_a_failed_worker_s_whole_log_is_kept_where_asked(project, micro_model_dir, monkeypatch, tmp_path):
+    """A GPU visit packs them: the case's record holds only the log's tail."""
+    from perfgate.launcher import KEEP_FAILED_LOGS
+
+    plant(project)
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("technique", ["planted-abort", "fp32-eager"])
+        def test_case(perfgate, technique):
+            perfgate.gate("micro", technique, batch_size=2)
+        """
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setenv(KEEP_FAILED_LOGS, "1")
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-memory=off")
+    result.assert_outcomes(failed=1, passed=1)
+    kept = list(scratch.glob("perfgate-worker-failed-*.log"))
+    assert len(kept) == 1, sorted(p.name for p in scratch.iterdir())
+    assert kept[0].stat().st_size > 0
+    assert not list(scratch.glob("perfgate-worker-[0-9]*.log"))  # the healthy worker's log went with it

@@ -190,3 +190,26 @@ def test_an_output_shape_takes_the_batch_and_length_for_its_symbolic_dimensions(
     assert output_shape(["Addoutput_dim_0", 2], 8, 24) == (8, 2)
     with pytest.raises(ValueError, match="dimension 2 is symbolic"):
         output_shape(["batch", "sequence", "hidden"], 8, 24)
+
+
+def test_the_static_cache_is_measured_eager_as_named_and_compiled_by_its_compile_variant(micro_model_dir, tmp_path):
+    """transformers compiles the decoding step of a static cache by itself on CUDA: both variants turn that
+    off, and `static-cache-compile` compiles its forward itself."""
+    import shutil
+
+    import transformers
+
+    decoder = tmp_path / "tiny-decoder"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16)).save_pretrained(decoder)
+    for name in micro_model_dir.iterdir():
+        if "token" in name.name or name.name == "vocab.txt":
+            shutil.copy(name, decoder / name.name)
+    model = load_model("tiny-decoder", "text-generation", decoder)
+    eager = get_technique("static-cache").apply(model, tmp_path, 1)
+    compiled = get_technique("static-cache-compile").apply(model, tmp_path, 1)
+    for variant in (eager, compiled):
+        config = variant.module.generation_config
+        assert (config.cache_implementation, config.disable_compile) == ("static", True)
+        assert variant.details["transformers_auto_compile"] == "disabled"
+    assert eager.details["compiled"] == "no"
+    assert compiled.details["compiled"] == "forward"

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["JobReply", "Launcher", "WorkerProcess", "describe_exit"]
 
 LOG_TAIL_LINES = 20
+# Set (to anything) to keep the whole log of a worker whose job failed, beside the temporary files: a
+# GPU visit packs them, since only the log's tail is in the case's record.
+KEEP_FAILED_LOGS = "PERFGATE_KEEP_FAILED_WORKER_LOGS"
 
 
 class WorkerGone(Exception):
@@ -174,13 +177,18 @@ class WorkerProcess:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    def close(self) -> None:
+    def close(self, keep_log: bool = False) -> None:
+        """Ends the worker; its log goes with it, or, with ``keep_log``, stays beside it as
+        ``perfgate-worker-failed-PID.log`` (a case's record holds only the log's tail)."""
         with contextlib.suppress(WorkerGone):
             self.send({"kind": "exit"})
         if self.exit_status(wait=5.0) is None:
             self.kill()
         for connection in (self._outgoing, self._incoming):
             connection.close()
+        if keep_log:
+            with contextlib.suppress(OSError):
+                self.log_path.rename(self.log_path.with_name(f"perfgate-worker-failed-{self.pid}.log"))
         self.log_path.unlink(missing_ok=True)
 
 
@@ -299,15 +307,17 @@ class Launcher:
             info["job_seconds"] = time.monotonic() - sent
             if reply is None or fresh or reply.outcome != Outcome.MEASURED:
                 # Interrupted (pytest-timeout, Ctrl-C), done with, or not to be trusted: replace it.
-                self._retire(device, worker, force=reply is None)
+                failed = reply is None or reply.outcome != Outcome.MEASURED
+                keep = failed and bool(os.environ.get(KEEP_FAILED_LOGS))
+                self._retire(device, worker, force=reply is None, keep_log=keep)
         return reply
 
-    def _retire(self, device: str, worker: WorkerProcess, force: bool = False) -> None:
+    def _retire(self, device: str, worker: WorkerProcess, force: bool = False, keep_log: bool = False) -> None:
         if self._shared.get(device) is worker:
             del self._shared[device]
         if force:
             worker.kill()  # interrupted mid-job: it may be stuck in native code
-        worker.close()
+        worker.close(keep_log)
 
     @contextlib.contextmanager
     def device_lock(self, device: str) -> Iterator[None]:

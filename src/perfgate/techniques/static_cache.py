@@ -33,9 +33,13 @@ class StaticCache(Technique):
         start = time.perf_counter()
         module = copy.deepcopy(model.module)
         module.generation_config.cache_implementation = "static"
+        # transformers compiles the decoding step by itself when the cache is static and the device CUDA:
+        # `static-cache` is measured eager, as named; `static-cache-compile` compiles its forward itself.
+        module.generation_config.disable_compile = True
         if self.compiled:
             module.forward = torch.compile(module.forward)
-        details = {"cache_implementation": "static", "compiled": "forward" if self.compiled else "no"}
+        details = {"cache_implementation": "static", "compiled": "forward" if self.compiled else "no",
+                   "transformers_auto_compile": "disabled"}  # fmt: skip
         return module_variant(self.name, model, module, start, details)
 
 
