@@ -55,7 +55,9 @@ def test_shards_of_two_classes_join_each_class_on_its_own_with_its_verdicts(tmp_
     markdown = night.markdown()
     assert "## cpu-avx2\n\n2 unchanged" in markdown
     assert "## cpu-avx512-bf16\n\n1 regression" in markdown
-    assert night.red == ["cpu-avx512-bf16: `minilm/bf16-cast/b1/cpu` regression (confirmed on its own machine): d"]
+    assert night.red == [
+        "cpu-avx512-bf16: `minilm/bf16-cast/b1/cpu` regression, confirmed on the machine that measured it (d)"
+    ]
 
 
 def test_a_shard_that_uploaded_nothing_or_was_not_compared_is_a_named_reason(tmp_path):

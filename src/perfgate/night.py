@@ -191,8 +191,10 @@ def join_night(shards: Sequence[ShardUpload], expected: int, history: History | 
                 entry = {**case, "runner_class": name, "shard": shard.name}
                 cases.append(entry)
                 if case["status"] in COUNTED and case.get("confirmed") is not False:
-                    confirmed = " (confirmed on its own machine)" if case.get("confirmed") else ""
-                    red.append(f"{name}: `{case['case_id']}` {case['status']}{confirmed}: {case.get('detail', '')}")
+                    detail = str(case.get("detail", "")).removeprefix("confirmed: ")
+                    how = ", confirmed on the machine that measured it" if case.get("confirmed") else ""
+                    said = f" ({detail})" if detail else ""
+                    red.append(f"{name}: `{case['case_id']}` {case['status']}{how}{said}")
     if len(groups) > 1:
         notes.append(
             f"the shards ran on {len(groups)} hardware classes ({', '.join(sorted(groups))}): each case was "
