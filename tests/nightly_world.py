@@ -135,7 +135,6 @@ class World:
         from ruamel.yaml import YAML
 
         self.tmp, self.seed = tmp_path, seed
-        self.rng = random.Random(seed)
         self.github: fake_gh.FakeGitHub = stack.enter_context(fake_gh.serve(tmp_path))
         bin_dir = tmp_path / "fake-gh-bin"
         (bin_dir / "python3").symlink_to(sys.executable)  # the runner's python3, without a shim's start-up
@@ -174,10 +173,12 @@ class World:
 
     def _record(self, night: int, shard: int, plan: Plan, remeasured: bool) -> RunRecord:
         name = plan.classes[shard]
+        # Noise seeded per night, leg and measurement: the legs plant at once, in threads, in any order.
+        noise = random.Random(f"{self.seed}-{night}-{shard}-{remeasured}")
         cases = []
         for planted in (c for c in CASES if c.shard == shard):
             speedup = planted.speedup[name] * plan.factors.get((planted.case_id, name), 1.0)
-            speedup *= 1 + max(-0.05, min(0.05, self.rng.gauss(0, 0.02)))
+            speedup *= 1 + max(-0.05, min(0.05, noise.gauss(0, 0.02)))
             if planted.case_id in plan.blips and not remeasured:
                 speedup *= 0.7
             crashed = planted.case_id in plan.crashes

@@ -62,10 +62,16 @@ class ComparePolicy:
     precision: float | None = None
 
 
-def for_history(policy: ComparePolicy, factor: float) -> ComparePolicy:
+# How many times its budget a measurement with long pairs (a training step or epoch) gets when a precision
+# is asked. At a forward's 15 s a MiniLM training step stopped at 6-14 pairs, ±1-22 % (cpu-avx2); with 45 s
+# it reached ±3 % in 16 of 17 runs (a median 20 pairs in ~30 s), where an fp16-autocast forward took 40 pairs in
+# ~5 s (cpu-avx512-bf16, scripts/detection_power.py, 2026-12-07).
+LONG_PAIRS_HISTORY_BUDGET = 3.0
+
+
+def for_history(policy: ComparePolicy, factor: float = LONG_PAIRS_HISTORY_BUDGET) -> ComparePolicy:
     """``policy`` with ``factor`` times its budget when a precision is asked (the nightly), for measurements
-    whose pairs are long: a MiniLM training step pair takes ~1 s where a forward pair takes ~20 ms, so at a
-    forward's budget it stopped at 6-14 pairs, ±1-22 % (cpu-avx2, 15 s). A verdict's own stop is unchanged."""
+    whose pairs are long; a verdict's own stop, with no precision, is unchanged."""
     return replace(policy, budget_seconds=policy.budget_seconds * factor) if policy.precision else policy
 
 

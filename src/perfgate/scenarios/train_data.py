@@ -25,9 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.scenarios import Isolation, Scenario
 
-# The nightly's precision needs more seconds from a training step than from a forward (comparison.for_history).
-HISTORY_BUDGET = 3.0
-
 if TYPE_CHECKING:
     from perfgate.case import CaseContext
     from perfgate.worker import WorkerState
@@ -107,7 +104,7 @@ class TrainDataLoader(Scenario):
             for index in range(COST_FETCHES):
                 dataset[index % len(dataset)]
             item_seconds = (time.perf_counter() - began) / COST_FETCHES
-            policy = for_history(replace(ComparePolicy(), **payload["policy"]), HISTORY_BUDGET)
+            policy = for_history(replace(ComparePolicy(), **payload["policy"]))  # long pairs: more budget for history
             comparison = compare(lambda: epoch("baseline"), lambda: epoch("candidate"),
                                  Timer(synchronize=synchronize, settings=TimerSettings(**EPOCH_TIMING)),
                                  payload["bound"], policy)  # fmt: skip

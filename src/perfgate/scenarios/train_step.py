@@ -27,9 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from perfgate.scenarios import Isolation, Scenario
 
-# The nightly's precision needs more seconds from a training step than from a forward (comparison.for_history).
-HISTORY_BUDGET = 3.0
-
 if TYPE_CHECKING:
     from perfgate.case import CaseContext
     from perfgate.worker import WorkerState
@@ -121,7 +118,7 @@ class TrainStep(Scenario):
                 return runners[arm].step(batches[cursor[arm] % BATCHES])
 
             timer = Timer(synchronize=synchronize)
-            policy = for_history(replace(ComparePolicy(), **payload["policy"]), HISTORY_BUDGET)
+            policy = for_history(replace(ComparePolicy(), **payload["policy"]))  # long pairs: more budget for history
             comparison = compare(lambda: step("baseline"), lambda: step("candidate"), timer, payload["bound"], policy)
             metrics: dict[str, Any] = {}
             if graphs is not None:
