@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -384,8 +385,6 @@ def visit(
             print(f"packing with {deadline.left():.0f} s left", file=log, flush=True)
             log.flush()
             pack(out, work)
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)  # only the packed files come back
 
 
