@@ -174,7 +174,7 @@ def test_bisect_names_the_release_that_doubled_the_time(tmp_path, micro_model_di
     monkeypatch.chdir(user_project(tmp_path / "project", micro_model_dir, "plantedlib"))
     code = main(["bisect", "--package", "plantedlib", "--good", "1.0", "--bad", "1.3", "--case", CASE,
                  "--no-index", "--find-links", str(wheels), "--budget", "2", "--replicates", "1",
-                 "--max-slowdown", "0.3", "--json", str(tmp_path / "bisect.json")])  # fmt: skip
+                 "--max-slowdown", "0.4", "--json", str(tmp_path / "bisect.json")])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
     assert "**First bad: 1.2**" in out
@@ -183,7 +183,10 @@ def test_bisect_names_the_release_that_doubled_the_time(tmp_path, micro_model_di
     answer = json.loads((tmp_path / "bisect.json").read_text())
     assert answer["first_bad"] == "1.2"
     assert [s["label"] for s in answer["steps"]] == ["1.3", "1.1", "1.2"]  # confirm bad, then log2(3) = 2
-    assert [s["verdict"] for s in answer["steps"]] == ["bad", "good", "bad"]
+    # Two processes of one release differ by up to ~20 % on a loaded machine: the line (1 / 1.4 = 0.71x)
+    # sits halfway, on a log scale, between the same speed (1.0x) and the planted 2x slowdown (0.5x).
+    steps = [(s["label"], s["verdict"], s["evidence"]) for s in answer["steps"]]
+    assert [verdict for _, verdict, _ in steps] == ["bad", "good", "bad"], steps
 
 
 def git(repository: Path, *arguments: str) -> str:
@@ -204,7 +207,7 @@ def test_bisect_names_the_commit_that_doubled_the_time(tmp_path, micro_model_dir
         commits.append(git(repository, "rev-parse", "HEAD"))
     monkeypatch.chdir(repository)
     code = main(["bisect", "--git", commits[0], commits[-1], "--case", CASE, "--test", "test_planted.py::test_planted",
-                 "--budget", "1", "--max-slowdown", "0.3", "--json", str(tmp_path / "bisect.json")])  # fmt: skip
+                 "--budget", "1", "--max-slowdown", "0.4", "--json", str(tmp_path / "bisect.json")])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"**First bad: {commits[3]}**" in out
@@ -213,7 +216,7 @@ def test_bisect_names_the_commit_that_doubled_the_time(tmp_path, micro_model_dir
     steps = [s for s in answer["steps"] if "(band" not in s["label"]]
     assert len(band) == 3
     assert len(steps) <= math.ceil(math.log2(4)), out  # 4 commits after good, the last known bad
-    assert all(s["verdict"] in ("good", "bad") for s in steps), out
+    assert all(s["verdict"] in ("good", "bad") for s in steps), (out, steps)
     assert git(repository, "worktree", "list").count("\n") == 0  # the temporary worktree is gone
     assert git(repository, "rev-parse", "HEAD") == commits[-1]  # the user's checkout never moved
 
