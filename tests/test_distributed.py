@@ -31,11 +31,11 @@ def test_fsdp_shards_split_dim_0_with_the_last_chunk_short():
 
 
 def test_communication_follows_the_engine_not_the_textbook():
-    assert predicted_communication_bytes("train-ddp", 100) == 200
-    assert predicted_communication_bytes("train-zero1", 100) == 300  # DDP's all-reduce, then a broadcast
-    assert predicted_communication_bytes("train-fsdp-full-shard", 100) == 300
-    with pytest.raises(ValueError, match="one of train-ddp"):
-        predicted_communication_bytes("train-zero2", 100)
+    assert predicted_communication_bytes("ddp", 100) == 200
+    assert predicted_communication_bytes("zero1", 100) == 300  # DDP's all-reduce, then a broadcast
+    assert predicted_communication_bytes("fsdp-full-shard", 100) == 300
+    with pytest.raises(ValueError, match="one of ddp, zero1"):
+        predicted_communication_bytes("zero2", 100)
 
 
 def _rank(rank: int, store: str, model_dir: str, results: dict) -> None:
@@ -86,3 +86,29 @@ def test_predictions_match_zero_redundancy_optimizer_and_fsdp2_rank_by_rank(micr
             "adamw_torch", [shapes[i] for i in predicted[rank]]
         )
         assert results[rank]["fsdp_local"] == local[rank]
+
+
+def test_optimizer_state_counts_a_one_element_shard_and_leaves_out_step_counters():
+    # A two-label classifier bias on two ranks leaves each rank one element of it: state, not a counter.
+    import torch
+
+    from perfgate.distributed import optimizer_state_local_bytes
+    from perfgate.training import optimizer_state_bytes
+
+    model = torch.nn.Linear(4, 1)  # a weight of 4 and a bias of 1 element
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    assert all(state["step"].dim() == 0 for state in optimizer.state.values())  # AdamW's counters are 0-dim
+    expected = 2 * (4 + 1) * 4  # exp_avg and exp_avg_sq of every element, fp32
+    assert optimizer_state_local_bytes(optimizer) == expected
+    assert optimizer_state_bytes(optimizer) == expected
+
+
+def test_every_distributed_technique_names_a_recipe_the_engines_and_predictions_know():
+    from perfgate.distributed import COMMUNICATION_FACTORS, RECIPES
+    from perfgate.technique import get_technique, technique_names
+    from perfgate.techniques.training import DistributedRecipe
+
+    shardings = {t.sharding for t in map(get_technique, technique_names()) if isinstance(t, DistributedRecipe)}
+    assert shardings == set(RECIPES) == set(COMMUNICATION_FACTORS)

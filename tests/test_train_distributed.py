@@ -96,6 +96,46 @@ Root Cause (first observed failure):
     assert crash_detail("no summary", [1], 2) == "torchrun failed; ranks [1] of 2 did not report"
 
 
+def test_a_killed_rank_is_named_though_its_peer_s_error_is_torchrun_s_root_cause():
+    # rank 1 was killed; rank 0's gloo call failed within the same second and torchrun chose it as the
+    # "first observed failure" (its timestamps have whole seconds)
+    output = """perfgate.distributed_rank FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-03_21:10:00
+  host      : runner
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 4243)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 4243
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-03_21:10:00
+  host      : runner
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 4242)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html"""
+    assert crash_detail(output, [0, 1], 2) == "rank 1 of 2 died (killed by SIGKILL); ranks [0, 1] did not report"
+    errors_only = output.replace("-9 (pid: 4243)", "3 (pid: 4243)")
+    assert crash_detail(errors_only, [0, 1], 2) == "rank 0 of 2 died (exit code 1); ranks [0, 1] did not report"
+
+
+def test_a_stall_names_the_furthest_behind_only_when_one_rank_is(tmp_path):
+    from perfgate.scenarios.train_distributed import stall_detail
+
+    (tmp_path / "rank-0.progress").write_text("2 optimizer step")
+    (tmp_path / "rank-1.progress").write_text("2 forward")
+    assert "Rank 1 is the furthest behind" in stall_detail(tmp_path, 2, 30)
+    for rank in (0, 1):  # both stalled while timing, where marks stop: nothing tells them apart
+        (tmp_path / f"rank-{rank}.progress").write_text("4 timing")
+    detail = stall_detail(tmp_path, 2, 30)
+    assert "furthest behind" not in detail
+    assert "Ranks [0, 1] were last seen at the same point: which one the others wait for is not known" in detail
+
+
 def test_predicted_bytes_per_rank_follow_each_engine():
     shapes = [[10, 4], [3], [5, 2]]  # 40 + 3 + 10 = 53 elements
     ddp = predicted_rank_bytes("ddp", shapes, 2)
@@ -205,3 +245,20 @@ def test_no_rank_outlives_a_worker_killed_with_sigkill(micro_model_dir, tmp_path
     while ours() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not ours(), [p.info["cmdline"] for p in ours()]
+
+
+def test_a_rank_asks_to_die_with_torchrun_before_it_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, pathlib\n"
+        "from perfgate import distributed_rank\n"
+        "distributed_rank._die_with_parent = lambda: print('torch imported:', 'torch' in sys.modules)\n"
+        "try:\n"
+        f"    distributed_rank.main(pathlib.Path({str(tmp_path)!r}))\n"
+        "except FileNotFoundError:\n"
+        "    pass\n"  # no job.json: the probe stops there
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "torch imported: False", done.stdout + done.stderr

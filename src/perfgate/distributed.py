@@ -39,16 +39,11 @@ __all__ = [
     "zero1_partition",
 ]
 
-RECIPES = ("ddp", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")
+RECIPES = ("ddp", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques are train-RECIPE
 LEARNING_RATE = 5e-5  # make_optimizer's, so the first losses match single-process AdamW's
 
 # Bytes moved per step and rank, as a multiple of the parameters' bytes (module docstring).
-COMMUNICATION_FACTORS = {
-    "train-ddp": 2.0,
-    "train-zero1": 3.0,
-    "train-fsdp-shard-grad-op": 2.0,
-    "train-fsdp-full-shard": 3.0,
-}
+COMMUNICATION_FACTORS = {"ddp": 2.0, "zero1": 3.0, "fsdp-shard-grad-op": 2.0, "fsdp-full-shard": 3.0}
 
 
 def zero1_partition(sizes: Sequence[int], world: int) -> list[list[int]]:
@@ -151,10 +146,12 @@ def gradient_bytes(module: Any) -> int:
 
 def optimizer_state_local_bytes(optimizer: Any) -> int:
     """Bytes of the optimizer state this rank holds (ZeroRedundancyOptimizer: its partition's; FSDP: the
-    local shards); scalar step counters left out, as ``training.optimizer_state_bytes`` does."""
+    local shards); step counters (0-dim) left out, as ``training.optimizer_state_bytes`` does. A local
+    shard of one element (a two-label bias on two ranks) is state, not a counter: told apart by its
+    dimensions, not its size."""
     inner = getattr(optimizer, "optim", optimizer)
     tensors = [_local(v) for state in inner.state.values() for v in state.values() if hasattr(v, "numel")]
-    return _storage_bytes([t for t in tensors if t.numel() > 1])
+    return _storage_bytes([t for t in tensors if t.dim() > 0])
 
 
 def _storage_bytes(tensors: list[Any]) -> int:
@@ -302,7 +299,7 @@ def distributed_figures(recipe: str, ranks: Sequence[dict[str, Any]]) -> dict[st
     shapes = ranks[0]["shapes"]
     parameter_bytes = 4 * sum(math.prod(shape) for shape in shapes)
     predicted = predicted_rank_bytes(recipe, shapes, world)
-    traffic = predicted_communication_bytes(f"train-{recipe}", parameter_bytes)
+    traffic = predicted_communication_bytes(recipe, parameter_bytes)
     rows = []
     for report in sorted(ranks, key=lambda r: r["rank"]):
         rank = report["rank"]

@@ -45,12 +45,12 @@ COMMANDS = ("stop", "single", "sharded", "sharded-no-sync")
 
 
 def main(job_dir: Path) -> None:
+    _die_with_parent()  # first: importing torch takes seconds, and a rank orphaned meanwhile would linger
     import torch
     import torch.distributed as dist
 
     from perfgate.memory import process_memory
 
-    _die_with_parent()
     job = json.loads((job_dir / "job.json").read_text())
     torch.set_num_threads(job["threads_per_rank"])
     before_group = process_memory()

@@ -93,7 +93,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     total = 0
     for state in optimizer.state.values():
         for value in state.values():
-            if isinstance(value, torch.Tensor) and value.numel() > 1:  # step counters are scalars
+            if isinstance(value, torch.Tensor) and value.dim() > 0:  # step counters are 0-dim; a bias of one is not
                 storage = value.untyped_storage()
                 if storage.data_ptr() not in seen:
                     seen.add(storage.data_ptr())

@@ -164,20 +164,44 @@ def stall_detail(job_dir: Path, world: int, deadline: float) -> str:
     if seen:
         where = "; ".join(f"rank {rank} at step {step}, {phase}" for rank, (step, phase) in sorted(seen.items()))
         order = {phase: i for i, phase in enumerate(PHASES)}
-        behind = min(seen, key=lambda r: (seen[r][0], order.get(seen[r][1], len(PHASES))))
-        detail += f". Last seen: {where}. Rank {behind} is the furthest behind: the others wait for it in a collective"
+        position = {rank: (step, order.get(phase, len(PHASES))) for rank, (step, phase) in seen.items()}
+        least = min(position.values())
+        behind = [rank for rank in sorted(seen) if position[rank] == least]
+        detail += f". Last seen: {where}"
+        if len(behind) == 1 and len(seen) > 1:
+            detail += f". Rank {behind[0]} is the furthest behind: the others wait for it in a collective"
+        elif len(behind) > 1:  # while timing no rank marks its steps (Progress): stalled there, all read alike
+            detail += f". Ranks {behind} were last seen at the same point: which one the others wait for is not known"
     return detail
 
 
-ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.DOTALL)
+FAILURE_ENTRY = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.DOTALL)
 
 
 def crash_detail(output: str, missing: list[int], world: int) -> str:
-    """Which rank died and how, from torchrun's "Root Cause" summary; else the ranks that never reported."""
-    _, found, cause = output.rpartition("Root Cause")
-    match = ROOT_CAUSE.search(cause) if found else None
-    if match is None:
+    """Which rank died and how, from torchrun's failure summary; else the ranks that never reported.
+
+    torchrun's "Root Cause" is its first observed failure, ordered by whole-second timestamps: once a
+    rank is killed its peer fails in the same second (a gloo error, exit code 1) and may be listed
+    first. A rank ended by a signal is the cause, a rank that exited with an error a consequence: every
+    entry of the summary is read, and the ones killed by a signal are named before the root cause."""
+    _, found, summary = output.rpartition("Failures:")
+    if not found:
+        _, found, summary = output.rpartition("Root Cause")
+    entries: dict[int, int] = {}
+    for match in FAILURE_ENTRY.finditer(summary if found else ""):
+        entries.setdefault(int(match.group(1)), int(match.group(2)))
+    if not entries:
         return f"torchrun failed; ranks {missing} of {world} did not report"
-    rank, code = int(match.group(1)), int(match.group(2))
-    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-    return f"rank {rank} of {world} died ({how}); ranks {missing} did not report"
+    named = {rank: code for rank, code in entries.items() if code < 0}
+    if not named:
+        _, root, cause = summary.rpartition("Root Cause")
+        first = FAILURE_ENTRY.search(cause) if root else None
+        rank = int(first.group(1)) if first else next(iter(entries))
+        named = {rank: entries[rank]}
+    deaths = ", ".join(f"rank {rank} of {world} died ({_how(code)})" for rank, code in sorted(named.items()))
+    return f"{deaths}; ranks {missing} did not report"
+
+
+def _how(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
