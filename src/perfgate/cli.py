@@ -326,6 +326,13 @@ def _add_thresholds(commands: Any) -> None:
     derive.add_argument(
         "--output", type=Path, help="file to write (default: thresholds.d/CLASS.toml beside the project's ini file)"
     )
+    promise = actions.add_parser(
+        "keep-promise",
+        help="move each bound that lets a no-effect run pass, where every value its comment records shows the "
+        "effect, to the bound the rule's promise gives; without --write, list them and exit 1 when any would move",
+    )
+    promise.add_argument("files", type=Path, nargs="+", help="thresholds files (the project's and thresholds.d/*)")
+    promise.add_argument("--write", action="store_true", help="rewrite the files in place")
     show = actions.add_parser("show", help="per technique, which fields gate on a class, from which section and file")
     show.add_argument("--class", dest="hardware_class", help="hardware class (default: this machine's CPU class)")
     show.add_argument("--thresholds", type=Path, help="a file over the project's (as --perfgate-thresholds)")
@@ -493,6 +500,26 @@ def _accept(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_promise(files: list[Path], write: bool) -> int:
+    from perfgate.derive import keep_promises
+    from perfgate.results import write_atomically
+
+    moves = 0
+    for path in files:
+        if not path.is_file():
+            raise PerfgateError(f"{path}: no such thresholds file")
+        text, moved = keep_promises(path, path.read_text(encoding="utf-8"))
+        for move in moved:
+            print(f"{path}:{move.line} [{move.section}] {move.before} -> {move.after} "
+                  f"(values {', '.join(f'{v:g}' for v in move.values)}; {move.note})")  # fmt: skip
+        if moved and write:
+            write_atomically(path, text)
+        moves += len(moved)
+    state = "moved" if write else "would move"
+    print(f"perfgate thresholds keep-promise: {moves} bound(s) {state} in {len(files)} file(s)")
+    return 0 if write or not moves else 1
+
+
 def _thresholds(args: argparse.Namespace) -> int:
     from perfgate.derive import derive
     from perfgate.hardware import detect
@@ -500,6 +527,8 @@ def _thresholds(args: argparse.Namespace) -> int:
     from perfgate.results import write_atomically
     from perfgate.thresholds import class_files_dir, layers, load_thresholds, project_ini_thresholds
 
+    if args.action == "keep-promise":
+        return _keep_promise(args.files, args.write)
     root = Path.cwd()
     ini = project_ini_thresholds(root)
     hardware = detect()

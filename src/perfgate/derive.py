@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,22 @@ from perfgate.errors import PerfgateError
 from perfgate.metrics import all_metrics
 from perfgate.outcome import Outcome
 from perfgate.results import RunRecord
-from perfgate.thresholds import FIELDS, HARDWARE_FIELDS
+from perfgate.thresholds import FIELDS, HARDWARE_FIELDS, Rule, no_effect_fails
 
 __all__ = ["DerivedFile", "derive", "observations"]
 
 DECIMALS = 2
+
+
+PROMISE_HEADER = [
+    "# Why a bound keeps half the smallest effect: a gate's first job is to fail when the technique stops",
+    "# doing what it is for. Where every run showed the effect (a speedup's lower bound above 1x, a memory",
+    "# ratio below 1), the margin rule alone could let a run with no effect pass; the bound keeps half",
+    "# of the smallest effect seen, so a 1.00x run with a ±3% interval, or a ratio of 1.00, FAILS. A",
+    "# marginal effect (half of it inside ±3% of 1, or a saving under what two decimals resolve) cannot be",
+    "# failed that way: its speed bound stays above 1x, so no effect is INCONCLUSIVE, never PASS; its",
+    "# memory bound is 1.00, no growth. Such bounds say so in their comment.",
+]
 
 
 class TooFewRuns(PerfgateError, ValueError):
@@ -64,11 +76,14 @@ class DerivedFile:
             lines.append(f"#   run {number}: {path.name}, started {record.started}, {_fingerprint(record)}")
         lines.append("# Rules, per field (speed's bound below 1x is written as max_slowdown = 1/bound - 1):")
         for name in sorted({d.name for d in self.values}):
-            speed = name == "max_slowdown"  # min_speedup's rule, written as a slowdown
-            rule = FIELDS["min_speedup" if speed else name].rule
+            rule = FIELDS[name].rule
             assert rule is not None  # derived fields have rules
-            described = rule.describe(floor=speed or _floor(name)) + (" speedup, as 1/bound - 1" if speed else "")
+            described = rule.describe(floor=_floor(name))
+            if name == "max_slowdown":  # min_speedup's rule, written as a slowdown
+                described = "the min_speedup rule; a bound below 1x written as 1/bound - 1"
             lines.append(f"#   {name}: {described}, rounded outward to {DECIMALS} decimals")
+        if any(d.note.startswith(("keeps", "marginal")) for d in self.values):
+            lines += PROMISE_HEADER
         if self.left_out:
             lines.append("# Not derived (measured in too few of the runs):")
             lines += [f"#   {line}" for line in self.left_out]
@@ -139,11 +154,24 @@ def _apply(section: str, name: str, values: list[tuple[int, float]]) -> Derived:
     rule = FIELDS[name].rule
     assert rule is not None, f"{name} depends on the hardware and has a rule"
     floor = _floor(name)
-    bound = rule.apply([value for _, value in values], floor)
+    measured = [value for _, value in values]
+    bound = rule.apply(measured, floor)
     if name == "min_speedup" and bound < 1:  # the project's spelling of a bound below 1x
         slowdown = _outward(1 / bound - 1, floor=False)
         return Derived(section, "max_slowdown", slowdown, values, f"bound {bound:.3f}x")
-    return Derived(section, name, _outward(bound, floor), values)
+    written = _outward(bound, floor)
+    return Derived(section, name, written, values, promise_note(rule, measured, floor, written))
+
+
+def promise_note(rule: Rule, measured: list[float], floor: bool, written: float) -> str:
+    """What the bound says about a run whose effect is gone, where every run showed the effect."""
+    if not rule.shows_effect(measured, floor):
+        return ""
+    if no_effect_fails(written, floor):
+        return f"keeps {rule.keep:g} of the smallest effect: no effect fails"
+    if floor:
+        return "marginal effect (within the no-effect interval of 1): no effect stays inconclusive, never passes"
+    return "marginal saving (under what two decimals resolve): bound at no growth, the saving not claimed"
 
 
 def _floor(name: str) -> bool:
@@ -164,3 +192,61 @@ def _fingerprint(record: RunRecord) -> str:
         f"{name} {libraries[name]}" for name in ("torch", "transformers", "onnxruntime") if name in libraries
     )
     return f"{cpu.get('model', 'unknown CPU')} ({cpu.get('logical_cores', '?')} cores), {versions}"
+
+
+BOUND_LINE = re.compile(r"^(?P<name>\w+)(?P<gap>\s*=\s*)(?P<value>[0-9.]+)(?P<space>\s*)#\s*(?P<comment>.*)$")
+PARENTHESIZED_ARITHMETIC = re.compile(r"\([^()]*(?: x |=)[^()]*\)")  # "(0.75 x 1.29 = 0.97)": not a run's value
+# A bare decimal: not part of a range (1.18-1.21), a name (d1, b16) or a figure with a unit (15.6 MB, 1.4 s, 1.56x).
+RECORDED_VALUE = re.compile(r"(?<![\w.-])(\d+\.\d+)(?![\w.%-])(?!\s*(?:MB|MiB|GB|KB|ms|s\b|tokens))")
+
+
+@dataclass(frozen=True)
+class KeptPromise:
+    path: Path
+    line: int
+    section: str
+    before: str  # "max_slowdown = 0.19"
+    after: str  # "min_speedup = 1.06"
+    values: list[float]
+    note: str
+
+
+def recorded_values(comment: str) -> list[float]:
+    """The values a bound's comment records (the runs it came from): every bare decimal, figures with a
+    unit, ranges and the arithmetic of a rule left out. `derive` writes them as ``1.127 (run 1), ...``."""
+    return [float(found) for found in RECORDED_VALUE.findall(PARENTHESIZED_ARITHMETIC.sub(" ", comment))]
+
+
+def keep_promises(path: Path, text: str, today: str | None = None) -> tuple[str, list[KeptPromise]]:
+    """``text`` with every hardware bound that lets a no-effect run pass, where every value its comment
+    records shows the effect, moved to the bound its rule's promise gives; and each move. Bounds whose
+    values do not all show the effect, and fields without a promise, stay as they are."""
+    today = today or datetime.date.today().isoformat()
+    lines = text.splitlines(keepends=True)
+    moved: list[KeptPromise] = []
+    section = ""
+    for number, line in enumerate(lines):
+        if line.startswith("["):
+            section = line.split("]")[0].lstrip("[")
+        match = BOUND_LINE.match(line.rstrip("\n"))
+        if not match or match["name"] not in FIELDS or not FIELDS[match["name"]].hardware:
+            continue
+        name, written = match["name"], float(match["value"])
+        rule = FIELDS[name].rule
+        values = recorded_values(match["comment"])
+        floor = name == "max_slowdown" or _floor(name)
+        if rule is None or not rule.shows_effect(values, floor):
+            continue
+        current = 1 / (1 + written) if name == "max_slowdown" else written
+        promised = _outward(rule.promise(values, floor), floor)
+        if (promised <= current) if floor else (promised >= current):
+            continue
+        field_name = "min_speedup" if name == "max_slowdown" else name
+        note = promise_note(rule, values, floor, promised)
+        comment = f"{match['comment']}; {today}: {note} (was {name} {written:g})"
+        bound = f"{field_name}{match['gap']}{promised:g}"
+        column = match.start("comment") - 2  # where the comment's "#" stood: kept, so the column stays aligned
+        lines[number] = f"{bound.ljust(max(column, len(bound) + 2))}# {comment}\n"
+        moved.append(KeptPromise(path, number + 1, section, f"{name} = {written:g}", f"{field_name} = {promised:g}",
+                                 values, note))  # fmt: skip
+    return "".join(lines), moved

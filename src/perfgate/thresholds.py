@@ -62,24 +62,64 @@ SHIPPED = Path(__file__).with_name("shipped.toml")
 CLASS_FILES = "thresholds.d"  # beside the ini file: one file per hardware class, as `derive` writes them
 
 
+NO_EFFECT = 1.0  # the line of no effect of every ratio against fp32 eager: same speed, same memory
+PROMISE_KEEP = 0.5  # the share of the smallest effect every run showed that a derived bound keeps
+NO_EFFECT_HALF_WIDTH = 0.03  # the interval a no-effect run reaches in the nightly's budget (README: ±3% in 16 of 17)
+
+
 @dataclass(frozen=True)
 class Rule:
     """How ``perfgate thresholds derive`` turns one field's values over several runs into a threshold: a
     floor is ``factor`` x the lowest value; a ceiling the larger of ``factor`` x the highest and the
-    highest + ``margin``. The margins are the ones the project's own thresholds were written by."""
+    highest + ``margin``. The margins are the ones the project's own thresholds were written by.
+
+    ``keep`` is the technique's promise: where every value shows the effect (a floor: the lowest above
+    1; a ceiling: the highest below 1), the bound keeps at least that share of the smallest effect seen,
+    so a run whose effect is gone (1.00x ±3%, a memory ratio of 1.00) fails instead of passing on the
+    slack a margin gives. Fields whose no-effect line is not 1 (load peaks over the stored bytes, the
+    loader's efficiency against its prediction) have none."""
 
     factor: float
     margin: float = 0.0
+    keep: float = 0.0
 
     def apply(self, values: list[float], floor: bool) -> float:
         if floor:
-            return self.factor * min(values)
-        return max(self.factor * max(values), max(values) + self.margin)
+            bound = self.factor * min(values)
+            return max(bound, self.promise(values, floor)) if self.shows_effect(values, floor) else bound
+        bound = max(self.factor * max(values), max(values) + self.margin)
+        return min(bound, self.promise(values, floor)) if self.shows_effect(values, floor) else bound
+
+    def shows_effect(self, values: list[float], floor: bool) -> bool:
+        """Every value on the technique's side of the no-effect line (only for a rule with a promise)."""
+        if not self.keep or not values:
+            return False
+        return min(values) > NO_EFFECT if floor else max(values) < NO_EFFECT
+
+    def promise(self, values: list[float], floor: bool) -> float:
+        """The bound that keeps ``keep`` of the smallest effect in ``values``."""
+        if floor:
+            return NO_EFFECT + self.keep * (min(values) - NO_EFFECT)
+        return NO_EFFECT - self.keep * (NO_EFFECT - max(values))
 
     def describe(self, floor: bool) -> str:
+        kept = ""
+        if self.keep:
+            smallest = "the lowest - 1" if floor else "1 - the highest"
+            side = "above" if floor else "below"
+            kept = f"; where every value is {side} 1, at least {self.keep:g} x ({smallest}) from 1"
         if floor:
-            return f"{self.factor:g} x the lowest"
-        return f"max(highest x {self.factor:g}, highest + {self.margin:g})"
+            return f"{self.factor:g} x the lowest{kept}"
+        return f"max(highest x {self.factor:g}, highest + {self.margin:g}){kept}"
+
+
+def no_effect_fails(bound: float, floor: bool) -> bool:
+    """Whether a run with no effect FAILS ``bound``: a floor needs the whole ±3% interval of a 1.00x run
+    below it; a ceiling (a ratio with no interval) needs 1.00 above it. Otherwise the effect is marginal:
+    a floor above 1 keeps a no-effect run INCONCLUSIVE (never PASS); a ceiling of 1.00 lets it pass."""
+    if floor:
+        return bound > NO_EFFECT * (1 + NO_EFFECT_HALF_WIDTH)
+    return bound < NO_EFFECT
 
 
 @dataclass(frozen=True)
@@ -94,10 +134,11 @@ class Field:
     rule: Rule | None = None
 
 
-SPEED_RULE = Rule(0.75)  # of the lowest lower CI bound: a runner 20% slower than the measured ones passes
-GAIN_RULE = Rule(0.75)  # batching gain, loader efficiency: ratios of medians, speed's margin
-FIT_RULE = Rule(0.85)  # largest batch under a cap: the search is exact for a cap, the fp32 arm moves 3-4%
-MEMORY_RULE = Rule(1.15, 0.10)  # serving and training memory ratios: a few MB move a small fp32 side
+SPEED_RULE = Rule(0.75, keep=PROMISE_KEEP)  # of the lowest lower CI bound: a runner 20% slower passes
+GAIN_RULE = Rule(0.75, keep=PROMISE_KEEP)  # batching and sorting gains: ratios of medians, speed's margin
+EFFICIENCY_RULE = Rule(0.75)  # the loader's measured speedup over its prediction: 1 is the prediction, not no effect
+FIT_RULE = Rule(0.85, keep=PROMISE_KEEP)  # largest batch under a cap: exact for a cap, the fp32 arm moves 3-4%
+MEMORY_RULE = Rule(1.15, 0.10, keep=PROMISE_KEEP)  # serving and training memory: a few MB move a small fp32 side
 LOAD_RULE = Rule(1.15, 0.05)  # load peaks and offload residency over stored bytes (hundreds of MB)
 FIELDS: Mapping[str, Field] = {
     "min_speedup": Field(0.0, math.inf, "lower CI bound of baseline/candidate time must reach it", True, SPEED_RULE),
@@ -172,7 +213,7 @@ FIELDS: Mapping[str, Field] = {
         math.inf,
         "training: loader workers' measured speedup over the predicted one",
         True,
-        GAIN_RULE,
+        EFFICIENCY_RULE,
     ),
     "max_train_memory_ratio": Field(
         0.0, math.inf, "training: anonymous peak over the steps, over fp32 AdamW's", True, MEMORY_RULE
