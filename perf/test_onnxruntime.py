@@ -50,6 +50,10 @@ def test_onnxruntime_on_a_padded_batch(perfgate: Bench, technique: str) -> None:
         pytest.param(
             "onnxruntime-o1-int8-static", marks=pytest.mark.slow
         ),  # 35 s on cpu-avx2: the main job on cpu-avx2 (28 min, 2026-12-02) must fit 15
+        # ORT's pool told not to spin after a run: what a service sharing its cores deploys; the default
+        # cases above spin, as ORT does unless told otherwise
+        pytest.param("onnxruntime-o2-nospin", marks=pytest.mark.slow),
+        pytest.param("onnxruntime-o2-int8-dynamic-nospin", marks=pytest.mark.slow),
     ],
 )
 def test_onnxruntime_levels_and_int8_schemes(perfgate: Bench, technique: str) -> None:

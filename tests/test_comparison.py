@@ -174,3 +174,17 @@ def test_a_long_pair_gets_more_budget_only_when_a_precision_is_asked():
     assert for_history(gating, 3.0) == gating  # a verdict's own budget is unchanged
     nightly = ComparePolicy(budget_seconds=20.0, precision=0.03)
     assert for_history(nightly, 3.0).budget_seconds == 60.0
+
+
+def test_an_arm_that_spins_gets_its_settle_gap_before_the_other_arm_s_block_and_longer_blocks():
+    from perfgate.comparison import LocalArms, compare_blocks
+
+    clock = FakeClock()
+    slept: list[tuple[str | None, float]] = []
+    timer = fake_timer(clock)
+    arms = LocalArms({"baseline": [lambda: clock.advance(0.01)], "candidate": [lambda: clock.advance(0.01)]}, timer,
+                     settle={"candidate": 0.1}, sleep=lambda s: slept.append((arms.last, s)))  # fmt: skip
+    result = compare_blocks(arms, clock, None, ComparePolicy(min_pairs=4, max_pairs=4))
+    assert result.calls_per_block >= 20  # a block of at least twice the gap: 0.2 s of 0.01 s calls
+    # ABBA: the gap only after a candidate block followed by a baseline block, once per round
+    assert slept == [("candidate", 0.1)] * (len(result.baseline_seconds) // 2)

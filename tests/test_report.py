@@ -159,3 +159,24 @@ def test_a_column_two_metrics_share_appears_once():
     header = columns()
     assert header.count("train") == 1
     assert len(header) == len(set(header))
+
+
+def test_every_changed_setting_is_said_once_with_its_default_and_the_cases_it_applied_to():
+    from perfgate.report import settings_section
+    from perfgate.technique import changed_setting
+
+    gc = changed_setting("Python's garbage collector while timing", "off", "on", "ABBA positions")
+    spin = changed_setting("onnxruntime session.intra_op.allow_spinning", 0, 1, "the variant")
+    cases = [measured_case("onnxruntime-o2", 2.0), measured_case("onnxruntime-o2-nospin", 1.6)]
+    cases[0].variant = {"settings": [gc]}
+    cases[0].metrics["speed"] |= {"spin_after_call_seconds": {"baseline": 0.01, "candidate": 0.06},
+                                  "settle_seconds": {"baseline": 0.02, "candidate": 0.12}}  # fmt: skip
+    cases[1].variant = {"settings": [gc, spin]}
+    section = settings_section(cases)
+    assert "| Python's garbage collector while timing | off | on | ABBA positions | all 2 |" in section
+    assert (
+        "| onnxruntime session.intra_op.allow_spinning | 0 | 1 | the variant | `minilm/onnxruntime-o2-nospin/b1/cpu` |"
+        in section
+    )
+    assert "- `minilm/onnxruntime-o2/b1/cpu`: busy after a call: baseline 10 ms, candidate 60 ms" in section
+    assert settings_section([measured_case("fp16-cast", 1.0)]) == []  # nothing changed, nothing said

@@ -213,3 +213,14 @@ def test_the_static_cache_is_measured_eager_as_named_and_compiled_by_its_compile
         assert variant.details["transformers_auto_compile"] == "disabled"
     assert eager.details["compiled"] == "no"
     assert compiled.details["compiled"] == "forward"
+
+
+def test_onnxruntime_runs_at_its_defaults_and_the_nospin_variant_says_what_it_changed(micro, tmp_path):
+    pytest.importorskip("onnxruntime")
+    spinning = get_technique("onnxruntime-o1").apply(micro, tmp_path, 2)
+    assert [s["name"] for s in spinning.settings] == ["onnxruntime intra_op_num_threads"]  # both arms' count
+    quiet = get_technique("onnxruntime-o2-nospin").apply(micro, tmp_path, None)
+    assert quiet.settings == [{
+        "name": "onnxruntime session.intra_op.allow_spinning", "value": "0", "default": "1",
+        "why": "the variant: a service that shares its cores",
+    }]  # fmt: skip

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import sys
+import time
+
 import numpy as np
+import pytest
 
 from perfgate.calibration import calibrate, with_planted_slowdown
 from perfgate.comparison import ComparePolicy
@@ -65,3 +69,62 @@ def test_calibration_finds_the_noise_floor_and_the_smallest_resolved_effect():
     assert outcome.resolved(0.2)
     assert outcome.smallest_resolved in (0.005, 0.2)
     assert "noise floor" in outcome.to_dict()["summary"]
+
+
+class SpinningPool:
+    """A fake clock and per-thread CPU reader: other threads burn CPU for ``spin`` seconds after each call."""
+
+    def __init__(self, spin: float) -> None:
+        self.now, self.spin, self.returned = 0.0, spin, 0.0
+
+    def work(self) -> None:
+        self.now += 0.01
+        self.returned = self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def cpu(self) -> float:
+        return min(self.now - self.returned, self.spin) + 1000 * self.returned  # grows while spinning
+
+
+def test_busy_after_measures_how_long_other_threads_spin_after_a_call():
+    from perfgate.timing import QUIET_WINDOW_SECONDS, SETTLE_LIMIT_SECONDS, busy_after
+
+    pool = SpinningPool(spin=0.04)
+    busy = busy_after(pool.work, clock=lambda: pool.now, sleep=pool.sleep, cpu=pool.cpu)
+    assert busy == pytest.approx(0.04, abs=QUIET_WINDOW_SECONDS / 10 + 1e-9)
+    idle = SpinningPool(spin=0.0)
+    assert busy_after(idle.work, clock=lambda: idle.now, sleep=idle.sleep, cpu=idle.cpu) == 0.0
+    endless = SpinningPool(spin=10.0)
+    assert busy_after(endless.work, clock=lambda: endless.now, sleep=endless.sleep, cpu=endless.cpu) == pytest.approx(
+        SETTLE_LIMIT_SECONDS, abs=0.001
+    )  # capped
+    assert busy_after(pool.work, clock=lambda: pool.now, sleep=pool.sleep, cpu=lambda: None) is None
+
+
+def test_the_settle_gap_is_twice_the_spin_capped_and_the_cap_where_unmeasured():
+    from perfgate.timing import SETTLE_LIMIT_SECONDS, settle_seconds
+
+    assert settle_seconds(0.0) == 0.0
+    assert settle_seconds(0.03) == pytest.approx(0.06)
+    assert settle_seconds(1.0) == settle_seconds(None) == SETTLE_LIMIT_SECONDS
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread CPU time is read from /proc (Linux)")
+def test_busy_after_sees_a_real_thread_that_keeps_spinning():
+    import threading
+
+    from perfgate.timing import busy_after, other_threads_cpu_seconds
+
+    assert other_threads_cpu_seconds() is not None
+
+    def work_then_spin() -> None:
+        def spin() -> None:
+            deadline = time.perf_counter() + 0.05
+            while time.perf_counter() < deadline:
+                pass
+
+        threading.Thread(target=spin).start()
+
+    assert busy_after(work_then_spin, repeats=2) > 0.01  # a spin of 50 ms, seen however loaded the machine

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -215,6 +216,7 @@ def compare(
     policy: ComparePolicy = ComparePolicy(),
     *,
     baseline_turns: Sequence[Callable[[], object]] = (),
+    settle: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Time both arms in ABBA rounds until the verdict is decided or the budget is spent.
 
@@ -224,12 +226,21 @@ def compare(
     The garbage collector is off while timing, as timeit does: a collection triggered every k calls
     would land on the same position of every ABBA round and bias one arm. One full collection runs
     before timing; between rounds only the youngest generation is collected (cheap: a full pass over a
-    heap holding torch and transformers costs tens of milliseconds of the budget)."""
+    heap holding torch and transformers costs tens of milliseconds of the budget).
+
+    ``settle``: seconds to wait, untimed, after an arm's block before the other arm's (``timing.busy_after``:
+    a runtime left at its defaults spins its threads for tens of milliseconds after each call, which would
+    take the cores from the next block of the other arm). Blocks then last at least twice the longest gap,
+    so waiting costs at most a fifth of the time."""
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        arms = LocalArms({"baseline": [baseline, *baseline_turns], "candidate": [candidate]}, timer)
+        work: dict[str, Sequence[Callable[[], object]]] = {
+            "baseline": [baseline, *baseline_turns],
+            "candidate": [candidate],
+        }
+        arms = LocalArms(work, timer, settle=dict(settle or {}))
         return compare_blocks(arms, timer.clock, bound, policy)
     finally:
         if enabled:
@@ -259,6 +270,9 @@ class LocalArms:
     work: dict[str, Sequence[Callable[[], object]]]
     timer: Timer
     blocks: dict[str, int] = field(default_factory=dict)
+    settle: dict[str, float] = field(default_factory=dict)  # seconds after an arm's block before the other's
+    sleep: Callable[[float], None] = time.sleep
+    last: str | None = None  # the arm whose block ran last
 
     def warm_up(self, arm: str) -> WarmUp:
         warmed = [self.timer.warm_up(work) for work in self.work[arm]]
@@ -268,10 +282,17 @@ class LocalArms:
         turn = self.blocks.get(arm, 0)
         self.blocks[arm] = turn + 1
         work = self.work[arm]
+        if self.last is not None and self.last != arm and self.settle.get(self.last, 0.0) > 0:
+            self.sleep(self.settle[self.last])
+        self.last = arm
         return self.timer.time_block(work[turn % len(work)], calls)
 
     def calls_per_block(self, per_call_seconds: float) -> int:
-        return self.timer.calls_per_block(per_call_seconds)
+        calls = self.timer.calls_per_block(per_call_seconds)
+        longest = max(self.settle.values(), default=0.0)
+        if longest > 0 and per_call_seconds > 0:  # a block at least twice the gap: waiting is at most a fifth
+            calls = max(calls, min(math.ceil(2 * longest / per_call_seconds), self.timer.settings.max_calls_per_block))
+        return calls
 
     def between_rounds(self, rounds: int) -> None:
         if rounds % COLLECT_EVERY_ROUNDS == 0:

@@ -31,6 +31,7 @@ from perfgate.report import (
     gate_figure,
     ladder_section,
     needs_attention,
+    settings_section,
     skip_counts,
     speed_estimate,
     stack_lines,
@@ -579,6 +580,7 @@ def html_report(
         body += [f"<h2>{html.escape(title)} ({len(members)})</h2>", *_family_table(members)]
     body += _markdown_table_html(recommendation_section(record))
     body += _markdown_table_html(ladder_section(cases))
+    body += _markdown_table_html(settings_section(cases))
     sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), Distributed(), CompileCost())
     for section in (metric.section(cases) for metric in sections):
         body += _markdown_table_html(section)

@@ -89,6 +89,41 @@ def ungated_fields(cases: Sequence[CaseResult]) -> dict[tuple[str, str], int]:
     return dict(sorted(counts.items()))
 
 
+def settings_section(cases: Sequence[CaseResult]) -> list[str]:
+    """Every runtime setting the harness or a variant set away from its default, once, with the cases it
+    applied to; and the settle gaps that kept each runtime's after-call spinning out of the other arm."""
+    applied: dict[tuple[str, str, str, str], list[str]] = {}
+    for case in cases:
+        for setting in (case.variant or {}).get("settings", []):
+            key = (setting["name"], setting["value"], setting["default"], setting["why"])
+            applied.setdefault(key, []).append(case.spec.case_id)
+    gaps = []
+    for case in cases:
+        settle = case.metrics.get("speed", {}).get("settle_seconds") or {}
+        spin = case.metrics.get("speed", {}).get("spin_after_call_seconds") or {}
+        spinning = [f"{arm} {spin[arm] * 1000:.0f} ms" for arm in ("baseline", "candidate") if spin.get(arm)]
+        if any(settle.values()) and spinning:
+            gaps.append(f"`{case.spec.case_id}`: busy after a call: {', '.join(spinning)}")
+    if not applied and not gaps:
+        return []
+    total = len([c for c in cases if c.variant])
+    out = ["## Settings changed from the runtimes' defaults", "",
+           "Everything else runs at each runtime's defaults, as it would be deployed.", "",
+           "| setting | measured with | default | why | cases |", "|---|---|---|---|---|"]  # fmt: skip
+    for (name, value, default, why), ids in applied.items():
+        where = (
+            f"all {total}"
+            if len(ids) == total
+            else ", ".join(f"`{i}`" for i in ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+        )
+        out.append(f"| {name} | {value} | {default} | {why} | {where} |")
+    if gaps:
+        out += ["", "A runtime whose threads keep spinning after a call (its default) gets a settle gap of twice that "
+                "before the other arm's block, so neither arm runs on cores the other still holds:", "",
+                *[f"- {line}" for line in gaps]]  # fmt: skip
+    return out
+
+
 def time_section(cases: Sequence[CaseResult], slowest: int = 10) -> list[str]:
     """Where the run's time went: per test module, then the slowest cases split into setup, memory
     jobs and measurement (what to move to the nightly selection when the default run grows)."""
@@ -439,6 +474,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
         out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]
     out += ladder_section(record.cases)
     out += ["", *section] if (section := recommendation_section(record)) else []
+    out += ["", *section] if (section := settings_section(record.cases)) else []
     out += time_section(record.cases)
     stacks = stack_lines(record.cases)
     if stacks:

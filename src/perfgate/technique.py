@@ -75,6 +75,14 @@ class Variant:
     # Called once with the timed inputs before timing starts: what a variant does once per new shape
     # (a recompile, a CUDA graph's recording) happens there, not in the timed warm-up; returns its figures.
     prime: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] | None = None
+    # Each runtime setting this variant sets away from the runtime's default (``changed_setting``): said
+    # in results.json, the summary and the report, since a user who deploys at the defaults sees otherwise.
+    settings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def changed_setting(name: str, value: object, default: object, why: str) -> dict[str, Any]:
+    """A runtime setting the harness or a variant set away from its default, and why."""
+    return {"name": name, "value": str(value), "default": str(default), "why": why}
 
 
 def cast_inputs(inputs: Mapping[str, torch.Tensor], dtype: Any) -> dict[str, torch.Tensor]:

@@ -12,7 +12,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Clock", "Timer", "TimerSettings", "WarmUp", "busy_wait", "torch_threads"]
+__all__ = [
+    "Clock",
+    "Timer",
+    "TimerSettings",
+    "WarmUp",
+    "busy_after",
+    "busy_wait",
+    "other_threads_cpu_seconds",
+    "settle_seconds",
+    "torch_threads",
+]
 
 Clock = Callable[[], float]
 Work = Callable[[], object]
@@ -76,6 +86,71 @@ class Timer:
             return self.settings.max_calls_per_block
         calls = math.ceil(self.settings.min_block_seconds / per_call_seconds)
         return max(1, min(calls, self.settings.max_calls_per_block))
+
+
+QUIET_WINDOW_SECONDS = 0.005  # no other thread on a CPU for this long: the runtime's pool has gone to sleep
+BUSY_CPU_SECONDS = 0.0001  # what a window may hold and still count as quiet (a timer tick, a stray wake-up)
+SETTLE_LIMIT_SECONDS = 0.25  # the longest gap between two arms' blocks; a longer spin is capped and said
+
+
+def other_threads_cpu_seconds() -> float | None:
+    """CPU time every thread of this process but the calling one has used (Linux: ``schedstat``, in
+    nanoseconds); None where the kernel does not say."""
+    import os
+    import threading
+
+    me = threading.get_native_id()
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for task in tasks:
+        if int(task) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/schedstat", encoding="ascii") as stat:
+                total += int(stat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def busy_after(
+    work: Work,
+    repeats: int = 5,
+    clock: Clock = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+    cpu: Callable[[], float | None] = other_threads_cpu_seconds,
+) -> float | None:
+    """How long the process's other threads keep a CPU busy after ``work`` returns: a runtime's thread
+    pool spinning for its next call (ONNX Runtime's by default, OpenMP's for a while). The longest of
+    ``repeats`` calls, capped at ``SETTLE_LIMIT_SECONDS``; None where per-thread CPU time is unknown."""
+    longest = 0.0
+    for _ in range(repeats):
+        work()
+        start = last_busy = clock()
+        before = cpu()
+        if before is None:
+            return None
+        while clock() - last_busy < QUIET_WINDOW_SECONDS and clock() - start < SETTLE_LIMIT_SECONDS:
+            sleep(QUIET_WINDOW_SECONDS / 10)
+            now = cpu()
+            if now is None:
+                return None
+            if now - before > BUSY_CPU_SECONDS:
+                last_busy = clock()
+            before = now
+        longest = max(longest, last_busy - start)
+    return min(longest, SETTLE_LIMIT_SECONDS)
+
+
+def settle_seconds(busy: float | None) -> float:
+    """The gap before the other arm's block: twice the measured spin (a spin stretches when the machine
+    is busy), or the cap where the spin could not be measured."""
+    if busy is None:
+        return SETTLE_LIMIT_SECONDS
+    return 0.0 if busy == 0 else min(2 * busy, SETTLE_LIMIT_SECONDS)
 
 
 def busy_wait(seconds: float, clock: Clock = time.perf_counter) -> None:

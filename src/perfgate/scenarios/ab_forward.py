@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from perfgate.case import CaseContext
+    from perfgate.comparison import ComparePolicy, Comparison
     from perfgate.model import LoadedModel
     from perfgate.technique import Variant
+    from perfgate.timing import Timer
     from perfgate.worker import WorkerState
 
 GENERATION_TOKENS = 16
@@ -47,7 +49,9 @@ class ABForward(Scenario):
             measure_serving_memory(case)
 
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
-        from perfgate.comparison import ComparePolicy, compare
+        import torch
+
+        from perfgate.comparison import ComparePolicy
         from perfgate.fidelity import compare_outputs
         from perfgate.model import directory_bytes, weight_placement
         from perfgate.timing import Timer, cuda_synchronizer, torch_threads
@@ -56,6 +60,7 @@ class ABForward(Scenario):
         timer = Timer(synchronize=cuda_synchronizer(device))
         policy = replace(ComparePolicy(), **payload["policy"])
         metrics: dict[str, Any] = {}
+        default_threads = torch.get_num_threads()  # torch's own choice: torch_threads restores it after each job
         with torch_threads(payload["threads"]) as threads:
             start = time.perf_counter()
             model = state.model(payload["model"])
@@ -72,10 +77,7 @@ class ABForward(Scenario):
             inputs = model.inputs(payload["timed_texts"], seq_len)
             primed = candidate.prime(inputs) if candidate.prime is not None else None
             turns = late_baseline_copy(payload, model, baseline, candidate)
-            comparison = compare(
-                lambda: baseline.run(inputs), lambda: candidate.run(inputs), timer, payload["bound"], policy,
-                baseline_turns=[functools.partial(late.run, inputs) for late in turns],
-            )  # fmt: skip
+            comparison, spin, settle = _compare_settled(baseline, candidate, turns, inputs, timer, payload, policy)
             timed_copies = 1 + len(turns)
             del turns  # the late copy's memory goes back before the next job
             if device.startswith("cuda"):
@@ -85,6 +87,8 @@ class ABForward(Scenario):
                 decode_policy = replace(policy, budget_seconds=policy.budget_seconds * DECODE_BUDGET_SHARE)
                 metrics["generation"] = _generation(model, baseline, candidate, inputs, timer, payload, decode_policy)
         speed = comparison.to_dict()
+        speed["spin_after_call_seconds"] = spin  # other threads busy after a call returned (None: not measured)
+        speed["settle_seconds"] = settle
         speed["throughput_items_per_second"] = {
             arm: batch_size / comparison.latency(arm).p50 for arm in ("baseline", "candidate")
         }
@@ -100,6 +104,7 @@ class ABForward(Scenario):
             "ratio": candidate.memory_bytes / baseline.memory_bytes,
         }
         variant = {"prepare_seconds": candidate.prepare_seconds, **candidate.details}
+        variant["settings"] = harness_settings(payload, default_threads, threads) + candidate.settings
         if model.module_loaded:
             variant["baseline_weights"] = {**weight_placement(model.module), "timed_copies": timed_copies}
         else:
@@ -110,6 +115,46 @@ class ABForward(Scenario):
             "threads": threads,
             "load_seconds": load_seconds,
         }
+
+
+def harness_settings(payload: dict[str, Any], default_threads: int, threads: int) -> list[dict[str, Any]]:
+    """The settings this scenario sets away from the runtimes' defaults for both arms, and why."""
+    from perfgate.technique import changed_setting
+
+    settings = []
+    if threads != default_threads:
+        settings.append(changed_setting("torch threads (torch.set_num_threads)", threads, default_threads,
+                                        "--perfgate-threads: both arms run with it"))  # fmt: skip
+    if payload["model"].get("placement") == "copied" and payload["model"]["device"] == "cpu":
+        settings.append(changed_setting(
+            "fp32 baseline's weights", "copied into torch's allocator", "mapped from the safetensors file",
+            "a candidate's weights are torch allocations too: placement alone moved fp32 by 2-3 %",
+        ))  # fmt: skip
+    settings.append(changed_setting(
+        "Python's garbage collector while timing", "off (one collection before)", "on",
+        "a collection every k calls would land on one position of every ABBA round",
+    ))  # fmt: skip
+    return settings
+
+
+def _compare_settled(
+    baseline: Variant, candidate: Variant, turns: list[LoadedModel], inputs: Any, timer: Timer,
+    payload: dict[str, Any], policy: ComparePolicy,
+) -> tuple[Comparison, dict[str, float | None], dict[str, float]]:  # fmt: skip
+    """The ABBA comparison with each runtime at its defaults: an arm whose pool spins after a call (ONNX
+    Runtime's, OpenMP's) gets a settle gap before the other arm's block, measured on its own calls,
+    instead of being told not to spin; on CUDA the host threads do not spin into the other arm."""
+    from perfgate.comparison import compare
+    from perfgate.timing import busy_after, settle_seconds
+
+    on_cpu, arms = not payload["model"]["device"].startswith("cuda"), {"baseline": baseline, "candidate": candidate}
+    spin = {arm: busy_after(functools.partial(v.run, inputs)) if on_cpu else None for arm, v in arms.items()}
+    settle = {arm: settle_seconds(busy) if on_cpu else 0.0 for arm, busy in spin.items()}
+    comparison = compare(
+        lambda: baseline.run(inputs), lambda: candidate.run(inputs), timer, payload["bound"], policy,
+        baseline_turns=[functools.partial(late.run, inputs) for late in turns], settle=settle,
+    )  # fmt: skip
+    return comparison, spin, settle
 
 
 def late_baseline_copy(

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from perfgate.model import LoadedModel, content_digest
-from perfgate.technique import Requirement, Technique, Variant
+from perfgate.technique import Requirement, Technique, Variant, changed_setting
 
 if TYPE_CHECKING:
     import torch
@@ -54,6 +54,7 @@ class _OnnxRuntime(Technique):
     level: ClassVar[int] = 2
     quantize: ClassVar[str | None] = None  # "per-channel", "per-tensor" (dynamic) or "static"
     provider: ClassVar[str] = "CPUExecutionProvider"
+    spinning: ClassVar[bool] = True  # ORT's default: its pool spins after a run, waiting for the next
     builds_artifacts = True
 
     def unavailable_reason(self, task: str, device: str) -> str | None:
@@ -85,12 +86,17 @@ class _OnnxRuntime(Technique):
         onnx_file, cached = self._artifact(model, artifact_dir, chosen)
         prepare_seconds = time.perf_counter() - start
         options = onnxruntime.SessionOptions()
+        settings = []
         if threads:
             options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # ORT's pool spin-waits after each run; interleaved with the torch baseline it would steal the
-        # baseline's cores and bias the A/B. Off, both arms get the machine to themselves.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            settings.append(changed_setting("onnxruntime intra_op_num_threads", threads, "0 (one per physical core)",
+                                            "the thread count both arms of the case run with"))  # fmt: skip
+        if not self.spinning:
+            # ORT's pool spins for tens of milliseconds after each run (the default): what a service that
+            # shares its cores turns off. The A/B itself stays fair with spinning on (compare's settle gap).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            settings.append(changed_setting("onnxruntime session.intra_op.allow_spinning", 0, 1,
+                                            "the variant: a service that shares its cores"))  # fmt: skip
         session = onnxruntime.InferenceSession(str(onnx_file), options, providers=[self.provider])
         if session.get_providers()[0] != self.provider:
             raise RuntimeError(f"{self.name}: asked for {self.provider}, the session runs on {session.get_providers()}")
@@ -109,6 +115,7 @@ class _OnnxRuntime(Technique):
             memory_bytes=disk,  # ORT holds the initializers in memory; the file size is their size
             disk_bytes=disk,
             prepare_seconds=prepare_seconds,
+            settings=settings,
             details={
                 "backend": chosen,
                 "level": f"O{self.level}",
@@ -228,6 +235,12 @@ class OptimizedO2(_OnnxRuntime):
     level = 2
 
 
+class OptimizedO2NoSpin(_OnnxRuntime):
+    name = "onnxruntime-o2-nospin"
+    summary = "ONNX Runtime O2 with its pool's spinning off: for services whose cores are shared"
+    spinning = False
+
+
 class OptimizedO3(_OnnxRuntime):
     name = "onnxruntime-o3"
     summary = "ONNX export with O3: O2 fusions plus the GELU approximation, fp32"
@@ -254,6 +267,14 @@ class DynamicInt8(_OnnxRuntime):
     role = "quantizer"
     summary = "ONNX export, O2 fusion, dynamic int8 with per-channel weights"
     quantize = "per-channel"
+
+
+class DynamicInt8NoSpin(_OnnxRuntime):
+    name = "onnxruntime-o2-int8-dynamic-nospin"
+    role = "quantizer"
+    summary = "ONNX Runtime O2 with dynamic int8 per channel, its pool's spinning off (shared cores)"
+    quantize = "per-channel"
+    spinning = False
 
 
 class DynamicInt8PerTensor(_OnnxRuntime):
