@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_recommend(commands)
     _add_bisect(commands)
+    _add_cross_check(commands)
     export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
     export.add_argument("results", type=Path)
     destination = export.add_mutually_exclusive_group(required=True)
@@ -98,6 +99,43 @@ modes:
 The case id is MODEL/TECHNIQUE/bBATCH/DEVICE as results.json names it; the project's suite (its conftest)
 resolves the model and technique. Exit 0 names the first bad release or commit, 1 when none was found.
 """
+
+
+def _add_cross_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "cross-check", help="time each arm of a case alone, a fresh process per arm, beside perfgate's interval"
+    )
+    check.add_argument("--case", required=True, help="MODEL/TECHNIQUE/bBATCH/DEVICE, as results.json names it")
+    check.add_argument("--rounds", type=int, default=5, help="rounds of one process per arm, order alternating (5)")
+    check.add_argument("--seconds", type=float, default=3.0, help="seconds of single calls per arm and round (3)")
+    check.add_argument("--results", type=Path, help="a results.json holding the case: its interval, beside")
+    check.add_argument("--markdown", type=Path, help="also write the table here")
+
+
+def _cross_check(args: argparse.Namespace) -> int:
+    from perfgate.bisect import parse_case_id, probe_case
+    from perfgate.cross_check import cross_check, markdown
+    from perfgate.hardware import detect
+
+    target = parse_case_id(args.case)
+    in_process = None
+    if args.results is not None:
+        record = RunRecord.load(args.results)
+        case = next((c for c in record.cases if c.spec.case_id == target.case_id), None)
+        if case is None or "estimate" not in case.metrics.get("speed", {}):
+            raise PerfgateError(
+                f"{args.results}: no speed figure for {target.case_id}; run its test, or leave out --results"
+            )
+        in_process = case.metrics["speed"]["estimate"]
+    probe = probe_case(target, Path.cwd())
+    check = cross_check(target, probe, args.rounds, args.seconds)
+    table = markdown(check, in_process, detect().hardware_class(target.device))
+    print(table)
+    if args.markdown:
+        from perfgate.results import write_atomically
+
+        write_atomically(args.markdown, table + "\n")
+    return 0
 
 
 def _add_bisect(commands: Any) -> None:
@@ -389,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             return _recommend(args)
         if args.command == "bisect":
             return _bisect(args)
+        if args.command == "cross-check":
+            return _cross_check(args)
         if args.command == "gate":
             return _gate(args)
         if args.command == "thresholds":
