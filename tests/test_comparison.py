@@ -180,11 +180,23 @@ def test_an_arm_that_spins_gets_its_settle_gap_before_the_other_arm_s_block_and_
     from perfgate.comparison import LocalArms, compare_blocks
 
     clock = FakeClock()
-    slept: list[tuple[str | None, float]] = []
-    timer = fake_timer(clock)
-    arms = LocalArms({"baseline": [lambda: clock.advance(0.01)], "candidate": [lambda: clock.advance(0.01)]}, timer,
-                     settle={"candidate": 0.1}, sleep=lambda s: slept.append((arms.last, s)))  # fmt: skip
+    calls = {"baseline": 0, "candidate": 0}
+
+    def work(arm: str):
+        def call() -> None:
+            calls[arm] += 1
+            clock.advance(0.01)
+
+        return call
+
+    arms = LocalArms({"baseline": [work("baseline")], "candidate": [work("candidate")]}, fake_timer(clock),
+                     settle={"candidate": 0.1})  # fmt: skip
     result = compare_blocks(arms, clock, None, ComparePolicy(min_pairs=4, max_pairs=4))
     assert result.calls_per_block >= 20  # a block of at least twice the gap: 0.2 s of 0.01 s calls
-    # ABBA: the gap only after a candidate block followed by a baseline block, once per round
-    assert slept == [("candidate", 0.1)] * (len(result.baseline_seconds) // 2)
+    rounds = len(result.baseline_seconds) // 2
+    # ABBA: only a baseline block that follows the candidate's settles, once per round, in its own untimed
+    # calls (10 of 0.01 s), so it starts warm; the candidate never waits for the baseline (no gap asked)
+    assert arms.settle_calls == 10 * rounds
+    timed = result.calls_per_block * len(result.baseline_seconds)
+    assert calls["baseline"] == timed + arms.settle_calls + result.warmup_calls["baseline"]
+    assert calls["candidate"] == timed + result.warmup_calls["candidate"]
