@@ -178,5 +178,5 @@ def test_every_changed_setting_is_said_once_with_its_default_and_the_cases_it_ap
         "| onnxruntime session.intra_op.allow_spinning | 0 | 1 | the variant | `minilm/onnxruntime-o2-nospin/b1/cpu` |"
         in section
     )
-    assert "- `minilm/onnxruntime-o2/b1/cpu`: busy after a call: baseline 10 ms, candidate 60 ms" in section
+    assert "| `minilm/onnxruntime-o2/b1/cpu` | 10 | 60 |" in section
     assert settings_section([measured_case("fp16-cast", 1.0)]) == []  # nothing changed, nothing said
