@@ -97,6 +97,13 @@ class _OnnxRuntime(Technique):
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             settings.append(changed_setting("onnxruntime session.intra_op.allow_spinning", 0, 1,
                                             "the variant: a service that shares its cores"))  # fmt: skip
+            # With the intra-op pool quiet, ORT's default inter-op pool held the cores: the torch arm beside it
+            # ran 30-60x slower (245-412 ms a MiniLM call against 7 ms, cpu-avx512-bf16, 2026-12-07).
+            options.inter_op_num_threads = 1
+            settings.append(changed_setting(
+                "onnxruntime inter_op_num_threads", 1, "0 (ORT's choice)",
+                "with spinning off, ORT's idle inter-op pool took the other arm's cores",
+            ))  # fmt: skip
         session = onnxruntime.InferenceSession(str(onnx_file), options, providers=[self.provider])
         if session.get_providers()[0] != self.provider:
             raise RuntimeError(f"{self.name}: asked for {self.provider}, the session runs on {session.get_providers()}")
