@@ -39,7 +39,7 @@ __all__ = [
     "zero1_partition",
 ]
 
-RECIPES = ("ddp", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques are train-RECIPE
+RECIPES = ("ddp", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques: train-RECIPE
 LEARNING_RATE = 5e-5  # make_optimizer's, so the first losses match single-process AdamW's
 
 # Bytes moved per step and rank, as a multiple of the parameters' bytes (module docstring).
