@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfgate.report import JOB_SUMMARY_LIMIT, fit_job_summary
+from perfgate.report import JOB_SUMMARY_LIMIT, fit_job_summary, markdown_summary
 
 
 def test_a_summary_that_fits_is_unchanged():
@@ -180,3 +180,32 @@ def test_every_changed_setting_is_said_once_with_its_default_and_the_cases_it_ap
     )
     assert "| `minilm/onnxruntime-o2/b1/cpu` | 10 | 60 |" in section
     assert settings_section([measured_case("fp16-cast", 1.0)]) == []  # nothing changed, nothing said
+
+
+def test_the_summary_shows_how_far_each_speedup_moved_between_past_runs_beside_its_interval(tmp_path):
+    from perfgate.history import compare_run, load_history, store_run
+    from tests.test_history import NIGHTS, run
+
+    directory = tmp_path / "history"
+    directory.mkdir()
+    for night, speedup in enumerate(NIGHTS):
+        run(night, speedup).save(tmp_path / f"night{night}.json")
+        store_run(tmp_path / f"night{night}.json", directory)
+    current = run(9, 3.58)  # its interval 3.40-3.76 holds the five nights' 3.46-3.71
+    summary = markdown_summary(current, comparison=compare_run(current, load_history(directory)))
+    section = summary.split("## Between processes", 1)[1]
+    row = next(line for line in section.splitlines() if "ort-int8" in line)
+    assert "3.58x [3.40, 3.76]" in row
+    assert "3.55x, 3.46-3.71 | 5 | 7% | yes |" in row
+    narrow = run(9, 3.58)
+    narrow.cases[0].metrics["speed"]["estimate"].update(ci_low=3.55, ci_high=3.61)  # an interval the nights left
+    summary = markdown_summary(narrow, comparison=compare_run(narrow, load_history(directory)))
+    assert "| 5 | 7% | no |" in summary.split("## Between processes", 1)[1]
+
+
+def test_without_a_history_the_summary_says_its_intervals_are_in_one_process_and_where_to_see_more():
+    from tests.test_history import run
+
+    section = markdown_summary(run(1, 3.5)).split("## Between processes", 1)[1]
+    assert "inside this run's worker process" in section
+    assert "--perfgate-history" in section and "perfgate cross-check" in section

@@ -152,6 +152,8 @@ class FigureComparison:
     runs: int  # history values the reference and band come from
     status: Status
     alerts: bool = True
+    past_low: float | None = None  # the history's lowest and highest values: how far the figure moved
+    past_high: float | None = None  # between processes (runs), where its interval says within one
 
 
 @dataclass
@@ -616,7 +618,9 @@ def _compare_figure(
     else:
         better = value > high if tracked.higher_is_better else value < low
         status = Status.IMPROVEMENT if better else Status.REGRESSION
-    return FigureComparison(tracked.name, value, reference, low, high, len(values), status, tracked.alerts)
+    return FigureComparison(
+        tracked.name, value, reference, low, high, len(values), status, tracked.alerts, min(values), max(values)
+    )
 
 
 def rerun_tests(

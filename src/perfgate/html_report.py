@@ -27,6 +27,7 @@ from perfgate.outcome import Verdict
 from perfgate.recommend import recommendation_section
 from perfgate.report import (
     attention_reason,
+    between_process_section,
     columns,
     gate_figure,
     ladder_section,
@@ -580,6 +581,7 @@ def html_report(
         body += [f"<h2>{html.escape(title)} ({len(members)})</h2>", *_family_table(members)]
     body += _markdown_table_html(recommendation_section(record))
     body += _markdown_table_html(ladder_section(cases))
+    body += _markdown_table_html(between_process_section(cases, comparison))
     body += _markdown_table_html(settings_section(cases))
     sections = (LoadMetric(), LoadUnderCapMetric(), Training(), TrainingBatch(), Distributed(), CompileCost())
     for section in (metric.section(cases) for metric in sections):

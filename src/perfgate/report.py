@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseResult
 from perfgate.metrics import all_metrics
@@ -17,9 +17,13 @@ from perfgate.outcome import Outcome, Verdict
 from perfgate.recommend import recommendation_section
 from perfgate.results import RunRecord
 
+if TYPE_CHECKING:
+    from perfgate.history import Comparison
+
 __all__ = [
     "TERMINAL_WIDTH",
     "attention_reason",
+    "between_process_section",
     "case_label",
     "clip",
     "columns",
@@ -125,6 +129,45 @@ def settings_section(cases: Sequence[CaseResult]) -> list[str]:
         out += ["", "A runtime's threads keep a core busy for a while after a call (ONNX Runtime's pool spins by "
                 "default): the other arm's block starts after twice that, spent in its own untimed calls.", "",
                 "| case | baseline busy after a call, ms | candidate, ms |", "|---|---|---|", *gaps]  # fmt: skip
+    return out
+
+
+def between_process_section(cases: Sequence[CaseResult], comparison: Comparison | None = None) -> list[str]:
+    """How far each speedup moved between processes beside the interval this run measured in one.
+
+    A case's interval comes from its pairs in one worker process: how well the ratio is known there.
+    Between processes a ratio moves more (a CPU's frequency, where the pages landed, the neighbours): the
+    history's past runs of the case show how much, where the run was compared with one."""
+    timed = [case for case in cases if speed_estimate(case)]
+    if not timed:
+        return []
+    out = ["## Between processes", "",
+           "Each speedup's 95% interval says how well the ratio is known inside this run's worker process "
+           "(its interleaved pairs), not how far it moves from one process to the next."]  # fmt: skip
+    past = {}
+    for compared in comparison.cases if comparison else []:
+        figure = next((f for f in compared.figures if f.name == "speedup" and f.past_low is not None), None)
+        if figure is not None:
+            past[compared.case_id] = figure
+    if not past:
+        return [*out[:-1], out[-1] + " Run with `--perfgate-history DIR` to see each case's spread over its past "
+                "runs here, or `perfgate cross-check` for each arm timed in a process of its own (the README's "
+                "table: 4-13 % apart from the in-process figure on the main job's ORT, int8 and cast cases)."]  # fmt: skip
+    out += ["", "| case | this run [95% CI] | past runs: median, range | runs | spread between runs | "
+            "past range inside this interval |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for case in timed:
+        figure = past.get(case.spec.case_id)
+        if figure is None:
+            continue
+        estimate = speed_estimate(case) or {}
+        assert figure.past_low is not None and figure.past_high is not None
+        spread = (figure.past_high - figure.past_low) / figure.reference if figure.reference else 0.0
+        inside = estimate["ci_low"] <= figure.past_low and figure.past_high <= estimate["ci_high"]
+        out.append(
+            f"| `{case.spec.case_id}` | {estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, "
+            f"{estimate['ci_high']:.2f}] | {figure.reference:.2f}x, {figure.past_low:.2f}-{figure.past_high:.2f} | "
+            f"{figure.runs} | {spread:.0%} | {'yes' if inside else 'no'} |"
+        )
     return out
 
 
@@ -449,7 +492,9 @@ def text_table(cases: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ()) -> str:
+def markdown_summary(
+    record: RunRecord, skipped: Sequence[tuple[str, str]] = (), comparison: Comparison | None = None
+) -> str:
     fingerprint = record.fingerprint
     classes = fingerprint.get("hardware_class", {})
     cpu = fingerprint.get("cpu", {})
@@ -473,6 +518,7 @@ def markdown_summary(record: RunRecord, skipped: Sequence[tuple[str, str]] = ())
     ]
     out += ["| " + " | ".join(row) + " |" for row in summary_rows(record.cases)]
     out += ["", isolation_line(record.cases)]
+    out += ["", *section] if (section := between_process_section(record.cases, comparison)) else []
     ungated = ungated_lines(record.cases)
     if ungated:
         out += ["", "Measured but not gated:", "", *[f"- {line}" for line in ungated]]

@@ -451,7 +451,7 @@ class PerfgateSession:
         if self.record is None or self.xdist_worker:
             return None
         path = self.settings.report_dir / "summary.md"
-        summary = markdown_summary(self.record, self.skipped)
+        summary = markdown_summary(self.record, self.skipped, comparison)
         write_atomically(path, summary)
         # What CI appends to $GITHUB_STEP_SUMMARY: the same, cut to fit its 1 MiB.
         write_atomically(self.settings.report_dir / "job-summary.md", fit_job_summary(summary))
