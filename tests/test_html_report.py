@@ -210,7 +210,7 @@ def test_memory_is_coloured_by_the_memory_check_not_the_verdict():
 
 
 def test_the_distributed_table_and_figure_are_in_the_html_report():
-    from perfgate.distributed import distributed_figures
+    from perfgate.distributed.figures import distributed_figures
     from tests.test_train_distributed import rank_report
 
     record = run(20)

@@ -208,4 +208,5 @@ def test_without_a_history_the_summary_says_its_intervals_are_in_one_process_and
 
     section = markdown_summary(run(1, 3.5)).split("## Between processes", 1)[1]
     assert "inside this run's worker process" in section
-    assert "--perfgate-history" in section and "perfgate cross-check" in section
+    assert "--perfgate-history" in section
+    assert "perfgate cross-check" in section

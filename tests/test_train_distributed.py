@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from perfgate.distributed import distributed_figures, predicted_rank_bytes
+from perfgate.distributed.figures import distributed_figures
+from perfgate.distributed.predictions import predicted_rank_bytes
 from perfgate.errors import JobOutcome
 from perfgate.scenarios.train_distributed import crash_detail, run_ranks
 
@@ -99,7 +100,7 @@ Root Cause (first observed failure):
 def test_a_killed_rank_is_named_though_its_peer_s_error_is_torchrun_s_root_cause():
     # rank 1 was killed; rank 0's gloo call failed within the same second and torchrun chose it as the
     # "first observed failure" (its timestamps have whole seconds)
-    output = """perfgate.distributed_rank FAILED
+    output = """perfgate.distributed.rank FAILED
 ------------------------------------------------------------
 Failures:
 [1]:
@@ -153,7 +154,7 @@ SHAPES = [[10, 4], [3], [5, 2]]  # 53 elements: 212 bytes of fp32
 
 
 def rank_report(rank: int, state: int, traffic: int = 424) -> dict[str, Any]:
-    """A rank's report as ``distributed_rank`` writes it, for a three-parameter model under ZeRO-1."""
+    """A rank's report as ``distributed.rank`` writes it, for a three-parameter model under ZeRO-1."""
     return {"rank": rank, "shapes": SHAPES, "parameters": {"storage_bytes": 212}, "gradients": 212,
             "optimizer_state": state, "communication": {"bytes": traffic, "calls": {"allreduce_": 1}},
             "memory": {"before_model": {"anon": 0}, "held": {"anon": 10}, "peak": {"max": {"anon": 20}}},
@@ -253,7 +254,7 @@ def test_a_rank_asks_to_die_with_torchrun_before_it_imports_torch(tmp_path):
 
     probe = (
         "import sys, pathlib\n"
-        "from perfgate import distributed_rank\n"
+        "from perfgate.distributed import rank as distributed_rank\n"
         "distributed_rank._die_with_parent = lambda: print('torch imported:', 'torch' in sys.modules)\n"
         "try:\n"
         f"    distributed_rank.main(pathlib.Path({str(tmp_path)!r}))\n"

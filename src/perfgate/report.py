@@ -146,26 +146,28 @@ def between_process_section(cases: Sequence[CaseResult], comparison: Comparison 
            "(its interleaved pairs), not how far it moves from one process to the next."]  # fmt: skip
     past = {}
     for compared in comparison.cases if comparison else []:
-        figure = next((f for f in compared.figures if f.name == "speedup" and f.past_low is not None), None)
-        if figure is not None:
-            past[compared.case_id] = figure
+        for figure in compared.figures:
+            if figure.name == "speedup" and figure.past_low is not None and figure.past_high is not None:
+                past[compared.case_id] = (figure, figure.past_low, figure.past_high)
     if not past:
-        return [*out[:-1], out[-1] + " Run with `--perfgate-history DIR` to see each case's spread over its past "
-                "runs here, or `perfgate cross-check` for each arm timed in a process of its own (the README's "
-                "table: 4-13 % apart from the in-process figure on the main job's ORT, int8 and cast cases)."]  # fmt: skip
+        out[-1] += (
+            " Run with `--perfgate-history DIR` to see each case's spread over its past runs here, or `perfgate "
+            "cross-check` for each arm timed in a process of its own (the README's table: 4-13 % apart from the "
+            "in-process figure on the main job's ORT, int8 and cast cases)."
+        )
+        return out
     out += ["", "| case | this run [95% CI] | past runs: median, range | runs | spread between runs | "
             "past range inside this interval |", "|---|---|---|---|---|---|"]  # fmt: skip
     for case in timed:
-        figure = past.get(case.spec.case_id)
-        if figure is None:
+        if case.spec.case_id not in past:
             continue
+        figure, low, high = past[case.spec.case_id]
         estimate = speed_estimate(case) or {}
-        assert figure.past_low is not None and figure.past_high is not None
-        spread = (figure.past_high - figure.past_low) / figure.reference if figure.reference else 0.0
-        inside = estimate["ci_low"] <= figure.past_low and figure.past_high <= estimate["ci_high"]
+        spread = (high - low) / figure.reference if figure.reference else 0.0
+        inside = estimate["ci_low"] <= low and high <= estimate["ci_high"]
         out.append(
             f"| `{case.spec.case_id}` | {estimate['speedup']:.2f}x [{estimate['ci_low']:.2f}, "
-            f"{estimate['ci_high']:.2f}] | {figure.reference:.2f}x, {figure.past_low:.2f}-{figure.past_high:.2f} | "
+            f"{estimate['ci_high']:.2f}] | {figure.reference:.2f}x, {low:.2f}-{high:.2f} | "
             f"{figure.runs} | {spread:.0%} | {'yes' if inside else 'no'} |"
         )
     return out

@@ -2,7 +2,7 @@
 AdamW in one process on the same global batches.
 
 The case's worker (a fresh one) starts ``python -m torch.distributed.run --standalone`` (torchrun: a free
-port of its own, so xdist workers never collide), which starts the ranks (``perfgate.distributed_rank``,
+port of its own, so xdist workers never collide), which starts the ranks (``perfgate.distributed.rank``,
 ``gloo`` on CPU, one thread each). The worker waits at most the case's timeout less a margin: past it,
 torchrun is stopped (its ranks die with it) and the case is a ``timeout`` naming the ranks that never
 reported, as when a collective never completes; a rank that died makes the case ``crashed``, naming the
@@ -44,7 +44,7 @@ class TrainDistributed(Scenario):
     isolation = Isolation.FRESH
 
     def conduct(self, case: CaseContext) -> None:
-        from perfgate.distributed import distributed_figures
+        from perfgate.distributed.figures import distributed_figures
         from perfgate.techniques.training import distributed_recipe
 
         technique = distributed_recipe(case.spec.technique)
@@ -69,7 +69,7 @@ class TrainDistributed(Scenario):
 
     def _against_ddp(self, case: CaseContext, world: int, seq_len: int, figures: dict[str, Any]) -> dict[str, Any]:
         """The recipe's largest per-rank anonymous peak over DDP's, DDP measured once per model and shape."""
-        from perfgate.distributed import distributed_figures
+        from perfgate.distributed.figures import distributed_figures
 
         if figures["recipe"] == "ddp":
             ddp_peak = figures["max_anon_peak"]
@@ -113,9 +113,9 @@ def run_ranks(job: dict[str, Any], world: int, deadline: float) -> list[dict[str
     job_dir = Path(tempfile.mkdtemp(prefix="perfgate-ranks-"))
     try:
         (job_dir / "job.json").write_text(json.dumps({**job, "job_dir": str(job_dir)}))
-        # torchrun, started through distributed_rank's launcher: it dies with this worker however the worker goes
-        command = [sys.executable, "-m", "perfgate.distributed_rank", "--torchrun", "--standalone",
-                   f"--nproc-per-node={world}", "-m", "perfgate.distributed_rank", str(job_dir)]  # fmt: skip
+        # torchrun, started through distributed.rank's launcher: it dies with this worker however the worker goes
+        command = [sys.executable, "-m", "perfgate.distributed.rank", "--torchrun", "--standalone",
+                   f"--nproc-per-node={world}", "-m", "perfgate.distributed.rank", str(job_dir)]  # fmt: skip
         environment = {**os.environ, "OMP_NUM_THREADS": "1",
                        "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}  # fmt: skip
         process = subprocess.Popen(
@@ -150,9 +150,9 @@ def _missing(job_dir: Path, world: int) -> list[int]:
 
 
 def stall_detail(job_dir: Path, world: int, deadline: float) -> str:
-    """Which ranks had not finished, where each was last seen (``distributed_rank.Progress``), and the
+    """Which ranks had not finished, where each was last seen (``distributed.rank.Progress``), and the
     least advanced of them: the rank the others waited for in a collective."""
-    from perfgate.distributed_rank import PHASES
+    from perfgate.distributed.rank import PHASES
 
     missing = _missing(job_dir, world)
     seen: dict[int, tuple[int, str]] = {}

@@ -96,7 +96,7 @@ class DistributedRecipe(TrainingRecipe):
 
     sharding: ClassVar[str]
     world: ClassVar[int] = 2
-    fault: ClassVar[dict[str, object] | None] = None  # a planted dead or silent rank (``distributed_rank``)
+    fault: ClassVar[dict[str, object] | None] = None  # a planted dead or silent rank (``distributed.rank``)
     recipe = Recipe()
     devices = frozenset({"cpu"})
 

@@ -1,8 +1,8 @@
 """What each rank of a distributed training case runs, under ``torchrun`` (``scenarios/train_distributed``).
 
-    python -m torch.distributed.run --standalone --nproc-per-node N -m perfgate.distributed_rank JOB_DIR
+    python -m torch.distributed.run --standalone --nproc-per-node N -m perfgate.distributed.rank JOB_DIR
 
-(started as ``python -m perfgate.distributed_rank --torchrun ARGS``: ``exec_torchrun``).
+(started as ``python -m perfgate.distributed.rank --torchrun ARGS``: ``exec_torchrun``).
 
 ``JOB_DIR/job.json`` says the model, the recipe (``ddp``, ``zero1``, ``fsdp-shard-grad-op``,
 ``fsdp-full-shard``), the global batch and the timing policy; each rank writes ``JOB_DIR/rank-R.json``
@@ -72,13 +72,13 @@ def run_rank(job: dict[str, Any], before_model: dict[str, int]) -> dict[str, Any
     import torch
     import torch.distributed as dist
 
-    from perfgate.distributed import (
+    from perfgate.distributed.engines import shard_model
+    from perfgate.distributed.instruments import (
         CommunicationCounter,
         UnshardedParameters,
         gradient_bytes,
         optimizer_state_local_bytes,
         parameter_local_bytes,
-        shard_model,
     )
     from perfgate.memory import MemorySampler, process_memory
     from perfgate.training import load_classifier, training_batches

@@ -1,0 +1,95 @@
+"""What each rank of a sharded training run should hold, and what a step should move: the predictions the
+distributed recipes' measurements are judged against (``train-ddp``, ``train-zero1``, ``train-fsdp-*``).
+
+Each follows the engine that runs the recipe, not a textbook's round numbers:
+
+- **ZeRO-1** (``torch.distributed.optim.ZeroRedundancyOptimizer``): whole parameters per rank, assigned
+  largest first to the rank with the smallest total so far (its ``_partition_parameters``), so one large
+  tensor (MiniLM's 30522 x 384 word embeddings, 36 % of its parameters) makes the split uneven. A rank's
+  optimizer state is its partition's.
+- **FSDP** (``fully_shard``): every parameter split along dim 0 into ``world`` chunks of ``ceil(dim0 /
+  world)`` rows, the last short or empty; FSDP2 allocates each rank's chunk padded to that size.
+- **Communication per step and rank**, in the ZeRO paper's accounting from tensor sizes (an all-reduce is
+  a reduce-scatter and an all-gather: twice the tensor; a reduce-scatter counts its full input, an
+  all-gather its full output, a broadcast its tensor): DDP all-reduces the gradients (2 Ψ for Ψ bytes of
+  parameters); ZeRO-1 here is DDP's all-reduce plus a broadcast of each updated partition from its owner
+  (3 Ψ: torch's ZeroRedundancyOptimizer does not reduce-scatter, as DeepSpeed's stage 1 does for 2 Ψ);
+  FSDP without resharding after forward all-gathers the parameters once and reduce-scatters the gradients
+  (2 Ψ); full sharding all-gathers them again for backward (3 Ψ).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+RECIPES = ("ddp", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques: train-RECIPE
+
+# Bytes moved per step and rank, as a multiple of the parameters' bytes (module docstring).
+COMMUNICATION_FACTORS = {"ddp": 2.0, "zero1": 3.0, "fsdp-shard-grad-op": 2.0, "fsdp-full-shard": 3.0}
+
+
+def zero1_partition(sizes: Sequence[int], world: int) -> list[list[int]]:
+    """Which parameters (indices into ``sizes``, their element counts) each rank owns under
+    ZeroRedundancyOptimizer: sorted largest first (a stable sort: equal sizes keep their order), each given
+    to the first rank with the smallest total so far."""
+    if world < 1:
+        raise ValueError(f"world={world}: at least one rank")
+    owned: list[list[int]] = [[] for _ in range(world)]
+    totals = [0] * world
+    for index in sorted(range(len(sizes)), key=lambda i: sizes[i], reverse=True):
+        rank = totals.index(min(totals))
+        owned[rank].append(index)
+        totals[rank] += sizes[index]
+    return owned
+
+
+def fsdp_shard_elements(shapes: Sequence[tuple[int, ...]], world: int, padded: bool = True) -> list[int]:
+    """Elements of the parameters each rank holds under FSDP's dim-0 sharding: ``ceil(dim0 / world)`` rows
+    per rank (``padded``: what FSDP2 allocates), or the rows each rank's chunk really has (the last ones
+    short or empty: what ``DTensor.to_local()`` returns)."""
+    if world < 1:
+        raise ValueError(f"world={world}: at least one rank")
+    per_rank = [0] * world
+    for shape in shapes:
+        rows, row_elements = (shape[0], math.prod(shape[1:])) if shape else (1, 1)
+        chunk = math.ceil(rows / world)
+        for rank in range(world):
+            held = chunk if padded else max(0, min(chunk, rows - rank * chunk))
+            per_rank[rank] += held * row_elements
+    return per_rank
+
+
+def predicted_communication_bytes(recipe: str, parameter_bytes: int) -> float:
+    """Bytes a step of ``recipe`` moves per rank, from the parameters' bytes (module docstring)."""
+    try:
+        return COMMUNICATION_FACTORS[recipe] * parameter_bytes
+    except KeyError:
+        known = ", ".join(COMMUNICATION_FACTORS)
+        raise ValueError(f"no communication prediction for {recipe!r}: one of {known}") from None
+
+
+def full_shard_parameter_bound(at_rest: int, unit_bytes: Sequence[int]) -> int:
+    """What full sharding may hold in parameters at once: the rank's shards plus its two largest units
+    unsharded (the one computing and the one prefetched for backward), the root's own parameters being
+    one of the units (``UnshardedParameters``)."""
+    return at_rest + sum(sorted(unit_bytes, reverse=True)[:2])
+
+
+def predicted_rank_bytes(recipe: str, shapes: Sequence[Sequence[int]], world: int) -> list[dict[str, int]]:
+    """What each rank should hold after a step, in bytes of fp32: ``parameters`` (FSDP: the padded shards
+    FSDP2 allocates), ``gradients`` and ``optimizer_state`` (AdamW: two values per element it owns)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    full = 4 * sum(sizes)
+    if recipe == "ddp":
+        return [{"parameters": full, "gradients": full, "optimizer_state": 2 * full} for _ in range(world)]
+    if recipe == "zero1":
+        owned = zero1_partition(sizes, world)
+        return [{"parameters": full, "gradients": full, "optimizer_state": 8 * sum(sizes[i] for i in part)}
+                for part in owned]  # fmt: skip
+    if recipe in ("fsdp-shard-grad-op", "fsdp-full-shard"):
+        tuples = [tuple(shape) for shape in shapes]
+        padded, local = fsdp_shard_elements(tuples, world), fsdp_shard_elements(tuples, world, padded=False)
+        return [{"parameters": 4 * padded[r], "gradients": 4 * local[r], "optimizer_state": 8 * local[r]}
+                for r in range(world)]  # fmt: skip
+    raise ValueError(f"recipe={recipe!r}: one of {', '.join(RECIPES)}")
