@@ -196,6 +196,8 @@ def _fingerprint(record: RunRecord) -> str:
 
 BOUND_LINE = re.compile(r"^(?P<name>\w+)(?P<gap>\s*=\s*)(?P<value>[0-9.]+)(?P<space>\s*)#\s*(?P<comment>.*)$")
 PARENTHESIZED_ARITHMETIC = re.compile(r"\([^()]*(?: x |=)[^()]*\)")  # "(0.75 x 1.29 = 0.97)": not a run's value
+# What a rule wrote, not a run: "keeps 0.5 of the smallest effect", "0.75 x 2.45", "(was min_speedup 1.45)".
+RULE_TEXT = re.compile(r"keeps \d+(?:\.\d+)? of the smallest effect|\d+(?:\.\d+)? x \d+(?:\.\d+)?|\(was [^()]*\)")
 # A bare decimal: not part of a range (1.18-1.21), a name (d1, b16) or a figure with a unit (15.6 MB, 1.4 s, 1.56x).
 RECORDED_VALUE = re.compile(r"(?<![\w.-])(\d+\.\d+)(?![\w.%-])(?!\s*(?:MB|MiB|GB|KB|ms|s\b|tokens))")
 
@@ -214,7 +216,8 @@ class KeptPromise:
 def recorded_values(comment: str) -> list[float]:
     """The values a bound's comment records (the runs it came from): every bare decimal, figures with a
     unit, ranges and the arithmetic of a rule left out. `derive` writes them as ``1.127 (run 1), ...``."""
-    return [float(found) for found in RECORDED_VALUE.findall(PARENTHESIZED_ARITHMETIC.sub(" ", comment))]
+    runs = RULE_TEXT.sub(" ", PARENTHESIZED_ARITHMETIC.sub(" ", comment))
+    return [float(found) for found in RECORDED_VALUE.findall(runs)]
 
 
 def keep_promises(path: Path, text: str, today: str | None = None) -> tuple[str, list[KeptPromise]]:
