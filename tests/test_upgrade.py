@@ -201,9 +201,11 @@ def test_perfgate_gate_fails_a_less_accurate_candidate_and_passes_the_model_agai
     text = report.read_text()
     assert "### fp32-eager: **fail**" in text
     assert "| accuracy | **fail** |" in text
+    assert "- changed from its default: OMP_WAIT_POLICY (both arms' workers) = PASSIVE" in text
     gates = json.loads((tmp_path / "g.json").read_text())
     accuracy = next(check for check in gates[0]["checks"] if check["name"] == "accuracy")
     assert accuracy["estimate"] < -0.5
+    assert [setting["value"] for setting in gates[0]["figures"]["settings"]] == ["PASSIVE"]
     assert "current 1.000" in accuracy["detail"]
 
     assert main([*common, "--json", str(tmp_path / "same.json")]) in (0, 3)

@@ -22,9 +22,17 @@ from perfgate.launcher import WorkerGone, WorkerLate, WorkerProcess
 from perfgate.model import BASELINE_PLACEMENT
 from perfgate.timing import Timer, WarmUp
 
-__all__ = ["ARMS", "Arm", "ArmWorkers", "check_interpreter", "worker_sys_path"]
+__all__ = [
+    "ARMS", "QUIET_WHILE_IDLE", "QUIET_WHILE_IDLE_SETTING", "Arm", "ArmWorkers", "check_interpreter", "worker_sys_path"
+]  # fmt: skip
 
 QUIET_WHILE_IDLE = {"OMP_WAIT_POLICY": "PASSIVE"}
+# Said in every gate's results: the one runtime setting the two live workers change from its default.
+QUIET_WHILE_IDLE_SETTING = {
+    "name": "OMP_WAIT_POLICY (both arms' workers)", "value": "PASSIVE",
+    "default": "unset (libgomp: its threads spin a while after each parallel region, then sleep)",
+    "why": "two live workers share the cores: the idle arm's OpenMP threads must not spin into the other's block",
+}  # fmt: skip
 ARMS = ("baseline", "candidate")  # the comparison's names: baseline is the current model or environment
 
 

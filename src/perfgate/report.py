@@ -582,6 +582,9 @@ def gate_markdown(gates: Sequence[dict[str, Any]], title: str = "# perfgate upgr
         if outputs.get("comparable"):
             cosine, error = outputs["cosine_min"], outputs["max_abs_error"]
             lines.append(f"- outputs agree to cosine ≥ {cosine:.6f} (max abs error {error:.2e})")
+        for setting in figures.get("settings", []):
+            lines.append(f"- changed from its default: {setting['name']} = {setting['value']} "
+                         f"(default {setting['default']}): {setting['why']}")  # fmt: skip
         lines += ["", "| check | verdict | candidate vs current | rule | detail |", "|---|---|---|---|---|"]
         lines += [
             f"| {c['name']} | **{c['verdict']}** | {gate_figure(c)} | {c['rule']} | {c['detail']} |"

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from perfgate.arms import ARMS, QUIET_WHILE_IDLE, Arm, ArmWorkers
+from perfgate.arms import ARMS, QUIET_WHILE_IDLE, QUIET_WHILE_IDLE_SETTING, Arm, ArmWorkers
 from perfgate.comparison import ComparePolicy, Comparison, compare_blocks, decide, estimate_replicated
 from perfgate.errors import ArmFailed
 from perfgate.fidelity import compare_outputs, non_inferiority, paired_difference
@@ -286,6 +286,7 @@ def run_gate(current: Arm, candidate: Arm, run: GateRun, policy: GatePolicy) -> 
         for name, arm in arms.items()
     }
     result.figures["outputs"] = _output_agreement(prepared)
+    result.figures["settings"] = [dict(QUIET_WHILE_IDLE_SETTING)]
     if run.memory:
         memory = {arm.label: _serving_memory(arm, run) for arm in arms.values()}
         result.figures["memory"] = memory
