@@ -20,6 +20,7 @@ register_technique("planted-three-of-six-layers", "perf.planted:KeepsThreeOfSixL
 register_technique("planted-cuda-device-assert", "perf.planted:TriggersADeviceSideAssert")
 register_technique("planted-offload-below-largest-layer", "perf.planted:OffloadBelowTheLargestLayer")
 register_technique("planted-offload-unwritable-folder", "perf.planted:OffloadToAnUnwritableFolder")
+register_technique("planted-zero1-whole-state", "perf.planted:Zero1KeepingTheWholeState")
 
 
 def pytest_perfgate_register_models(registry: ModelRegistry, config: pytest.Config) -> None:

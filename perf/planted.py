@@ -8,6 +8,7 @@ from pathlib import Path
 
 from perfgate import LoadedModel, Technique, Variant
 from perfgate.techniques.loading import OffloadToDisk
+from perfgate.techniques.training import DistributedRecipe
 
 
 class LeaksAnFp32Copy(Technique):
@@ -120,3 +121,14 @@ class KeepsThreeOfSixLayers(Technique):
             raise ValueError(f"{model.name} has {len(base.encoder.layer)} encoder layers; this cut needs six")
         keep_layers(base)
         return module_variant(self.name, model, module, started, {"layers_kept": [1, 3, 5]})
+
+
+class Zero1KeepingTheWholeState(DistributedRecipe):
+    """Promises ZeRO-1 (its predictions are ``zero1``'s) and runs plain DDP with AdamW on every rank, so
+    each keeps the whole optimizer state: the held bytes and the saving against DDP must both fail."""
+
+    name = "planted-zero1-whole-state"
+    derive_thresholds = False  # a planted fault: what it measures is never its bound
+    summary = "ZeRO-1 promised, plain DDP run: every rank keeps AdamW's whole state"
+    sharding = "zero1"
+    engine = "ddp"

@@ -9,7 +9,7 @@ import pytest
 
 from perfgate.plugin import Bench
 
-RECIPES = ["train-ddp", "train-zero1", "train-fsdp-shard-grad-op", "train-fsdp-full-shard"]
+RECIPES = ["train-ddp", "train-ddp-grad-copy", "train-zero1", "train-fsdp-shard-grad-op", "train-fsdp-full-shard"]
 
 
 # Nightly: each case starts its ranks twice (the recipe, then DDP's memory once per model), a minute or more
@@ -26,8 +26,19 @@ def test_distributed_recipe_on_minilm(perfgate: Bench, recipe: str) -> None:
         if recipe == "train-fsdp-full-shard":  # sum of ceil(dim0 / 2) rows per parameter
             assert row["errors"]["parameters"] <= 0.01, row
         assert row["communication_error"] <= 0.05, row
-    if recipe != "train-ddp":
+    if recipe not in ("train-ddp", "train-ddp-grad-copy"):
         assert figures["memory"]["ratio"] < 1.0, "sharding held no less per rank than DDP"
+        assert figures["memory"]["resolved"], figures["memory"]  # MiniLM's savings are tens of MiB
+
+
+# Nightly: the planted recipe promises ZeRO-1 and keeps AdamW's whole state on every rank (plain DDP).
+@pytest.mark.cpu
+@pytest.mark.slow
+def test_a_recipe_that_keeps_the_whole_optimizer_state_fails_its_held_bytes_and_its_saving(perfgate: Bench) -> None:
+    result = perfgate.measure("minilm", "planted-zero1-whole-state", scenario="train-distributed", batch_size=8)
+    assert result.outcome == "measured", result.detail
+    failed = {check.name for check in result.failures()}
+    assert {"max_shard_prediction_error", "min_saving_ratio"} <= failed, result.checks
 
 
 # The default selection's one distributed case: ZeRO-1 on the smallest model, its memory against DDP's.
@@ -37,3 +48,4 @@ def test_zero1_against_ddp_on_tiny_bert(perfgate: Bench) -> None:
     figures = result.metrics["distributed"]
     states = [row["measured"]["optimizer_state"] for row in figures["ranks"]]
     assert sum(states) == 2 * figures["parameter_bytes"]  # the ranks' partitions make AdamW's whole state once
+    assert figures["memory"]["resolved"] is False, figures["memory"]  # a few MiB beside a peak of hundreds

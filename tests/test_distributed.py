@@ -34,7 +34,8 @@ def test_communication_follows_the_engine_not_the_textbook():
     assert predicted_communication_bytes("ddp", 100) == 200
     assert predicted_communication_bytes("zero1", 100) == 300  # DDP's all-reduce, then a broadcast
     assert predicted_communication_bytes("fsdp-full-shard", 100) == 300
-    with pytest.raises(ValueError, match="one of ddp, zero1"):
+    assert predicted_communication_bytes("ddp-grad-copy", 100) == 200  # the same all-reduce, from its own buckets
+    with pytest.raises(ValueError, match="one of ddp, ddp-grad-copy, zero1"):
         predicted_communication_bytes("zero2", 100)
 
 

@@ -236,6 +236,24 @@ FIELDS: Mapping[str, Field] = {
         "distributed: FSDP full shard's most parameter bytes held at once, over its shards plus the two largest units",
         False,
     ),
+    "min_saving_ratio": Field(
+        0.0,
+        math.inf,
+        "distributed: saving per rank against DDP's peak, over the saving the recipe's partition predicts",
+        False,
+    ),
+    "max_saving_ratio": Field(
+        0.0,
+        math.inf,
+        "distributed: saving per rank against DDP's peak, over the saving the recipe's partition predicts",
+        False,
+    ),
+    "max_unexplained_share": Field(
+        0.0,
+        1.0,
+        "distributed: the part of a rank's peak left out by its measured parts (tensors, buffers, activations)",
+        False,
+    ),
     "max_rank_memory_ratio": Field(
         0.0, math.inf, "distributed: largest per-rank anonymous peak over DDP's", True, MEMORY_RULE
     ),

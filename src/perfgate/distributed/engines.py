@@ -13,13 +13,17 @@ LEARNING_RATE = 5e-5  # make_optimizer's, so the first losses match single-proce
 def shard_model(model: Any, recipe: str, world: int) -> tuple[Any, Any]:
     """``model`` wrapped for ``recipe`` by torch's own engine, and its optimizer (AdamW throughout):
     DDP; DDP with ``ZeroRedundancyOptimizer``; FSDP2 ``fully_shard`` on each wrapped unit then the root,
-    resharding after forward (full shard, ZeRO-3-like) or not (shard-grad-op, ZeRO-2-like)."""
+    resharding after forward (full shard, ZeRO-3-like) or not (shard-grad-op, ZeRO-2-like).
+
+    DDP is built as users configure it for memory: ``gradient_as_bucket_view=True``, the gradients being
+    views into the all-reduce buckets (torch's documentation: it saves a copy the size of all gradients).
+    ``ddp-grad-copy`` is DDP at torch's default, the buckets beside the gradients."""
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
-    if recipe in ("ddp", "zero1"):
-        wrapped = DistributedDataParallel(model)
-        if recipe == "ddp":
+    if recipe in ("ddp", "ddp-grad-copy", "zero1"):
+        wrapped = DistributedDataParallel(model, gradient_as_bucket_view=recipe != "ddp-grad-copy")
+        if recipe != "zero1":
             return wrapped, torch.optim.AdamW(wrapped.parameters(), lr=LEARNING_RATE)
         from torch.distributed.optim import ZeroRedundancyOptimizer
 

@@ -145,3 +145,122 @@ class CommunicationCounter:
 
     def summary(self) -> dict[str, Any]:
         return {"bytes": sum(self.bytes.values()), "calls": dict(self.calls), "bytes_by_op": dict(self.bytes)}
+
+
+def engine_buffer_bytes(wrapped: Any) -> dict[str, Any]:
+    """What the engine allocated for itself at rest: DDP's all-reduce buckets (from its own logging data)
+    and whether the gradients are views into them (``gradient_as_bucket_view``: then the buckets are the
+    gradients, counted once). FSDP's buffers are the units it holds unsharded (``UnshardedParameters``)."""
+    logging_data = getattr(wrapped, "_get_ddp_logging_data", None)
+    if logging_data is None:
+        return {"buckets": 0, "gradients_in_buckets": False}
+    data = logging_data()
+    sizes = [int(size) for size in str(data.get("bucket_sizes", "")).split(",") if size.strip()]
+    return {"buckets": sum(sizes), "gradients_in_buckets": bool(data.get("gradient_as_bucket_view"))}
+
+
+class SavedActivations:
+    """The most bytes autograd saved for backward at a forward's end: a ``saved_tensors_hooks`` pair that
+    notes each saved tensor's storage, read once the loss is computed (``forward_done``), each storage
+    once and its size then (FSDP's resharded units have given their storage back by then). Parameters
+    are left out: the module's own, and any plain tensor FSDP swapped in for an unsharded unit, are
+    counted as parameters, not activations."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.peak_bytes = 0
+        self._storages: list[Any] = []
+
+    def hooks(self) -> Any:
+        import torch
+
+        def pack(tensor: Any) -> Any:
+            self._storages.append(tensor.untyped_storage())
+            return tensor
+
+        return torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor)
+
+    def forward_done(self) -> None:
+        parameters = {_local(p).untyped_storage().data_ptr() for p in self.module.parameters()}
+        seen, total = set(), 0
+        for storage in self._storages:
+            pointer = storage.data_ptr()
+            if pointer not in seen and pointer not in parameters:
+                seen.add(pointer)
+                total += storage.nbytes()
+        self._storages.clear()  # holding them past backward would keep the activations alive
+        self.peak_bytes = max(self.peak_bytes, total)
+
+
+PHASES = ("forward", "backward", "optimizer step")
+PHASE_MARK = "perfgate: "
+
+
+class LiveTensorPeak:
+    """The most bytes of tensors alive at once in each phase of a step, from the allocations torch's
+    profiler records (``profile_memory``): two steps run under it and the second is measured, so every
+    block it frees was allocated while recording (a block allocated before is freed unrecorded). The
+    record gives each moment's level against the end of the window; the end is the state the rank holds
+    after a step (``held_end``: parameters, gradients, optimizer state, engine buffers, measured from the
+    tensors), so a moment's live bytes are ``held_end - (level at the end - level then)``. It counts what
+    the step's tensors hold, not what the process's allocator keeps from the OS: the anonymous peak less
+    this is the allocator's and the runtime's share.
+
+    The allocations are read from the profiler's event tree (``experimental_event_tree``: the same
+    record torch's own memory timeline reads, without the data-flow analysis that rejects FSDP's
+    in-place storage resizes); where reading it fails, ``summary`` says why instead of a figure."""
+
+    def __init__(self) -> None:
+        self._profile: Any = None
+
+    def __enter__(self) -> LiveTensorPeak:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._profile = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._profile.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._profile.__exit__(*exc)
+
+    @staticmethod
+    def phase(name: str) -> Any:
+        from torch.profiler import record_function
+
+        return record_function(PHASE_MARK + name)
+
+    def summary(self, held_end: int) -> dict[str, Any]:
+        try:
+            from torch._C._profiler import _EventType
+
+            allocations, ranges = [], []
+            stack = list(self._profile.profiler.kineto_results.experimental_event_tree())
+            while stack:
+                event = stack.pop()
+                stack.extend(event.children)
+                if event.typed[0] == _EventType.Allocation:
+                    allocations.append((event.start_time_ns, event.typed[1].alloc_size))
+                elif event.name.startswith(PHASE_MARK):
+                    ranges.append((event.name.removeprefix(PHASE_MARK), event.start_time_ns, event.end_time_ns))
+        except Exception as error:  # an experimental API: its failure is said, never the rank's end
+            return {"error": f"{type(error).__name__}: {error}"}
+        return {"phase_peaks": live_phase_peaks(sorted(allocations), ranges, held_end), "held_end": held_end}
+
+
+def live_phase_peaks(
+    allocations: Sequence[tuple[int, int]], ranges: Sequence[tuple[str, int, int]], held_end: int
+) -> dict[str, int]:
+    """The most live bytes within each phase's time range: the allocations' running level (a block
+    allocated adds its size, a freed one takes it away), set against ``held_end``, what is alive at the
+    end of the record."""
+    level, levels = 0, []
+    for stamp, size in allocations:
+        level += size
+        levels.append((stamp, level))
+    peaks: dict[str, int] = {}
+    for name, start, end in ranges:
+        inside = [value for stamp, value in levels if start <= stamp <= end]
+        before = [value for stamp, value in levels if stamp < start]
+        highest = max(inside + before[-1:], default=level)
+        peaks[name] = held_end - (level - highest)
+    return peaks

@@ -23,10 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-RECIPES = ("ddp", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques: train-RECIPE
+RECIPES = ("ddp", "ddp-grad-copy", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques: train-RECIPE
 
 # Bytes moved per step and rank, as a multiple of the parameters' bytes (module docstring).
-COMMUNICATION_FACTORS = {"ddp": 2.0, "zero1": 3.0, "fsdp-shard-grad-op": 2.0, "fsdp-full-shard": 3.0}
+COMMUNICATION_FACTORS = {
+    "ddp": 2.0, "ddp-grad-copy": 2.0, "zero1": 3.0, "fsdp-shard-grad-op": 2.0, "fsdp-full-shard": 3.0
+}  # fmt: skip
 
 
 def zero1_partition(sizes: Sequence[int], world: int) -> list[list[int]]:
@@ -81,7 +83,7 @@ def predicted_rank_bytes(recipe: str, shapes: Sequence[Sequence[int]], world: in
     FSDP2 allocates), ``gradients`` and ``optimizer_state`` (AdamW: two values per element it owns)."""
     sizes = [math.prod(shape) for shape in shapes]
     full = 4 * sum(sizes)
-    if recipe == "ddp":
+    if recipe in ("ddp", "ddp-grad-copy"):  # the buckets of ddp-grad-copy are the engine's, not gradients
         return [{"parameters": full, "gradients": full, "optimizer_state": 2 * full} for _ in range(world)]
     if recipe == "zero1":
         owned = zero1_partition(sizes, world)
@@ -92,4 +94,52 @@ def predicted_rank_bytes(recipe: str, shapes: Sequence[Sequence[int]], world: in
         padded, local = fsdp_shard_elements(tuples, world), fsdp_shard_elements(tuples, world, padded=False)
         return [{"parameters": 4 * padded[r], "gradients": 4 * local[r], "optimizer_state": 8 * local[r]}
                 for r in range(world)]  # fmt: skip
+    raise ValueError(f"recipe={recipe!r}: one of {', '.join(RECIPES)}")
+
+
+def predicted_live_peak(
+    recipe: str, shapes: Sequence[Sequence[int]], world: int, activations: int, unit_bytes: Sequence[int] = ()
+) -> list[int]:
+    """Per rank, the most tensor bytes a step should hold at once: what the rank holds throughout
+    (``predicted_rank_bytes``; DDP-grad-copy's buckets beside the gradients too) plus the larger of what
+    a phase adds. Forward and backward add the activations (measured: ``activations``, the same share of
+    the batch on every recipe) and the units FSDP holds unsharded (shard-grad-op keeps every unit from
+    forward to backward; full shard two at most, ``full_shard_parameter_bound``; ``unit_bytes`` are the
+    units' parameter bytes); the optimizer step adds AdamW's temporaries (``optimizer_temporary_bytes``)."""
+    held = predicted_rank_bytes(recipe, shapes, world)
+    full = 4 * sum(math.prod(shape) for shape in shapes)
+    buckets = full if recipe == "ddp-grad-copy" else 0
+    unsharded = {"fsdp-shard-grad-op": full, "fsdp-full-shard": sum(sorted(unit_bytes, reverse=True)[:2])}.get(
+        recipe, 0
+    )
+    temporaries = optimizer_temporary_bytes(recipe, shapes, world)
+    return [sum(rank.values()) + buckets + max(activations + unsharded, temporaries[r]) for r, rank in enumerate(held)]
+
+
+def predicted_saving(
+    recipe: str, shapes: Sequence[Sequence[int]], world: int, activations: int, unit_bytes: Sequence[int] = ()
+) -> int:
+    """The live peak the recipe should save against DDP's, on the rank that holds most
+    (``predicted_live_peak``): DDP's parameters, gradients and optimizer state less the recipe's, less what
+    its engine holds beyond them within a step (negative for DDP-grad-copy: it holds more)."""
+    ddp = predicted_live_peak("ddp", shapes, world, activations)
+    return max(ddp) - max(predicted_live_peak(recipe, shapes, world, activations, unit_bytes))
+
+
+def optimizer_temporary_bytes(recipe: str, shapes: Sequence[Sequence[int]], world: int) -> list[int]:
+    """Per rank, what AdamW allocates for itself within its step: torch's single-tensor AdamW (the CPU
+    default) updates one parameter at a time with two temporaries of that parameter's size (the
+    denominator and the update), so twice the largest local parameter it updates: every parameter (DDP),
+    the rank's partition (ZeRO-1), its dim-0 shards (FSDP)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    if recipe in ("ddp", "ddp-grad-copy"):
+        return [8 * max(sizes)] * world
+    if recipe == "zero1":
+        return [8 * max((sizes[i] for i in part), default=0) for part in zero1_partition(sizes, world)]
+    if recipe in ("fsdp-shard-grad-op", "fsdp-full-shard"):
+        largest = [0] * world
+        for shape in shapes:
+            local = fsdp_shard_elements([tuple(shape)], world, padded=False)
+            largest = [max(a, b) for a, b in zip(largest, local, strict=True)]
+        return [8 * elements for elements in largest]
     raise ValueError(f"recipe={recipe!r}: one of {', '.join(RECIPES)}")

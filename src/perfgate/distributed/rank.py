@@ -16,9 +16,11 @@ A rank, in order:
 2. **Memory and equivalence**: ``EQUIVALENCE_STEPS`` steps on the rank's share of each global batch,
    its anonymous memory sampled from a thread of its own; the mean loss over ranks per step (equal shares:
    the global batch's loss); gradients and optimizer state held after the last step.
-3. **Communication**: one more step under a dispatch mode that sees every c10d collective, bytes from
-   the tensors' sizes (``distributed.CommunicationCounter``).
-4. **Reference and speed** (rank 0 leads): fp32 AdamW in one process on the whole global batch — its
+3. **Live tensors**: two more steps under torch's profiler, the second's phases measured: the most
+   tensor bytes alive at once in each (``instruments.LiveTensorPeak``): what the anonymous peak is made of.
+4. **Communication**: one more step under a dispatch mode that sees every c10d collective, bytes from
+   the tensors' sizes (``instruments.CommunicationCounter``).
+5. **Reference and speed** (rank 0 leads): fp32 AdamW in one process on the whole global batch — its
    first losses from the same weights, then its steps timed ABBA against the distributed step. Rank 0
    runs the single-process arm with ``threads_single`` threads while the others wait in a barrier;
    both arms end in a barrier, so a distributed step counts until its slowest rank is done. DDP also
@@ -69,47 +71,124 @@ def main(job_dir: Path) -> None:
 
 
 def run_rank(job: dict[str, Any], before_model: dict[str, int]) -> dict[str, Any]:
-    import torch
     import torch.distributed as dist
 
     from perfgate.distributed.engines import shard_model
     from perfgate.distributed.instruments import (
         CommunicationCounter,
         UnshardedParameters,
+        engine_buffer_bytes,
         gradient_bytes,
         optimizer_state_local_bytes,
         parameter_local_bytes,
     )
-    from perfgate.memory import MemorySampler, process_memory
+    from perfgate.memory import process_memory
     from perfgate.training import load_classifier, training_batches
 
     rank, world = dist.get_rank(), dist.get_world_size()
-    recipe, location = job["recipe"], job["location"]
+    location = job["location"]
+    engine = job.get("engine") or job["recipe"]  # a planted recipe runs another engine than it predicts
     model = load_classifier(location, "cpu")
     shapes = [list(p.shape) for p in model.parameters()]
-    sharded, optimizer = shard_model(model, recipe, world)
+    sharded, optimizer = shard_model(model, engine, world)
     held = process_memory()
     at_rest = parameter_local_bytes(sharded)
     batches = training_batches(_tokenizer(location), job["texts"], job["batch_size"], job["seq_len"], BATCHES, "cpu")
     share = job["batch_size"] // world
     local = [{k: v[rank * share : (rank + 1) * share] for k, v in batch.items()} for batch in batches]
 
-    progress = Progress(Path(job["job_dir"]), rank)
+    step = Step(job, rank, sharded, optimizer, local)
+    step.saving = True
+    losses, peak, phase_peaks = _memory_steps(step, world, step.phases)
+    step.saving = False
+    held_after = {"gradients": gradient_bytes(sharded), "optimizer_state": optimizer_state_local_bytes(optimizer)}
+    with step.live:  # two steps recorded, the second measured: its frees were all recorded
+        step(EQUIVALENCE_STEPS)
+        step.profiling = True
+        step(EQUIVALENCE_STEPS + 1)
+        step.profiling = False
+    engine_buffers = engine_buffer_bytes(sharded)
+    held_end = at_rest["storage_bytes"] + gradient_bytes(sharded) + optimizer_state_local_bytes(optimizer)
+    held_end += 0 if engine_buffers["gradients_in_buckets"] else engine_buffers["buckets"]
+    unsharded = UnshardedParameters(sharded) if engine.startswith("fsdp") else None
+    with CommunicationCounter(after_op=unsharded.sample if unsharded else None) as counter:
+        step(EQUIVALENCE_STEPS + 2)
+    figures: dict[str, Any] = {
+        "rank": rank,
+        "world": world,
+        "pid": os.getpid(),
+        "memory": {"before_model": before_model, "held": held, "peak": peak, "phase_peaks": phase_peaks},
+        "engine": {**engine_buffers, "name": engine},
+        "activations": step.activations.peak_bytes,
+        "live": step.live.summary(held_end),
+        "parameters": at_rest,
+        **held_after,
+        "communication": counter.summary(),
+        "unsharded": unsharded.summary() if unsharded else None,
+        "losses": losses,
+        "shapes": shapes,
+        "owned": _owned_parameters(model, optimizer) if engine == "zero1" else None,
+    }
+    if job.get("timing", True):
+        step.progress.mark(EQUIVALENCE_STEPS + 3, "timing", every_step=False)
+        figures.update(_timed(job, rank, step, batches, location))
+    return figures
 
-    def step(index: int, sync: bool = True) -> float:
-        progress.mark(index, "start")
-        _planted_fault(job, rank, index)
-        optimizer.zero_grad(set_to_none=True)
-        progress.mark(index, "forward")
-        context = sharded.no_sync() if not sync else _null()
-        with context:
-            loss = sharded(**local[index % BATCHES]).loss
-            progress.mark(index, "backward")
-            loss.backward()
-        progress.mark(index, "optimizer step")
-        optimizer.step()
-        progress.mark(index, "done")
+
+class Step:
+    """A rank's training step on its share of the global batch, with what a kind of step measures
+    switched on around it: ``saving`` (the memory steps: each phase's start, the activations autograd
+    saves) or ``profiling`` (one step under torch's memory profiler, its phases marked)."""
+
+    def __init__(self, job: dict[str, Any], rank: int, sharded: Any, optimizer: Any, local: list[Any]) -> None:
+        from perfgate.distributed.instruments import LiveTensorPeak, SavedActivations
+
+        self.job, self.rank, self.sharded, self.optimizer, self.local = job, rank, sharded, optimizer, local
+        self.progress = Progress(Path(job["job_dir"]), rank)
+        self.activations = SavedActivations(sharded)
+        self.live = LiveTensorPeak()
+        self.phases: list[tuple[str, float]] = []  # while saving: each phase's start
+        self.saving = self.profiling = False
+
+    def __call__(self, index: int, sync: bool = True) -> float:
+        self._mark(index, "start")
+        _planted_fault(self.job, self.rank, index)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._mark(index, "forward")
+        context = self.sharded.no_sync() if not sync else _null()
+        with context, self.activations.hooks() if self.saving else _null():
+            with self._phase("forward"):
+                loss = self.sharded(**self.local[index % BATCHES]).loss
+            if self.saving:
+                self.activations.forward_done()
+            self._mark(index, "backward")
+            with self._phase("backward"):
+                loss.backward()
+        self._mark(index, "optimizer step")
+        with self._phase("optimizer step"):
+            self.optimizer.step()
+        self._mark(index, "done")
         return float(loss.detach())
+
+    def _mark(self, index: int, phase: str) -> None:
+        self.progress.mark(index, phase)
+        if self.saving:
+            self.phases.append((phase, time.monotonic()))
+
+    def _phase(self, name: str) -> Any:
+        return self.live.phase(name) if self.profiling else _null()
+
+
+def _memory_steps(
+    step: Any, world: int, phases: list[tuple[str, float]]
+) -> tuple[list[float], dict[str, Any], dict[str, int]]:
+    """The first steps with the rank's anonymous memory sampled: the mean loss over ranks per step, the
+    peak, and each phase's own peak of anonymous memory (forward, backward, optimizer step: ``phases``
+    holds each one's start, as ``step`` marks them), so a report can say where the peak sits."""
+    import torch
+    import torch.distributed as dist
+
+    from perfgate.memory import MemorySampler
 
     losses = []
     with MemorySampler(os.getpid()) as sampler:
@@ -119,28 +198,12 @@ def run_rank(job: dict[str, Any], before_model: dict[str, int]) -> dict[str, Any
             dist.all_reduce(loss)
             losses.append(float(loss) / world)
         end = time.monotonic()
-    peak = sampler.peak_in(start, end)
-    held_after = {"gradients": gradient_bytes(sharded), "optimizer_state": optimizer_state_local_bytes(optimizer)}
-    unsharded = UnshardedParameters(sharded) if recipe.startswith("fsdp") else None
-    with CommunicationCounter(after_op=unsharded.sample if unsharded else None) as counter:
-        step(EQUIVALENCE_STEPS)
-    figures: dict[str, Any] = {
-        "rank": rank,
-        "world": world,
-        "pid": os.getpid(),
-        "memory": {"before_model": before_model, "held": held, "peak": peak},
-        "parameters": at_rest,
-        **held_after,
-        "communication": counter.summary(),
-        "unsharded": unsharded.summary() if unsharded else None,
-        "losses": losses,
-        "shapes": shapes,
-        "owned": _owned_parameters(model, optimizer) if recipe == "zero1" else None,
-    }
-    if job.get("timing", True):
-        progress.mark(EQUIVALENCE_STEPS + 1, "timing", every_step=False)
-        figures.update(_timed(job, rank, step, batches, location))
-    return figures
+    phase_peaks: dict[str, int] = {}
+    for (phase, begun), (_, ended) in zip(phases, [*phases[1:], ("end", end)], strict=True):
+        anon = (sampler.peak_in(begun, ended).get("max") or {}).get("anon")
+        if phase in ("forward", "backward", "optimizer step") and anon is not None:
+            phase_peaks[phase] = max(phase_peaks.get(phase, 0), anon)
+    return losses, sampler.peak_in(start, end), phase_peaks
 
 
 def _timed(job: dict[str, Any], rank: int, step: Any, batches: list[Any], location: str) -> dict[str, Any]:
@@ -152,7 +215,7 @@ def _timed(job: dict[str, Any], rank: int, step: Any, batches: list[Any], locati
     from perfgate.timing import Timer
     from perfgate.training import Recipe, StepRunner, load_classifier
 
-    cursor = {"sharded": EQUIVALENCE_STEPS + 1, "single": 0}
+    cursor = {"sharded": EQUIVALENCE_STEPS + 3, "single": 0}
 
     def sharded(sync: bool = True) -> None:
         cursor["sharded"] += 1
@@ -192,7 +255,7 @@ def _timed(job: dict[str, Any], rank: int, step: Any, batches: list[Any], locati
         timed["speed"] = comparison.to_dict()
         samples = job["batch_size"]
         timed["samples_per_second"] = {arm: samples / comparison.latency(arm).p50 for arm in ("baseline", "candidate")}
-        if job["recipe"] == "ddp":
+        if job.get("engine", job["recipe"]) in ("ddp", "ddp-grad-copy"):
             ungated = replace(policy, precision=None)
             sync = compare(lambda: command("sharded"), lambda: command("sharded-no-sync"), Timer(), None, ungated)
             timed["no_sync"] = sync.to_dict()

@@ -49,7 +49,8 @@ class TrainDistributed(Scenario):
 
         technique = distributed_recipe(case.spec.technique)
         seq_len = case.spec.seq_len or SEQ_LEN
-        data = case.submit(self, self.job(case, technique.sharding, technique.world, seq_len, technique.fault))
+        job = self.job(case, technique.sharding, technique.world, seq_len, technique.fault, engine=technique.engine)
+        data = case.submit(self, job)
         if data is None:
             return
         figures = distributed_figures(technique.sharding, data["ranks"])
@@ -61,32 +62,37 @@ class TrainDistributed(Scenario):
             figures["memory"] = self._against_ddp(case, technique.world, seq_len, figures)
         case.result.metrics["distributed"] = figures
 
-    def job(self, case: CaseContext, recipe: str, world: int, seq_len: int, fault: Any, timing: bool = True) -> Any:
+    def job(
+        self, case: CaseContext, recipe: str, world: int, seq_len: int, fault: Any, timing: bool = True,
+        engine: str | None = None,
+    ) -> Any:  # fmt: skip
         return case.payload(
-            recipe=recipe, world=world, seq_len=seq_len, fault=fault, timing=timing,
+            recipe=recipe, engine=engine or recipe, world=world, seq_len=seq_len, fault=fault, timing=timing,
             deadline=max(case.timeout - DEADLINE_MARGIN, 1.0),
         )  # fmt: skip
 
     def _against_ddp(self, case: CaseContext, world: int, seq_len: int, figures: dict[str, Any]) -> dict[str, Any]:
-        """The recipe's largest per-rank anonymous peak over DDP's, DDP measured once per model and shape."""
-        from perfgate.distributed.figures import distributed_figures
+        """The recipe's peak and saving against DDP's (``figures.memory_against_ddp``), DDP measured once per
+        model and shape."""
+        from perfgate.distributed.figures import distributed_figures, memory_against_ddp
 
         if figures["recipe"] == "ddp":
-            ddp_peak = figures["max_anon_peak"]
+            peaks = {"anon": figures["max_anon_peak"], "live": figures.get("max_live_peak")}
         else:
             key = (self.name, "ddp", case.spec.model, case.spec.batch_size, seq_len, world)
             if key not in case.memo:
                 data = case.submit(self, self.job(case, "ddp", world, seq_len, None, timing=False))
                 if data is None:
                     return {}
-                case.memo[key] = distributed_figures("ddp", data["ranks"])["max_anon_peak"]
-            ddp_peak = case.memo[key]
-        ratio = figures["max_anon_peak"] / ddp_peak if ddp_peak else None
-        return {"ddp_max_anon_peak": ddp_peak, "max_anon_peak": figures["max_anon_peak"], "ratio": ratio}
+                ddp = distributed_figures("ddp", data["ranks"])
+                case.memo[key] = {"anon": ddp["max_anon_peak"], "live": ddp.get("max_live_peak")}
+            peaks = case.memo[key]
+        return memory_against_ddp(figures, peaks)
 
     def run(self, payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
         job = {
             "recipe": payload["recipe"],
+            "engine": payload.get("engine") or payload["recipe"],
             "location": payload["model"]["location"],
             "texts": list(payload["eval_texts"]),
             "batch_size": payload["batch_size"],

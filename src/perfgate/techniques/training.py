@@ -96,6 +96,7 @@ class DistributedRecipe(TrainingRecipe):
 
     sharding: ClassVar[str]
     world: ClassVar[int] = 2
+    engine: ClassVar[str | None] = None  # what runs, where not ``sharding`` (a planted recipe's false promise)
     fault: ClassVar[dict[str, object] | None] = None  # a planted dead or silent rank (``distributed.rank``)
     recipe = Recipe()
     devices = frozenset({"cpu"})
@@ -106,8 +107,14 @@ class DistributedRecipe(TrainingRecipe):
 
 class DataParallel(DistributedRecipe):
     name = "train-ddp"
-    summary = "DistributedDataParallel over 2 ranks: every rank holds everything, gradients all-reduced"
+    summary = "DistributedDataParallel over 2 ranks (gradients as bucket views): every rank holds everything"
     sharding = "ddp"
+
+
+class DataParallelGradientCopy(DistributedRecipe):
+    name = "train-ddp-grad-copy"
+    summary = "DistributedDataParallel at torch's default: all-reduce buckets beside the gradients (a copy of them)"
+    sharding = "ddp-grad-copy"
 
 
 class Zero1(DistributedRecipe):
