@@ -318,3 +318,30 @@ def test_two_techniques_head_to_head_are_measured_against_each_other_and_never_g
     [case] = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert case["spec"]["baseline"] == "attention-eager"
     assert case["metrics"]["fidelity"]["cosine_min"] > 0.9  # bf16 against fp32 weights under eager attention
+
+
+def test_a_distributed_case_runs_at_the_rank_count_it_is_given_and_gates_no_ratio_measured_at_another(
+    project, micro_model_dir
+):
+    project.makepyfile(
+        """
+        import pytest
+
+        def test_four_ranks(perfgate):
+            result = perfgate.measure("micro", "train-zero1", scenario="train-distributed", batch_size=4, world=4)
+            assert result.outcome == "measured", result.detail
+            assert result.spec.case_id == "micro/train-zero1/b4/cpu/train-distributed/w4"
+            figures = result.metrics["distributed"]
+            assert [row["rank"] for row in figures["ranks"]] == [0, 1, 2, 3]
+            assert figures["max_shard_prediction_error"] == 0.0  # the partition over 4 ranks, to the byte
+            assert "measured at 2: recorded, not gated" in figures["world_note"]
+            assert "speed" not in result.metrics and figures["speed"]["estimate"]["pairs"] >= 2
+            assert "max_rank_memory_ratio" not in {check.name for check in result.checks}
+
+        def test_world_is_for_distributed_cases(perfgate):
+            with pytest.raises(Exception, match="world=4 is a rank count"):
+                perfgate.measure("micro", "fp32-eager", world=4)
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "-p", "no:randomly")
+    result.assert_outcomes(passed=2)

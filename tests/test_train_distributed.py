@@ -365,3 +365,27 @@ def test_a_rank_s_live_peak_splits_into_its_measured_parts_in_the_phase_it_fell_
     assert "optimizer_temporaries" not in forward["breakdown"]
     assert forward["unexplained"] == 1200 - 1148
     assert "max_unexplained_share" not in figures  # reported beside the parts, bounded only at the step
+
+
+def test_mixed_precision_moves_bf16_parameters_and_holds_fp32_shards():
+    from perfgate.distributed.predictions import predicted_communication_bytes, predicted_live_peak
+
+    assert predicted_communication_bytes("fsdp-mixed-precision", 100) == 200  # two bf16 all-gathers, fp32 reduction
+    assert predicted_rank_bytes("fsdp-mixed-precision", SHAPES, 2) == predicted_rank_bytes("fsdp-full-shard", SHAPES, 2)
+    # its two largest units unsharded in bf16: half of full shard's 172 bytes
+    full = predicted_live_peak("fsdp-full-shard", SHAPES, 2, activations=100, unit_bytes=[40, 100, 72])
+    mixed = predicted_live_peak("fsdp-mixed-precision", SHAPES, 2, activations=100, unit_bytes=[40, 100, 72])
+    assert [a - b for a, b in zip(full, mixed, strict=True)] == [86, 86]
+
+
+def test_a_case_at_another_rank_count_says_its_ratios_are_recorded_and_when_ranks_outnumber_cores():
+    from perfgate.scenarios.train_distributed import world_note
+
+    assert world_note(4, 2, 16) == (
+        "4 ranks, where the thresholds' speed and memory ratios were measured at 2: recorded, not gated; "
+        "held bytes, traffic and the saving against their predictions are judged"
+    )
+    oversubscribed = world_note(4, 2, 2)
+    assert oversubscribed.endswith(
+        ". 4 ranks on 2 cores: the speed is the ranks' overhead on shared cores, not scaling"
+    )

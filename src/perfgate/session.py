@@ -231,6 +231,9 @@ class PerfgateSession:
             if spec.scenario != "ab-forward":
                 raise ConfigError(f"{spec.case_id}: baseline={spec.baseline!r} is for scenario 'ab-forward' only")
             reason = get_technique(spec.baseline).unavailable_reason(source.task, spec.device)
+        if spec.world is not None and (spec.scenario != "train-distributed" or spec.world < 1):
+            raise ConfigError(f"{spec.case_id}: world={spec.world!r} is a rank count (at least 1) for scenario "
+                              "'train-distributed' only")  # fmt: skip
         reason = reason or technique.input_reason(spec.batch_size, spec.seq_len)
         if not reason and spec.device.startswith("cuda"):
             reason = compute_capability_reason(technique, self.hardware.gpu(self.placed(spec.device)))

@@ -20,13 +20,15 @@ class CaseSpec:
     threads: int | None = None  # None: torch's default; the count in effect is recorded
     scenario: str = "ab-forward"
     baseline: str = BASELINE  # another technique: the two measured head to head (recorded, never gated)
+    world: int | None = None  # train-distributed: ranks, where not the recipe's own (2)
 
     @property
     def case_id(self) -> str:
         length = f"-s{self.seq_len}" if self.seq_len else ""
         scenario = "" if self.scenario == "ab-forward" else f"/{self.scenario}"
         against = "" if self.baseline == BASELINE else f"/vs-{self.baseline}"
-        return f"{self.model}/{self.technique}/b{self.batch_size}{length}/{self.device}{scenario}{against}"
+        world = "" if self.world is None else f"/w{self.world}"
+        return f"{self.model}/{self.technique}/b{self.batch_size}{length}/{self.device}{scenario}{against}{world}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

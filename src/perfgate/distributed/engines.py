@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from perfgate.distributed.predictions import RECIPES
+from perfgate.distributed.predictions import FSDP_RECIPES, RECIPES
 
 LEARNING_RATE = 5e-5  # make_optimizer's, so the first losses match single-process AdamW's
 
@@ -13,7 +13,8 @@ LEARNING_RATE = 5e-5  # make_optimizer's, so the first losses match single-proce
 def shard_model(model: Any, recipe: str, world: int) -> tuple[Any, Any]:
     """``model`` wrapped for ``recipe`` by torch's own engine, and its optimizer (AdamW throughout):
     DDP; DDP with ``ZeroRedundancyOptimizer``; FSDP2 ``fully_shard`` on each wrapped unit then the root,
-    resharding after forward (full shard, ZeRO-3-like) or not (shard-grad-op, ZeRO-2-like).
+    resharding after forward (full shard, ZeRO-3-like) or not (shard-grad-op, ZeRO-2-like); full shard
+    with a ``MixedPrecisionPolicy`` of bf16 parameters and fp32 reduction (``fsdp-mixed-precision``).
 
     DDP is built as users configure it for memory: ``gradient_as_bucket_view=True``, the gradients being
     views into the all-reduce buckets (torch's documentation: it saves a copy the size of all gradients).
@@ -31,13 +32,16 @@ def shard_model(model: Any, recipe: str, world: int) -> tuple[Any, Any]:
             list(wrapped.parameters()), optimizer_class=torch.optim.AdamW, lr=LEARNING_RATE
         )
         return wrapped, optimizer
-    if recipe in ("fsdp-shard-grad-op", "fsdp-full-shard"):
-        from torch.distributed.fsdp import fully_shard
+    if recipe in FSDP_RECIPES:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        reshard = recipe == "fsdp-full-shard"
+        reshard = recipe != "fsdp-shard-grad-op"
+        policy = MixedPrecisionPolicy()  # FSDP2's default: no casts
+        if recipe == "fsdp-mixed-precision":
+            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         for unit in wrapped_units(model):
-            fully_shard(unit, reshard_after_forward=reshard)
-        fully_shard(model, reshard_after_forward=reshard)
+            fully_shard(unit, reshard_after_forward=reshard, mp_policy=policy)
+        fully_shard(model, reshard_after_forward=reshard, mp_policy=policy)
         return model, torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     raise ValueError(f"recipe={recipe!r}: one of {', '.join(RECIPES)}")
 

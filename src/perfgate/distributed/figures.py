@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from perfgate.distributed.predictions import (
+    MIXED_PARAMETER_BYTES,
     full_shard_parameter_bound,
     optimizer_temporary_bytes,
     predicted_communication_bytes,
@@ -95,8 +96,9 @@ def _parameter_peak(recipe: str, at_rest: int, unsharded: dict[str, Any] | None)
         return {}
     peak = at_rest + unsharded["peak_bytes"]
     figures = {"parameter_peak": peak, "parameter_peak_units": len(unsharded["peak_units"])}
-    if recipe == "fsdp-full-shard":
-        bound = full_shard_parameter_bound(at_rest, unsharded["unit_bytes"])
+    if recipe in ("fsdp-full-shard", "fsdp-mixed-precision"):
+        scale = MIXED_PARAMETER_BYTES / 4 if recipe == "fsdp-mixed-precision" else 1  # bf16 units unsharded
+        bound = full_shard_parameter_bound(at_rest, [int(b * scale) for b in unsharded["unit_bytes"]])
         figures.update(parameter_peak_bound=bound, parameter_peak_ratio=peak / bound)
     return figures
 

@@ -23,11 +23,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-RECIPES = ("ddp", "ddp-grad-copy", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard")  # the techniques: train-RECIPE
+RECIPES = ("ddp", "ddp-grad-copy", "zero1", "fsdp-shard-grad-op", "fsdp-full-shard", "fsdp-mixed-precision")
+FSDP_RECIPES = ("fsdp-shard-grad-op", "fsdp-full-shard", "fsdp-mixed-precision")
+# FSDP2's MixedPrecisionPolicy as the recipe sets it: bf16 parameters for compute (and their all-gathers),
+# fp32 gradient reduction; the sharded parameters, gradients and AdamW's state stay fp32.
+MIXED_PARAMETER_BYTES = 2
 
 # Bytes moved per step and rank, as a multiple of the parameters' bytes (module docstring).
 COMMUNICATION_FACTORS = {
-    "ddp": 2.0, "ddp-grad-copy": 2.0, "zero1": 3.0, "fsdp-shard-grad-op": 2.0, "fsdp-full-shard": 3.0
+    "ddp": 2.0, "ddp-grad-copy": 2.0, "zero1": 3.0, "fsdp-shard-grad-op": 2.0, "fsdp-full-shard": 3.0,
+    "fsdp-mixed-precision": 2.0,  # two all-gathers in bf16 (0.5 Ψ each) and a reduce-scatter in fp32 (Ψ)
 }  # fmt: skip
 
 
@@ -89,7 +94,7 @@ def predicted_rank_bytes(recipe: str, shapes: Sequence[Sequence[int]], world: in
         owned = zero1_partition(sizes, world)
         return [{"parameters": full, "gradients": full, "optimizer_state": 8 * sum(sizes[i] for i in part)}
                 for part in owned]  # fmt: skip
-    if recipe in ("fsdp-shard-grad-op", "fsdp-full-shard"):
+    if recipe in FSDP_RECIPES:
         tuples = [tuple(shape) for shape in shapes]
         padded, local = fsdp_shard_elements(tuples, world), fsdp_shard_elements(tuples, world, padded=False)
         return [{"parameters": 4 * padded[r], "gradients": 4 * local[r], "optimizer_state": 8 * local[r]}
@@ -109,9 +114,11 @@ def predicted_live_peak(
     held = predicted_rank_bytes(recipe, shapes, world)
     full = 4 * sum(math.prod(shape) for shape in shapes)
     buckets = full if recipe == "ddp-grad-copy" else 0
-    unsharded = {"fsdp-shard-grad-op": full, "fsdp-full-shard": sum(sorted(unit_bytes, reverse=True)[:2])}.get(
-        recipe, 0
-    )
+    two_units = sum(sorted(unit_bytes, reverse=True)[:2])
+    unsharded = {
+        "fsdp-shard-grad-op": full, "fsdp-full-shard": two_units,
+        "fsdp-mixed-precision": two_units * MIXED_PARAMETER_BYTES // 4,
+    }.get(recipe, 0)  # fmt: skip
     temporaries = optimizer_temporary_bytes(recipe, shapes, world)
     return [sum(rank.values()) + buckets + max(activations + unsharded, temporaries[r]) for r, rank in enumerate(held)]
 
@@ -136,7 +143,7 @@ def optimizer_temporary_bytes(recipe: str, shapes: Sequence[Sequence[int]], worl
         return [8 * max(sizes)] * world
     if recipe == "zero1":
         return [8 * max((sizes[i] for i in part), default=0) for part in zero1_partition(sizes, world)]
-    if recipe in ("fsdp-shard-grad-op", "fsdp-full-shard"):
+    if recipe in FSDP_RECIPES:
         largest = [0] * world
         for shape in shapes:
             local = fsdp_shard_elements([tuple(shape)], world, padded=False)

@@ -33,7 +33,8 @@ class Distributed(Metric):
         if figures.get("max_unexplained_share") is not None:
             checks.append(Check("max_unexplained_share", figures["max_unexplained_share"], higher_is_better=False))
         memory = figures.get("memory") or {}
-        if memory.get("ratio") is not None and memory.get("resolved") is not False:  # else said in its note
+        judged = memory.get("resolved") is not False and "world_note" not in figures  # else said in a note
+        if memory.get("ratio") is not None and judged:
             checks.append(Check("max_rank_memory_ratio", memory["ratio"], higher_is_better=False))
         if memory.get("saving_ratio") is not None:
             checks.append(Check("min_saving_ratio", memory["saving_ratio"], higher_is_better=True))
@@ -49,6 +50,8 @@ class Distributed(Metric):
             text += f"; saved {memory['saving'] / MIB:.0f} of {memory['predicted_saving'] / MIB:.0f} MiB predicted"
         if memory.get("resolved") is False:
             text += "; the anonymous peak cannot resolve the saving: judged on live tensor bytes"
+        if figures.get("world_note"):
+            text += f"; {figures['world_note']}"
         if figures.get("max_loss_diff") is not None:
             text += f"; loss Δ {figures['max_loss_diff']:.2g}"
         return {"train": text}

@@ -135,6 +135,12 @@ class FsdpFullShard(DistributedRecipe):
     sharding = "fsdp-full-shard"
 
 
+class FsdpMixedPrecision(DistributedRecipe):
+    name = "train-fsdp-mixed-precision"
+    summary = "FSDP2 full shard with MixedPrecisionPolicy: bf16 parameters for compute and all-gathers, fp32 reduction"
+    sharding = "fsdp-mixed-precision"
+
+
 def distributed_recipe(technique: str) -> DistributedRecipe:
     """The technique named, refused unless it trains across processes."""
     from perfgate.technique import get_technique
