@@ -62,3 +62,43 @@ PLANTED = {
     "planted-cuda-error": "tests.planted:RaisesCudaError",
     "planted-oom": "tests.planted:AsksForATebibyte",
 }
+
+
+class ExtraMatmul(Technique):
+    """fp32 eager, then a 384 x 384 matmul per forward that the model does not need: what
+    ``perfgate explain`` must name first (``aten::mm``, appeared), with most of the change."""
+
+    name = "planted-extra-matmul"
+    summary = "fp32 eager plus an unneeded 384 x 384 matmul per forward"
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import torch
+
+        square = torch.randn(384, 384, generator=torch.Generator().manual_seed(0))
+
+        def run(inputs: Any) -> Any:
+            torch.mm(square, square)
+            return model.run(inputs)
+
+        return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)
+
+
+class DtypeRoundTrip(Technique):
+    """fp32 eager, then a 512 x 512 activation sent to float64 and back four times per call: the casts
+    ``perfgate explain`` must name (``aten::_to_copy``, appeared), large enough beside the micro model's
+    forward that noise cannot hide them."""
+
+    name = "planted-dtype-round-trip"
+    summary = "fp32 eager plus a 512 x 512 tensor cast to float64 and back four times a call"
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import torch
+
+        activation = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
+
+        def run(inputs: Any) -> Any:
+            for _ in range(4):
+                activation.to(torch.float64).to(torch.float32)
+            return model.run(inputs)
+
+        return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_recommend(commands)
     _add_bisect(commands)
     _add_cross_check(commands)
+    _add_explain(commands)
     export = commands.add_parser("export", help="write a results.json in pytest-benchmark's JSON format")
     export.add_argument("results", type=Path)
     destination = export.add_mutually_exclusive_group(required=True)
@@ -110,6 +112,36 @@ def _add_cross_check(commands: Any) -> None:
     check.add_argument("--seconds", type=float, default=3.0, help="seconds of single calls per arm and round (3)")
     check.add_argument("--results", type=Path, help="a results.json holding the case: its interval, beside")
     check.add_argument("--markdown", type=Path, help="also write the table here")
+
+
+def _add_explain(commands: Any) -> None:
+    explain = commands.add_parser(
+        "explain", help="profile a case's candidate against fp32 eager: which ops its time went to, side by side"
+    )
+    explain.add_argument("--case", required=True, help="MODEL/TECHNIQUE/bBATCH/DEVICE, as results.json names it")
+    explain.add_argument("--rounds", type=int, default=8, help="profiled rounds, one block per side, alternating (8)")
+    explain.add_argument("--calls", type=int, default=10, help="calls per profiled block (10)")
+    explain.add_argument("--out", type=Path, default=Path("reports/explain"),
+                         help="where explain.json, explain.md and each side's trace go (reports/explain)")  # fmt: skip
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+
+    from perfgate.bisect import parse_case_id, probe_case
+    from perfgate.explain import explain_case, markdown
+    from perfgate.hardware import detect
+    from perfgate.results import write_atomically
+
+    target = parse_case_id(args.case)
+    probe = probe_case(target, Path.cwd())
+    explanation = explain_case(target.case_id, probe, args.out, args.rounds, args.calls)
+    table = markdown(explanation, detect().hardware_class(target.device))
+    write_atomically(args.out / "explain.json", json.dumps(explanation.to_dict(), indent=1) + "\n")
+    write_atomically(args.out / "explain.md", table)
+    print(table)
+    print(f"wrote {args.out / 'explain.md'}, {args.out / 'explain.json'} and a Chrome trace per side")
+    return 0
 
 
 def _cross_check(args: argparse.Namespace) -> int:
@@ -419,20 +451,9 @@ def main(argv: list[str] | None = None) -> int:
                 write_atomically(args.markdown, markdown_summary(record))
                 print(f"wrote {args.markdown}")
             return 0
-        if args.command == "merge":
-            return _merge(args)
-        if args.command == "join-night":
-            return _join_night(args)
-        if args.command == "recommend":
-            return _recommend(args)
-        if args.command == "bisect":
-            return _bisect(args)
-        if args.command == "cross-check":
-            return _cross_check(args)
-        if args.command == "gate":
-            return _gate(args)
-        if args.command == "thresholds":
-            return _thresholds(args)
+        handler = COMMANDS.get(args.command)
+        if handler is not None:
+            return handler(args)
         if args.command == "gpus":
             return _gpus(args.require)
         if args.command == "store":
@@ -679,3 +700,10 @@ def confirmation_rerun(original: RunRecord) -> Any:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# The commands whose whole work is one function of the parsed arguments.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "merge": _merge, "join-night": _join_night, "recommend": _recommend, "bisect": _bisect,
+    "cross-check": _cross_check, "explain": _explain, "gate": _gate, "thresholds": _thresholds,
+}  # fmt: skip

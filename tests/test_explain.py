@@ -1,0 +1,72 @@
+"""``perfgate explain``: the diff on planted samples, then both sides profiled for real on the micro
+model with planted causes, which the diff must name first."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgate.explain import EXPLAINED_SHARE, diff, explain_case, markdown
+
+LINEAR = ("aten::addmm", "[[8, 64], [64, 64]]")
+GELU = ("aten::gelu", "[[8, 64]]")
+MATMUL = ("aten::mm", "[[384, 384], [384, 384]]")
+
+
+def rounds(ops: dict[tuple[str, str], float], count: int = 6, wobble: float = 0.02) -> list[dict]:
+    """Self seconds per call per round, each op moved a little round by round."""
+    return [{key: value * (1 + wobble * ((i % 3) - 1)) for key, value in ops.items()} for i in range(count)]
+
+
+def test_a_planted_op_is_named_first_with_its_share_and_what_is_left_is_said():
+    base = {LINEAR: 100e-6, GELU: 20e-6}
+    samples = {"baseline": rounds(base), "candidate": rounds({**base, MATMUL: 300e-6, GELU: 24e-6})}
+    explanation = diff("micro/planted/b1/cpu", samples, calls=10)
+    first = explanation.ops[0]
+    assert (first.name, first.status) == ("aten::mm", "appeared")
+    assert first.share == pytest.approx(300 / 304, rel=0.02)
+    assert first.baseline == (0.0, 0.0, 0.0)
+    assert first.candidate[1] < 300e-6 < first.candidate[2]
+    assert explanation.listed == 1  # it alone explains more than EXPLAINED_SHARE
+    assert explanation.unexplained == pytest.approx(4e-6, rel=0.05)
+    text = markdown(explanation, "cpu-test")
+    assert "| `aten::mm` | `[[384, 384], [384, 384]]` | - |" in text
+    assert "appeared **explains**" in text
+    assert "The first 1 ops explain 99% of the change" in text
+
+
+def test_ops_that_vanish_are_named_and_a_faster_side_lists_what_got_faster():
+    base = {LINEAR: 100e-6, GELU: 20e-6, ("aten::copy_", "[[8, 64], [8, 64]]"): 50e-6}
+    faster = {LINEAR: 60e-6, GELU: 20e-6}
+    explanation = diff("micro/x/b1/cpu", {"baseline": rounds(base), "candidate": rounds(faster)}, calls=10)
+    assert explanation.change == pytest.approx(-90e-6, rel=0.01)
+    assert [(op.name, op.status) for op in explanation.ops[:2]] == [
+        ("aten::copy_", "vanished"),
+        ("aten::addmm", "faster"),
+    ]
+    assert explanation.listed == 2
+    assert sum(op.share for op in explanation.ops[: explanation.listed]) >= EXPLAINED_SHARE
+
+
+def planted_case(tmp_path, micro_model_dir, technique: str):
+    texts = ["a sentence about the weather", "another"]
+    probe = {"location": str(micro_model_dir), "task": "text-classification",
+             "technique_path": f"tests.planted:{technique}", "timed_texts": texts}  # fmt: skip
+    name = {"ExtraMatmul": "planted-extra-matmul", "DtypeRoundTrip": "planted-dtype-round-trip"}[technique]
+    return explain_case(f"micro/{name}/b2/cpu", probe, tmp_path / "out", rounds=6, calls=5)
+
+
+def test_explain_names_a_planted_matmul_first_on_a_real_profile(tmp_path, micro_model_dir):
+    explanation = planted_case(tmp_path, micro_model_dir, "ExtraMatmul")
+    first = explanation.ops[0]
+    assert (first.name, first.shapes, first.status) == ("aten::mm", "[[384, 384], [384, 384]]", "appeared")
+    assert first.share > 0.5, markdown(explanation, "cpu")
+    assert all((tmp_path / "out" / f"{side}.trace.json").is_file() for side in ("baseline", "candidate"))
+    assert explanation.seconds > 0
+
+
+def test_explain_names_the_casts_of_a_planted_dtype_round_trip(tmp_path, micro_model_dir):
+    explanation = planted_case(tmp_path, micro_model_dir, "DtypeRoundTrip")
+    first = explanation.ops[0]
+    assert first.name in ("aten::copy_", "aten::_to_copy"), markdown(explanation, "cpu")
+    assert first.shapes.startswith("[[512, 512]"), first
+    assert first.status == "appeared"
