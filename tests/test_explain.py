@@ -70,3 +70,12 @@ def test_explain_names_the_casts_of_a_planted_dtype_round_trip(tmp_path, micro_m
     assert first.name in ("aten::copy_", "aten::_to_copy"), markdown(explanation, "cpu")
     assert first.shapes.startswith("[[512, 512]"), first
     assert first.status == "appeared"
+
+
+def test_after_the_ops_that_explain_the_change_the_rest_come_by_how_much_they_moved_either_way():
+    base = {LINEAR: 100e-6, GELU: 20e-6}
+    after = {("quantized::linear_dynamic", "[[8, 64], [], []]"): 150e-6, GELU: 10e-6}  # addmm vanished
+    explanation = diff("micro/int8/b1/cpu", {"baseline": rounds(base), "candidate": rounds(after)}, calls=10)
+    assert [op.name for op in explanation.ops] == ["quantized::linear_dynamic", "aten::addmm", "aten::gelu"]
+    assert explanation.listed == 1
+    assert explanation.ops[1].status == "vanished"

@@ -144,6 +144,9 @@ def diff(case_id: str, samples: Mapping[str, list[dict[tuple[str, str], float]]]
             break
         explained += abs(op.change)
         explanation.listed += 1
+    # After the ops that explain the change, the rest by how much they moved either way (a kernel that
+    # vanished from the faster side's profile is news too).
+    explanation.ops[explanation.listed :] = sorted(ops[explanation.listed :], key=lambda op: -abs(op.change))
     return explanation
 
 
