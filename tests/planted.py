@@ -65,16 +65,16 @@ PLANTED = {
 
 
 class ExtraMatmul(Technique):
-    """fp32 eager, then a 384 x 384 matmul per forward that the model does not need: what
+    """fp32 eager, then a 768 x 768 matmul per forward that the model does not need: what
     ``perfgate explain`` must name first (``aten::mm``, appeared), with most of the change."""
 
     name = "planted-extra-matmul"
-    summary = "fp32 eager plus an unneeded 384 x 384 matmul per forward"
+    summary = "fp32 eager plus an unneeded 768 x 768 matmul per forward"
 
     def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
         import torch
 
-        square = torch.randn(384, 384, generator=torch.Generator().manual_seed(0))
+        square = torch.randn(768, 768, generator=torch.Generator().manual_seed(0))
 
         def run(inputs: Any) -> Any:
             torch.mm(square, square)

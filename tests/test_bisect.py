@@ -20,6 +20,7 @@ from perfgate.bisect import (
     GOOD,
     SKIP,
     Step,
+    band_line,
     bisect_ordered,
     judge_against_band,
     parse_case_id,
@@ -81,6 +82,15 @@ def test_the_band_judges_a_step_by_its_whole_interval():
     assert code == SKIP
     assert "undecided" in evidence
     assert judge_against_band({"error": "crashed"}, line) == (SKIP, "not measured: crashed")
+
+
+def test_one_wild_run_of_good_neither_sets_the_line_nor_goes_unsaid():
+    # CI, 2026-12-07: GOOD read 0.11x in one of its three runs (a loaded machine) and 1.00x in the others;
+    # the lowest set the line at 0.08x, below the planted 0.5x, and the bisection found nothing
+    line, note = band_line([0.11, 1.00, 1.00], max_slowdown=0.4)
+    assert line == pytest.approx(1.00 / 1.4)
+    assert note == "left out of the line as far from the median 1.00x: 0.11x"
+    assert band_line([0.97, 1.02, 1.00], max_slowdown=0.4) == (pytest.approx(1.00 / 1.4), None)
 
 
 def test_case_ids_and_release_bounds_are_checked_with_the_fix():

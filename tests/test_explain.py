@@ -9,7 +9,7 @@ from perfgate.explain import EXPLAINED_SHARE, diff, explain_case, markdown
 
 LINEAR = ("aten::addmm", "[[8, 64], [64, 64]]")
 GELU = ("aten::gelu", "[[8, 64]]")
-MATMUL = ("aten::mm", "[[384, 384], [384, 384]]")
+MATMUL = ("aten::mm", "[[768, 768], [768, 768]]")
 
 
 def rounds(ops: dict[tuple[str, str], float], count: int = 6, wobble: float = 0.02) -> list[dict]:
@@ -29,7 +29,7 @@ def test_a_planted_op_is_named_first_with_its_share_and_what_is_left_is_said():
     assert explanation.listed == 1  # it alone explains more than EXPLAINED_SHARE
     assert explanation.unexplained == pytest.approx(4e-6, rel=0.05)
     text = markdown(explanation, "cpu-test")
-    assert "| `aten::mm` | `[[384, 384], [384, 384]]` | - |" in text
+    assert "| `aten::mm` | `[[768, 768], [768, 768]]` | - |" in text
     assert "appeared **explains**" in text
     assert "The first 1 ops explain 99% of the change" in text
 
@@ -57,9 +57,9 @@ def planted_case(tmp_path, micro_model_dir, technique: str):
 
 def test_explain_names_a_planted_matmul_first_on_a_real_profile(tmp_path, micro_model_dir):
     explanation = planted_case(tmp_path, micro_model_dir, "ExtraMatmul")
-    first = explanation.ops[0]
-    assert (first.name, first.shapes, first.status) == ("aten::mm", "[[384, 384], [384, 384]]", "appeared")
-    assert first.share > 0.5, markdown(explanation, "cpu")
+    first, table = explanation.ops[0], markdown(explanation, "cpu")
+    assert (first.name, first.shapes, first.status) == ("aten::mm", "[[768, 768], [768, 768]]", "appeared"), table
+    assert first.share > 0.5, table
     assert all((tmp_path / "out" / f"{side}.trace.json").is_file() for side in ("baseline", "candidate"))
     assert explanation.seconds > 0
 

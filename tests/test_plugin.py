@@ -345,3 +345,28 @@ def test_a_distributed_case_runs_at_the_rank_count_it_is_given_and_gates_no_rati
     )
     result = project.runpytest_subprocess(*micro_run(micro_model_dir), "-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+def test_perfgate_explain_profiles_the_failed_speed_gate_and_puts_its_diff_in_the_summary(project, micro_model_dir):
+    plant(project, 'register_technique("planted-extra-matmul", "tests.planted:ExtraMatmul")\n')
+    project.makefile(".toml", thresholds='[techniques."planted-extra-matmul".cpu-test]\nmin_speedup = 1.0\n')
+    project.makepyfile(
+        """
+        def test_slower(perfgate):
+            perfgate.gate("micro", "planted-extra-matmul", batch_size=2, memory=False)
+
+        def test_good(perfgate):
+            perfgate.gate("micro", "fp32-eager", batch_size=2, memory=False)
+        """
+    )
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-hardware-class=cpu-test",
+                                          f"--perfgate-thresholds={project.path / 'thresholds.toml'}",
+                                          "--perfgate-explain=2")  # fmt: skip
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*explain micro/planted-extra-matmul/b2/cpu: explained in * s*"])
+    summary = (project.path / "out" / "summary.md").read_text()
+    section = summary.split("## Where the time went, op by op", 1)[1]
+    assert "`micro/planted-extra-matmul/b2/cpu`" in section
+    assert "fp32-eager/b2" not in section  # failed gates only
+    first = section.split("|---|---|---|---|---|---|---|\n", 1)[1].splitlines()[0]
+    assert first.startswith("| `aten::mm` | `[[768, 768], [768, 768]]` | - |"), section

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -321,6 +322,19 @@ def measure_in(checkout: Path, nodeid: str, case_id: str, budget: float, python:
     return {"speedup": estimate["speedup"], "ci_low": estimate["ci_low"], "ci_high": estimate["ci_high"]}
 
 
+def band_line(band: Sequence[float], max_slowdown: float) -> tuple[float, str | None]:
+    """The slowdown line a step is judged against: the median of GOOD's runs, at most ``max_slowdown``
+    slower. The median, not the lowest: one run of a loaded machine (0.11x where the others read 1.00x, a
+    neighbour's burst in one process) would pull the line below every real regression. A run at less
+    than half or more than twice the median is named as an outlier."""
+    median = statistics.median(band)
+    far = [value for value in band if not median / 2 <= value <= median * 2]
+    note = None
+    if far:
+        note = f"left out of the line as far from the median {median:.2f}x: {', '.join(f'{v:.2f}x' for v in far)}"
+    return median / (1 + max_slowdown), note
+
+
 def judge_against_band(figure: dict[str, Any], line: float) -> tuple[int, str]:
     """git bisect run's exit code for a step and the evidence: bad when the whole interval is below the
     band's slowdown line, good when it is wholly above, skip when it straddles or nothing was measured."""
@@ -360,13 +374,14 @@ def bisect_commits(plan: CommitBisection) -> BisectResult:
             band.append(figure["speedup"])
             steps.append(Step(f"{plan.good} (band {run + 1})", "good", f"{figure['speedup']:.2f}x "
                               f"[{figure['ci_low']:.2f}, {figure['ci_high']:.2f}] against fp32"))  # fmt: skip
-        line = min(band) / (1 + plan.max_slowdown)
+        line, outliers = band_line(band, plan.max_slowdown)
         plan.log(f"perfgate bisect: {plan.good} measured {plan.band_runs}x: {', '.join(f'{b:.2f}x' for b in band)}; "
                  f"a step is bad below {line:.2f}x")  # fmt: skip
         notes.append(
             f"band from {plan.good}: {min(band):.2f}x to {max(band):.2f}x against fp32; bad when a step's "
-            f"interval lies wholly below {line:.2f}x (at most {plan.max_slowdown:.0%} slower), skipped when "
-            "it straddles; a ratio against fp32 misses a change that slows fp32 as much as the technique"
+            f"interval lies wholly below {line:.2f}x (at most {plan.max_slowdown:.0%} slower than the band's "
+            "median), skipped when it straddles; a ratio against fp32 misses a change that slows fp32 as much as "
+            "the technique" + (f"; {outliers}" if outliers else "")
         )
         log_file = scratch / "steps.jsonl"
         step = [plan.python, "-m", "perfgate.bisect", "step", "--nodeid", plan.nodeid, "--case", plan.target.case_id,

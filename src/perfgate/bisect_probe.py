@@ -17,19 +17,13 @@ import pytest
 def pytest_collection_finish(session: pytest.Session) -> None:
     from perfgate.errors import PerfgateError
     from perfgate.plugin import session_key
-    from perfgate.technique import import_path
 
     request = json.loads(os.environ["PERFGATE_PROBE"])
     answer: dict[str, Any]
     try:
         perfgate = session.config.stash[session_key]
-        source = perfgate.models.get(request["model"])
-        location = source.resolve(perfgate.settings.cache_dir / "models")
-        answer = {
-            "location": str(location), "task": source.task, "technique_path": import_path(request["technique"]),
-            "sentences": list(perfgate.sentences), "timed_texts": perfgate._timed_texts(request["batch_size"]),
-            "rootdir": str(session.config.rootpath),
-        }  # fmt: skip
+        answer = perfgate.probe(request["model"], request["technique"], request["batch_size"])
+        answer["rootdir"] = str(session.config.rootpath)
     except (PerfgateError, KeyError) as error:
         answer = {"error": str(error)}
     Path(request["out"]).write_text(json.dumps(answer))

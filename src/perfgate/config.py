@@ -40,6 +40,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
 def _switch(text: str) -> bool:
     return {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}[text.lower()]
 
@@ -90,6 +97,13 @@ OPTIONS = (
         900.0,
     ),
     Option("kill_grace", "seconds between SIGTERM and SIGKILL when a worker is killed", _positive_float, 5.0),
+    Option(
+        "explain",
+        "after the run, profile the N slowest cases that failed a speed gate against fp32 eager, op by op "
+        "(perfgate explain), and put each diff in the summary; 0: none",
+        _count,
+        0,
+    ),
     Option(
         "history",
         "directory of past results files: compare this run with it at the end (exit status 1 on a regression)",
@@ -170,6 +184,7 @@ class Settings:
     memory: bool
     require_gated: bool = False
     history: Path | None = None
+    explain: int = 0
     gpus: list[str] | None = None
     durations: Path | None = None
     gpu_budget_gib: float | None = None

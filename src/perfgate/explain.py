@@ -17,6 +17,7 @@ two sides profiled alike. A Chrome trace of each side's last block is written be
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -210,8 +211,10 @@ def explain_case(
             "texts": probe["timed_texts"][: target.batch_size], "rounds": rounds, "calls": calls,
             "workdir": workdir, "traces": str(out),
         }  # fmt: skip
+        # The process imports what this one can (a project's techniques, registered from its conftest)
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         done = subprocess.run([python, "-m", "perfgate.explain", json.dumps(request)], capture_output=True,
-                              text=True, check=False)  # fmt: skip
+                              text=True, check=False, env=environment)  # fmt: skip
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             tail = " ".join((done.stdout + done.stderr).strip().splitlines()[-3:])

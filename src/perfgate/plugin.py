@@ -155,6 +155,7 @@ class SessionReporter:
         if session.xdist_controller:
             session.merge_parts()
         session.record_test_outcomes(self.test_outcomes)
+        explained = [] if session.xdist_worker else session.explain_failed_gates()
         summary = session.write_summary(self.comparison, session.history or [])
         if session.record is None:
             return
@@ -172,6 +173,8 @@ class SessionReporter:
             line = (f"upgrade gate {gate['technique']}: {arms['current']['model']} → {arms['candidate']['model']}: "
                     f"{gate['verdict']} ({checks})")  # fmt: skip
             write(clip(line, TERMINAL_WIDTH), red=gate["verdict"] == "fail")
+        for line in explained:
+            write(clip(f"explain {line}", TERMINAL_WIDTH))
         write(f"results: {_shown_path(session.results_path)}")
         write(f"summary with every column and section: {_shown_path(summary)}")
         if self.comparison is not None:

@@ -545,6 +545,9 @@ def markdown_summary(
     failures = [check.message for case in record.cases for check in case.failures()]
     if failures:
         out += ["", "## Failed checks", "", *[f"- {m}" for m in failures]]
+    explained = [case.metrics["explain"]["markdown"] for case in record.cases if "explain" in case.metrics]
+    if explained:
+        out += ["", "## Where the time went, op by op (`--perfgate-explain`)", "", *explained]
     if record.calibration:
         out += ["", "## Runner calibration", ""]
         out += [
