@@ -52,7 +52,8 @@ def planted_case(tmp_path, micro_model_dir, technique: str):
     probe = {"location": str(micro_model_dir), "task": "text-classification",
              "technique_path": f"tests.planted:{technique}", "timed_texts": texts}  # fmt: skip
     name = {"ExtraMatmul": "planted-extra-matmul", "DtypeRoundTrip": "planted-dtype-round-trip"}[technique]
-    return explain_case(f"micro/{name}/b2/cpu", probe, tmp_path / "out", rounds=6, calls=5)
+    # one thread: a neighbour process on a 2-core runner stalls a two-thread op whenever it takes a core
+    return explain_case(f"micro/{name}/b2/cpu", probe, tmp_path / "out", rounds=6, calls=5, threads=1)
 
 
 def test_explain_names_a_planted_matmul_first_on_a_real_profile(tmp_path, micro_model_dir):

@@ -361,7 +361,7 @@ def test_perfgate_explain_profiles_the_failed_speed_gate_and_puts_its_diff_in_th
     )
     result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-hardware-class=cpu-test",
                                           f"--perfgate-thresholds={project.path / 'thresholds.toml'}",
-                                          "--perfgate-explain=2")  # fmt: skip
+                                          "--perfgate-explain=2", "--perfgate-threads=1")  # fmt: skip
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*explain micro/planted-extra-matmul/b2/cpu: explained in * s*"])
     summary = (project.path / "out" / "summary.md").read_text()

@@ -5,10 +5,11 @@ Both sides run in one fresh process, as the A/B does: the model loaded once, fp3
 technique's variant built from it, warmed up, then ``rounds`` rounds of one profiled block per side
 (``calls`` calls each, the order alternating round by round, so drift hits both), each block under
 ``torch.profiler`` with input shapes recorded. An op is its name and input shapes; its figure per side
-is its self time per call in each round, so each has an interval over the rounds (a seeded percentile
-bootstrap of the mean, as ``comparison`` does for a speedup). The diff sets the sides' ops beside each
-other, names the ops that appear or vanish, and lists the largest changes until they explain at least
-``EXPLAINED_SHARE`` of the whole change; what the listed ones leave is said.
+is its self time per call in each round: its median over the rounds, with a seeded percentile-bootstrap
+interval (the median, not the mean: one round that a neighbour's burst slowed must not move the diff).
+The diff sets the sides' ops beside each other, names the ops that appear or vanish, and lists the
+largest changes until they explain at least ``EXPLAINED_SHARE`` of the whole change; what the listed
+ones leave is said.
 
 Profiling costs time per op, so absolute figures read higher than a timed call; the diff is between
 two sides profiled alike. A Chrome trace of each side's last block is written beside the diff.
@@ -45,7 +46,7 @@ class OpChange:
 
     name: str
     shapes: str
-    baseline: tuple[float, float, float]  # mean, low, high
+    baseline: tuple[float, float, float]  # median over rounds, low, high
     candidate: tuple[float, float, float]
     change: float  # candidate - baseline, seconds per call
     share: float  # of the whole change
@@ -110,14 +111,15 @@ def profile_rounds(
 
 
 def _interval(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """The mean over rounds and its 95% percentile-bootstrap interval."""
+    """The median over rounds and its 95% percentile-bootstrap interval."""
     data = np.asarray(values, dtype=float)
+    middle = float(np.median(data))
     if len(data) < 2:
-        return float(data.mean()), float(data.mean()), float(data.mean())
+        return middle, middle, middle
     rng = np.random.default_rng(seed)
-    means = rng.choice(data, size=(BOOTSTRAP_RESAMPLES, len(data)), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(data.mean()), float(low), float(high)
+    medians = np.median(rng.choice(data, size=(BOOTSTRAP_RESAMPLES, len(data)), replace=True), axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return middle, float(low), float(high)
 
 
 def diff(case_id: str, samples: Mapping[str, list[dict[tuple[str, str], float]]], calls: int) -> Explanation:
@@ -193,8 +195,9 @@ def _shapes(shapes: str) -> str:
 
 
 def explain_case(
-    case_id: str, probe: dict[str, Any], out: Path, rounds: int = 8, calls: int = 10, python: str = sys.executable
-) -> Explanation:
+    case_id: str, probe: dict[str, Any], out: Path, rounds: int = 8, calls: int = 10, threads: int | None = None,
+    python: str = sys.executable,
+) -> Explanation:  # fmt: skip
     """Both sides of a gate's case profiled in one fresh process (``side_main``), then the diff; the
     traces and ``explain.json`` in ``out``."""
     from perfgate.bisect import parse_case_id
@@ -209,7 +212,7 @@ def explain_case(
             "location": probe["location"], "task": probe["task"], "model": target.model, "device": target.device,
             "technique": target.technique, "technique_path": probe.get("technique_path"),
             "texts": probe["timed_texts"][: target.batch_size], "rounds": rounds, "calls": calls,
-            "workdir": workdir, "traces": str(out),
+            "workdir": workdir, "traces": str(out), "threads": threads,
         }  # fmt: skip
         # The process imports what this one can (a project's techniques, registered from its conftest)
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
@@ -239,6 +242,8 @@ def side_main(request: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
 
     if request["technique_path"] and "+" not in request["technique"]:
         register_technique(request["technique"], request["technique_path"])  # a project's own technique
+    if request.get("threads"):
+        torch.set_num_threads(request["threads"])  # the run's --perfgate-threads, as its A/B had
     model = load_model(request["model"], request["task"], Path(request["location"]), request["device"])
     variants = {side: get_technique(name).apply(model, Path(request["workdir"]), None)
                 for side, name in zip(SIDES, (BASELINE, request["technique"]), strict=True)}  # fmt: skip

@@ -397,7 +397,7 @@ class PerfgateSession:
             out = self.settings.report_dir / "explain" / spec.case_id.replace("/", "_")
             try:
                 probe = self.probe(spec.model, spec.technique, spec.batch_size)
-                explanation = explain_case(spec.case_id, probe, out)
+                explanation = explain_case(spec.case_id, probe, out, threads=spec.threads)
             except PerfgateError as error:
                 lines.append(f"{spec.case_id}: not explained: {error}")
                 continue
