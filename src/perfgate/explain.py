@@ -32,7 +32,10 @@ import numpy as np
 
 from perfgate.errors import PerfgateError
 
-__all__ = ["EXPLAINED_SHARE", "Explanation", "OpChange", "diff", "explain_case", "markdown", "profile_rounds"]
+__all__ = [
+    "EXPLAINED_SHARE", "Explanation", "OpChange", "diff", "explain_case", "explain_failed_gates", "markdown",
+    "profile_rounds",
+]  # fmt: skip
 
 BASELINE = "fp32-eager"
 SIDES = ("baseline", "candidate")
@@ -229,6 +232,32 @@ def explain_case(
     explanation.seconds = time.monotonic() - started
     explanation.traces = {side: str(out / f"{side}.trace.json") for side in SIDES}
     return explanation
+
+
+def explain_failed_gates(session: Any) -> list[str]:
+    """``--perfgate-explain N``: the N slowest cases of the session's run that failed a speed gate, each
+    profiled against fp32 eager op by op (``explain_case``); the diff kept in the case
+    (``metrics["explain"]``), the traces beside the report. What it cost is said per case."""
+    record, settings = session.record, session.settings
+    if record is None or not settings.explain:
+        return []
+    failed = [case for case in record.cases if case.spec.scenario == "ab-forward"
+              and any(check.name == "speed" for check in case.failures())]  # fmt: skip
+    failed.sort(key=lambda case: case.metrics["speed"]["estimate"]["speedup"])
+    lines = []
+    for case in failed[: settings.explain]:
+        spec = case.spec
+        out = settings.report_dir / "explain" / spec.case_id.replace("/", "_")
+        try:
+            probe = session.probe(spec.model, spec.technique, spec.batch_size)
+            explanation = explain_case(spec.case_id, probe, out, threads=spec.threads)
+        except PerfgateError as error:
+            lines.append(f"{spec.case_id}: not explained: {error}")
+            continue
+        case.metrics["explain"] = {**explanation.to_dict(), "markdown": markdown(explanation, case.hardware_class)}
+        lines.append(f"{spec.case_id}: explained in {explanation.seconds:.0f} s ({out})")
+    session.save()
+    return lines
 
 
 def side_main(request: dict[str, Any]) -> dict[str, list[dict[str, float]]]:

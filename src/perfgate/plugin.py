@@ -155,7 +155,11 @@ class SessionReporter:
         if session.xdist_controller:
             session.merge_parts()
         session.record_test_outcomes(self.test_outcomes)
-        explained = [] if session.xdist_worker else session.explain_failed_gates()
+        explained = []
+        if session.settings.explain and not session.xdist_worker:
+            from perfgate.explain import explain_failed_gates  # numpy and the profiler only when asked for
+
+            explained = explain_failed_gates(session)
         summary = session.write_summary(self.comparison, session.history or [])
         if session.record is None:
             return

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfgate.case import CaseContext, CaseResult, judge
-from perfgate.errors import ConfigError, PerfgateError, ResultsFileError, ThresholdsError
+from perfgate.errors import ConfigError, ResultsFileError, ThresholdsError
 from perfgate.hardware import Hardware, cuda_settings, detect, known_class
 from perfgate.launcher import Launcher
 from perfgate.model import BASELINE_PLACEMENT, model_class
@@ -379,32 +379,6 @@ class PerfgateSession:
             "technique_path": import_path(technique), "sentences": list(self.sentences),
             "timed_texts": self._timed_texts(batch_size),
         }  # fmt: skip
-
-    def explain_failed_gates(self) -> list[str]:
-        """``--perfgate-explain N``: the N slowest cases of this run that failed a speed gate, each
-        profiled against fp32 eager op by op (``explain.explain_case``); the diff kept in the case
-        (``metrics["explain"]``), the traces beside the report. What it cost is said per case."""
-        from perfgate.explain import explain_case, markdown
-
-        if self.record is None or not self.settings.explain:
-            return []
-        failed = [case for case in self.record.cases if case.spec.scenario == "ab-forward"
-                  and any(check.name == "speed" for check in case.failures())]  # fmt: skip
-        failed.sort(key=lambda case: case.metrics["speed"]["estimate"]["speedup"])
-        lines = []
-        for case in failed[: self.settings.explain]:
-            spec = case.spec
-            out = self.settings.report_dir / "explain" / spec.case_id.replace("/", "_")
-            try:
-                probe = self.probe(spec.model, spec.technique, spec.batch_size)
-                explanation = explain_case(spec.case_id, probe, out, threads=spec.threads)
-            except PerfgateError as error:
-                lines.append(f"{spec.case_id}: not explained: {error}")
-                continue
-            case.metrics["explain"] = {**explanation.to_dict(), "markdown": markdown(explanation, case.hardware_class)}
-            lines.append(f"{spec.case_id}: explained in {explanation.seconds:.0f} s ({out})")
-        self.save()
-        return lines
 
     def _timed_texts(self, batch_size: int) -> list[str]:
         sentences = self.sentences
