@@ -9,7 +9,7 @@ import os
 import pytest
 
 from perfgate import register_technique
-from perfgate.model import ModelRegistry
+from perfgate.subjects.model import ModelRegistry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fixture models are local; never reach for a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

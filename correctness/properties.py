@@ -1,7 +1,7 @@
 """Properties of affine quantization, as functions of an implementation.
 
 Each check takes the implementation (anything with ``calibrate``, ``quantize``, ``dequantize`` shaped
-like ``perfgate.quantization``) and raises AssertionError when the property fails. The tests bind them
+like ``perfgate.subjects.quantization``) and raises AssertionError when the property fails. The tests bind them
 to the reference; ``test_properties_can_fail.py`` binds them to deliberately wrong formulas and shows
 hypothesis finds a counterexample for each.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from perfgate.quantization import IntFormat
+from perfgate.subjects.quantization import IntFormat
 
 Array = np.ndarray[Any, Any]
 

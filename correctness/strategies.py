@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from perfgate.quantization import INT4, INT8, UINT8
+from perfgate.subjects.quantization import INT4, INT8, UINT8
 
 FORMATS = st.sampled_from([INT8, UINT8, INT4])
 SCHEMES = st.booleans()  # symmetric?

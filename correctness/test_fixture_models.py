@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fixtures.models import DATA, sources
-from perfgate.fidelity import load_labelled_set, task_score
-from perfgate.model import load_model
+from perfgate.instruments.fidelity import load_labelled_set, task_score
+from perfgate.subjects.model import load_model
 
 pytestmark = pytest.mark.cpu
 SOURCES = {s.name: s for s in sources()}

@@ -25,7 +25,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from correctness.strategies import SCHEMES, tensor_and_axis, tensors
-from perfgate.quantization import INT8, UINT8, IntFormat, QParams, calibrate, dequantize, quantize
+from perfgate.subjects.quantization import INT8, UINT8, IntFormat, QParams, calibrate, dequantize, quantize
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.cpu

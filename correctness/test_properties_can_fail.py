@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 
-import perfgate.quantization as reference
+import perfgate.subjects.quantization as reference
 from correctness import properties
 from correctness.strategies import FORMATS, SCHEMES, tensor_and_axis, tensors
-from perfgate.quantization import QParams, params_from_range, value_range
+from perfgate.subjects.quantization import QParams, params_from_range, value_range
 
 pytestmark = pytest.mark.cpu
 SEARCH = settings(max_examples=2000, database=None, derandomize=True, suppress_health_check=list(HealthCheck))

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from fixtures.models import sources
-from perfgate.model import LoadedModel, load_model
-from perfgate.technique import get_technique
+from perfgate.subjects.catalogue import get_technique
+from perfgate.subjects.model import LoadedModel, load_model
 
 pytestmark = pytest.mark.cpu
 SOURCE = next(s for s in sources() if s.name == "tiny-bert")

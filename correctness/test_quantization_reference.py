@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import perfgate.quantization as reference
+import perfgate.subjects.quantization as reference
 from correctness import properties
 from correctness.strategies import FORMATS, SCHEMES, tensor_and_axis, tensor_and_scope, tensors
-from perfgate.quantization import INT8, UINT8, calibrate, dequantize, quantize
+from perfgate.subjects.quantization import INT8, UINT8, calibrate, dequantize, quantize
 
 pytestmark = pytest.mark.cpu
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.training import (
+from perfgate.subjects.training import (
     Recipe,
     StepRunner,
     load_classifier,
@@ -52,7 +52,7 @@ def gradients_close(a, b) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_accumulating_four_micro_batches_gives_the_large_batchs_gradients(micro):
-    from perfgate.training import split_batch
+    from perfgate.subjects.training import split_batch
 
     directory, batch = micro
     large = runner(directory, Recipe())

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfgate import LoadedModel, Technique, Variant
-from perfgate.techniques.loading import OffloadToDisk
-from perfgate.techniques.training import DistributedRecipe
+from perfgate.subjects.techniques.loading import OffloadToDisk
+from perfgate.subjects.techniques.training import DistributedRecipe
 
 
 class LeaksAnFp32Copy(Technique):
@@ -112,7 +112,7 @@ class KeepsThreeOfSixLayers(Technique):
         import time
 
         from fixtures.models import keep_layers
-        from perfgate.technique import module_variant
+        from perfgate.subjects.technique import module_variant
 
         started = time.perf_counter()
         module = copy.deepcopy(model.module)

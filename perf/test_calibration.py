@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from perfgate.calibration import AA_TOLERANCE
+from perfgate.instruments.calibration import AA_TOLERANCE
 from perfgate.plugin import Bench
 
 # Spinning to plant the delay overshoots a little on a 2-core machine (one run measured 0.789x for an

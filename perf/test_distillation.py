@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.labelled import HARD_SET
-from perfgate.outcome import Verdict
+from perfgate.instruments.outcome import Verdict
 
 
 @pytest.mark.cpu

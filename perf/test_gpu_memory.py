@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.calibration import AA_TOLERANCE
+from perfgate.instruments.calibration import AA_TOLERANCE
 from perfgate.plugin import Bench
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]

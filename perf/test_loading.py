@@ -51,7 +51,7 @@ def test_a_bad_checkpoint_or_setting_is_an_outcome_with_its_message(perfgate, mo
 
 
 def memory_cgroup_or_skip() -> None:
-    from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
+    from perfgate.instruments.cgroup import CgroupUnavailable, MemoryCgroup
 
     try:
         MemoryCgroup.create().remove()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.outcome import Verdict
+from perfgate.instruments.outcome import Verdict
 from perfgate.plugin import Bench
 
 pytestmark = pytest.mark.cpu

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.cgroup import CgroupUnavailable
+from perfgate.engine.scenarios.train_batch import training_cap
+from perfgate.instruments.cgroup import CgroupUnavailable
 from perfgate.plugin import Bench
-from perfgate.scenarios.train_batch import training_cap
 
 
 def search(perfgate: Bench, model: str, recipe: str, device: str, **spec: object) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from fixtures.environments import overlay_environment
 from fixtures.labelled import HARD_SET
-from perfgate.outcome import Verdict
+from perfgate.instruments.outcome import Verdict
 
 pytestmark = pytest.mark.cpu
 BUDGET = 6.0  # seconds of ABBA timing per gate, over three pairs of workers
@@ -33,7 +33,7 @@ def test_the_model_against_itself_passes_every_check(perfgate):
 def test_a_slower_equally_accurate_candidate_fails_on_speed_alone_of_the_quality_checks(perfgate):
     with pytest.raises(pytest.fail.Exception, match=r"\| speed \| \*\*fail\*\*"):
         perfgate.upgrade("minilm", "minilm-wide-ffn", eval_file=HARD_SET, memory=False, budget_seconds=BUDGET)
-    gate = perfgate.session.record.gates[-1]
+    gate = perfgate.session.recorder.record.gates[-1]
     checks = {check["name"]: check for check in gate["checks"]}
     assert checks["speed"]["high"] < 1 / 1.10
     assert checks["accuracy"]["verdict"] == "pass"
@@ -43,7 +43,7 @@ def test_a_slower_equally_accurate_candidate_fails_on_speed_alone_of_the_quality
 def test_a_faster_less_accurate_candidate_fails_on_accuracy(perfgate):
     with pytest.raises(pytest.fail.Exception, match=r"\| accuracy \| \*\*fail\*\*"):
         perfgate.upgrade("minilm", "minilm-three-layers", eval_file=HARD_SET, memory=False, budget_seconds=BUDGET)
-    checks = {check["name"]: check for check in perfgate.session.record.gates[-1]["checks"]}
+    checks = {check["name"]: check for check in perfgate.session.recorder.record.gates[-1]["checks"]}
     assert checks["speed"]["verdict"] == "pass"
     assert checks["accuracy"]["high"] < -0.02
 

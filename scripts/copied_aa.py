@@ -20,13 +20,13 @@ import statistics
 from pathlib import Path
 
 from fixtures.models import minilm_directory
-from perfgate.comparison import ComparePolicy, compare
-from perfgate.hardware import detect
-from perfgate.model import load_model
-from perfgate.scenarios.ab_forward import late_baseline_copy
-from perfgate.technique import Variant
-from perfgate.techniques.eager import Fp32Eager
-from perfgate.timing import Timer, torch_threads
+from perfgate.engine.scenarios.ab_forward import late_baseline_copy
+from perfgate.instruments.comparison import ComparePolicy, compare
+from perfgate.instruments.timing import Timer, torch_threads
+from perfgate.subjects.hardware import detect
+from perfgate.subjects.model import load_model
+from perfgate.subjects.technique import Variant
+from perfgate.subjects.techniques.eager import Fp32Eager
 
 SENTENCES = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "sentences.txt"
 

@@ -29,8 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-from perfgate.history import History, Status, compare_run
-from perfgate.results import RunRecord, merge_records
+from perfgate.records.history import History
+from perfgate.records.regressions import Status, compare_run
+from perfgate.records.results import RunRecord, merge_records
 
 CASES = (
     "perf/test_onnxruntime.py::test_onnxruntime_pays_off_for_single_sequences[minilm-onnxruntime-o2-int8-dynamic]",

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fixtures.models import minilm_directory
-    from perfgate.comparison import ComparePolicy, LocalArms, compare_blocks, estimate_speedup
-    from perfgate.model import load_model
-    from perfgate.technique import get_technique
-    from perfgate.timing import Timer, busy_after, settle_seconds
+    from perfgate.instruments.comparison import ComparePolicy, LocalArms, compare_blocks, estimate_speedup
+    from perfgate.instruments.timing import Timer, busy_after, settle_seconds
+    from perfgate.subjects.catalogue import get_technique
+    from perfgate.subjects.model import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from perfgate.cgroup import CgroupUnavailable, MemoryCgroup
-from perfgate.launcher import JobReply
-from perfgate.scenarios import Scenario
+from perfgate.engine.launcher import JobReply
+from perfgate.engine.scenarios import Scenario
+from perfgate.instruments.cgroup import CgroupUnavailable, MemoryCgroup
 
 
 def real_cgroup() -> MemoryCgroup:
@@ -23,7 +23,7 @@ def real_cgroup() -> MemoryCgroup:
 
 def submit_in_cgroup(tmp_path: Path, scenario: Scenario, payload: dict[str, Any]) -> JobReply:
     """One job in a fresh worker moved into a new cgroup, which ``payload`` names for the worker."""
-    from perfgate.launcher import Launcher
+    from perfgate.engine.launcher import Launcher
 
     group = real_cgroup()
     launcher = Launcher(sys.path, tmp_path / "locks")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from perfgate.timing import Timer, TimerSettings
+from perfgate.instruments.timing import Timer, TimerSettings
 
 
 class FakeClock:

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from perfgate.case import CaseResult
-from perfgate.outcome import Outcome
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome
+from perfgate.records.results import RunRecord
 from tests import fake_gh, fork_server
 from tests.actions_replay import Artifacts, Interruptions, RunResult, run_workflow
 from tests.user_project import ROOT

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from fixtures.environments import overlay_environment
-from perfgate.arms import Arm, ArmWorkers, check_interpreter, worker_sys_path
-from perfgate.comparison import ComparePolicy, compare_blocks
+from perfgate.answers.arms import Arm, ArmWorkers, check_interpreter, worker_sys_path
 from perfgate.errors import ArmFailed, ConfigError
+from perfgate.instruments.comparison import ComparePolicy, compare_blocks
 
 TEXTS = ["The train was late.", "Rain.", "Where did I put my keys?"]
 

@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from perfgate.metrics.arrivals import DynamicBatching, pays_from
-from perfgate.scenarios.arrivals import poisson_arrivals, serve
+from perfgate.engine.metrics.arrivals import DynamicBatching, pays_from
+from perfgate.engine.scenarios.arrivals import poisson_arrivals, serve
 
 
 def fixed_cost(per_batch: float = 0.010, per_item: float = 0.001):
@@ -62,9 +62,9 @@ def test_batching_pays_from_the_first_load_where_it_beats_batch_one_at_p99():
 
 
 def test_the_scenario_serves_every_load_and_setting_on_the_micro_model(micro_model_dir):
-    from perfgate.scenarios.arrivals import REQUESTS, Arrivals
-    from perfgate.technique import import_path
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.engine.scenarios.arrivals import REQUESTS, Arrivals
+    from perfgate.subjects.catalogue import import_path
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},

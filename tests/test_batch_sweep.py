@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.metrics.batch_sweep import BatchSweep as BatchSweepMetric
-from perfgate.metrics.batch_sweep import batching_gain
-from perfgate.scenarios.batch_sweep import BatchSweep, _batches
+from perfgate.engine.metrics.batch_sweep import BatchSweep as BatchSweepMetric
+from perfgate.engine.metrics.batch_sweep import batching_gain
+from perfgate.engine.scenarios.batch_sweep import BatchSweep, _batches
 
 TEXTS = ["a b c d e f", "a", "a b c", "a b", "a b c d", "a b c d e"]
 LENGTHS = [6, 1, 3, 2, 4, 5]
@@ -47,8 +47,8 @@ def test_the_gain_is_the_sorted_order_s_best_over_its_batch_one():
 
 
 def test_a_sweep_up_to_b8_runs_every_order_at_1_2_4_8_on_the_micro_model(micro_model_dir):
-    from perfgate.technique import import_path
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.subjects.catalogue import import_path
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
@@ -84,7 +84,7 @@ def planted_passes(spread: float, count: int) -> dict[tuple[str, int], list[floa
 
 
 def test_the_gains_carry_paired_intervals_and_precision_is_met_only_by_enough_quiet_passes():
-    from perfgate.scenarios.batch_sweep import gain_estimates, within
+    from perfgate.engine.scenarios.batch_sweep import gain_estimates, within
 
     quiet = gain_estimates(planted_passes(0.01, 20))
     assert quiet["batching"]["speedup"] == pytest.approx(2.0, rel=0.03)
@@ -97,8 +97,8 @@ def test_the_gains_carry_paired_intervals_and_precision_is_met_only_by_enough_qu
 
 
 def test_the_sweep_measures_on_to_the_precision_asked(micro_model_dir):
-    from perfgate.technique import import_path
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.subjects.catalogue import import_path
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.bisect import (
+from perfgate.answers.bisect import (
     BAD,
     GOOD,
     SKIP,
@@ -110,7 +110,7 @@ from pathlib import Path
 import torch
 
 from perfgate import Technique, Variant, register_technique
-from perfgate.model import ModelSource
+from perfgate.subjects.model import ModelSource
 
 
 class PlantedForward(Technique):
@@ -250,8 +250,8 @@ def test_a_revision_that_is_not_a_commit_is_named_before_anything_runs(tmp_path,
 
 
 def test_a_release_that_cannot_serve_is_skipped_with_the_reason(tmp_path, monkeypatch):
-    from perfgate import environments
-    from perfgate.bisect import ReleaseBisection, release_environment
+    from perfgate.answers.bisect import ReleaseBisection, release_environment
+    from perfgate.subjects import environments
 
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -268,3 +268,28 @@ def test_a_release_that_cannot_serve_is_skipped_with_the_reason(tmp_path, monkey
     environments.install_into(stale, "servedlib==1.0", fresh.index_options)  # left there by someone else
     monkeypatch.setattr(environments, "install_into", lambda *args: None)  # and pip, planted, does nothing
     assert release_environment(fresh, "1.1") == "the overlay serves servedlib 1.0, not 1.1"
+
+
+def test_a_commit_step_the_interval_cannot_decide_is_measured_again_with_twice_the_budget(tmp_path, monkeypatch):
+    from perfgate.answers import bisect
+
+    git(tmp_path, "init", "--quiet")
+    (tmp_path / "file").write_text("x")
+    git(tmp_path, "add", "file")
+    git(tmp_path, "commit", "--quiet", "-m", "one")
+    monkeypatch.chdir(tmp_path)
+    budgets = []
+    figures = iter([{"speedup": 0.5, "ci_low": 0.2, "ci_high": 0.9}, {"speedup": 0.9, "ci_low": 0.8, "ci_high": 1.0}])
+
+    def measure(checkout, nodeid, case_id, budget, python):
+        budgets.append(budget)
+        return next(figures)
+
+    monkeypatch.setattr(bisect, "measure_in", measure)
+    arguments = ["--nodeid", "t.py::t", "--case", CASE, "--line", "0.4", "--budget", "1", "--log", str(tmp_path / "l")]
+    assert bisect._step_main(arguments) == GOOD
+    assert budgets == [1.0, 2.0]
+    # undecided twice: skipped, and the log says it was measured twice
+    figures = iter([{"speedup": 0.5, "ci_low": 0.2, "ci_high": 0.9}] * 2)
+    assert bisect._step_main(arguments) == SKIP
+    assert "twice (at 2 s)" in (tmp_path / "l").read_text().splitlines()[-1]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.case import CaseResult, judge
-from perfgate.outcome import Outcome, Verdict
-from perfgate.spec import CaseSpec
-from perfgate.thresholds import Thresholds
+from perfgate.engine.judge import judge
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.verdicts.thresholds import Thresholds
 
 
 def case(**metrics: dict) -> CaseResult:

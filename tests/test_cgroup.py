@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.cgroup import CgroupUnavailable, MemoryCgroup, SubtreeDelegation
-from perfgate.launcher import JobReply
+from perfgate.engine.launcher import JobReply
+from perfgate.instruments.cgroup import CgroupUnavailable, MemoryCgroup, SubtreeDelegation
 from tests.capped import real_cgroup, submit_in_cgroup
 
 
@@ -124,7 +124,7 @@ def test_a_real_group_takes_a_limit_and_reports_usage_and_is_removed():
 
 
 def submit_batch_fits(tmp_path: Path, micro_model_dir: Path, technique: str, batch_size: int, budget: int) -> JobReply:
-    from perfgate.scenarios.largest_batch import BatchFits
+    from perfgate.engine.scenarios.largest_batch import BatchFits
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
@@ -135,8 +135,8 @@ def submit_batch_fits(tmp_path: Path, micro_model_dir: Path, technique: str, bat
 
 
 def test_a_worker_over_its_cgroup_budget_is_killed_inside_it_and_recorded_as_oom(tmp_path, micro_model_dir):
-    from perfgate.outcome import Outcome
-    from perfgate.technique import import_path
+    from perfgate.instruments.outcome import Outcome
+    from perfgate.subjects.catalogue import import_path
 
     small = submit_batch_fits(tmp_path, micro_model_dir, import_path("fp32-eager"), 2, 128 * 2**20)
     big = submit_batch_fits(tmp_path, micro_model_dir, import_path("fp32-eager"), 4096, 128 * 2**20)
@@ -148,7 +148,7 @@ def test_a_worker_over_its_cgroup_budget_is_killed_inside_it_and_recorded_as_oom
 
 
 def test_a_crash_inside_a_cgroup_that_is_not_an_oom_kill_stays_a_crash(tmp_path, micro_model_dir):
-    from perfgate.outcome import Outcome
+    from perfgate.instruments.outcome import Outcome
 
     aborted = submit_batch_fits(tmp_path, micro_model_dir, "tests.planted:Aborts", 2, 128 * 2**20)
     assert aborted.outcome == Outcome.CRASHED, (aborted.outcome, aborted.detail)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from perfgate.comparison import ComparePolicy, Verdict, compare, decide, estimate_speedup
+from perfgate.instruments.comparison import ComparePolicy, Verdict, compare, decide, estimate_speedup
 from tests.fakes import FakeClock, fake_timer, noisy_work
 
 SEEDS = range(100)
@@ -168,7 +168,7 @@ def test_a_baseline_timed_in_turns_from_two_copies_averages_their_placement():
 
 
 def test_a_long_pair_gets_more_budget_only_when_a_precision_is_asked():
-    from perfgate.comparison import for_history
+    from perfgate.instruments.comparison import for_history
 
     gating = ComparePolicy(budget_seconds=20.0)
     assert for_history(gating, 3.0) == gating  # a verdict's own budget is unchanged
@@ -177,7 +177,7 @@ def test_a_long_pair_gets_more_budget_only_when_a_precision_is_asked():
 
 
 def test_an_arm_that_spins_gets_its_settle_gap_before_the_other_arm_s_block_and_longer_blocks():
-    from perfgate.comparison import LocalArms, compare_blocks
+    from perfgate.instruments.comparison import LocalArms, compare_blocks
 
     clock = FakeClock()
     calls = {"baseline": 0, "candidate": 0}

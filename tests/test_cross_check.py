@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.bisect import parse_case_id
-from perfgate.cross_check import CrossCheck, cross_check, markdown
+from perfgate.answers.bisect import parse_case_id
+from perfgate.answers.cross_check import CrossCheck, cross_check, markdown
 from perfgate.errors import PerfgateError
-from perfgate.technique import import_path
+from perfgate.subjects.catalogue import import_path
 
 from .conftest import SENTENCES
 

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from perfgate import technique
-from perfgate.case import CaseResult
+from perfgate.answers.derive import BOUND_LINE, TooFewRuns, derive, keep_promises, observations, recorded_values
 from perfgate.cli import BAD_INPUT, main
-from perfgate.comparison import SpeedEstimate, decide
-from perfgate.derive import BOUND_LINE, TooFewRuns, derive, keep_promises, observations, recorded_values
-from perfgate.history import load_history
-from perfgate.outcome import Outcome, Verdict
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
-from perfgate.technique import technique_names
-from perfgate.thresholds import FIELDS, load_thresholds
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.comparison import SpeedEstimate, decide
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.records.history import load_history
+from perfgate.records.results import RunRecord
+from perfgate.subjects import catalogue
+from perfgate.subjects.catalogue import technique_names
+from perfgate.verdicts.fields import FIELDS
+from perfgate.verdicts.thresholds import load_thresholds
 
 CLASS = "cpu-test"
 FINGERPRINT = {
@@ -222,7 +223,7 @@ def test_show_knows_the_techniques_a_project_registers_in_its_conftest(tmp_path,
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "conftest", raising=False)
-    monkeypatch.setattr(technique, "_registered", dict(technique._registered))
+    monkeypatch.setattr(catalogue, "_registered", dict(catalogue._registered))
     assert main(["thresholds", "show", "--class", CLASS]) == 0
     assert "ours: fidelity and sizes only" in capsys.readouterr().out
 

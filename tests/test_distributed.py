@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from perfgate.distributed.predictions import fsdp_shard_elements, predicted_communication_bytes, zero1_partition
-from perfgate.training import predicted_state_bytes
+from perfgate.subjects.distributed.predictions import (
+    fsdp_shard_elements,
+    predicted_communication_bytes,
+    zero1_partition,
+)
+from perfgate.subjects.training import predicted_state_bytes
 
 WORLD = 2
 
@@ -93,8 +97,8 @@ def test_optimizer_state_counts_a_one_element_shard_and_leaves_out_step_counters
     # A two-label classifier bias on two ranks leaves each rank one element of it: state, not a counter.
     import torch
 
-    from perfgate.distributed.instruments import optimizer_state_local_bytes
-    from perfgate.training import optimizer_state_bytes
+    from perfgate.subjects.distributed.instruments import optimizer_state_local_bytes
+    from perfgate.subjects.training import optimizer_state_bytes
 
     model = torch.nn.Linear(4, 1)  # a weight of 4 and a bias of 1 element
     optimizer = torch.optim.AdamW(model.parameters())
@@ -107,8 +111,8 @@ def test_optimizer_state_counts_a_one_element_shard_and_leaves_out_step_counters
 
 
 def test_every_distributed_technique_names_a_recipe_the_engines_and_predictions_know():
-    from perfgate.distributed.predictions import COMMUNICATION_FACTORS, RECIPES
-    from perfgate.techniques import training
+    from perfgate.subjects.distributed.predictions import COMMUNICATION_FACTORS, RECIPES
+    from perfgate.subjects.techniques import training
 
     # the catalogue's own classes: the registry may also name other tests' planted techniques
     classes = [c for c in vars(training).values() if isinstance(c, type)]

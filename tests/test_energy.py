@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfgate.energy import energy_per_call, interleaved_energy, nvml_energy_counter
+from perfgate.instruments.energy import energy_per_call, interleaved_energy, nvml_energy_counter
 
 
 class FakeGpu:

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from perfgate.environments import install_into, overlay_environment, released_versions
 from perfgate.errors import PerfgateError
+from perfgate.subjects.environments import install_into, overlay_environment, released_versions
 
 from .test_bisect import write_wheel
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.explain import EXPLAINED_SHARE, diff, explain_case, markdown
+from perfgate.answers.explain import EXPLAINED_SHARE, diff, explain_case, markdown
 
 LINEAR = ("aten::addmm", "[[8, 64], [64, 64]]")
 GELU = ("aten::gelu", "[[8, 64]]")

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.case import CaseResult
 from perfgate.cli import main
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
 from perfgate.errors import PerfgateError
-from perfgate.export import junit_properties, to_pytest_benchmark
-from perfgate.outcome import Outcome, Verdict
-from perfgate.pytest_benchmark import load_benchmark_run
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.records.export import junit_properties, to_pytest_benchmark
+from perfgate.records.pytest_benchmark import load_benchmark_run
+from perfgate.records.results import RunRecord
 from tests.user_project import micro_run
 
 SAMPLES = [0.010, 0.011, 0.009, 0.012, 0.010]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perfgate.errors import ConfigError
-from perfgate.fidelity import LabelledSet, load_labelled_set, paired_difference, task_outcomes, task_score
+from perfgate.instruments.fidelity import LabelledSet, load_labelled_set, paired_difference, task_outcomes, task_score
 
 # Texts embed to fixed 2-d directions, so which one ranks first is known by construction.
 VECTORS = {

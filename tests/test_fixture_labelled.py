@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fixtures.labelled import HARD_SET, build_rows, render
-from perfgate.fidelity import load_labelled_set
+from perfgate.instruments.fidelity import load_labelled_set
 
 
 def test_the_committed_hard_set_is_what_the_generator_writes():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perfgate.comparison import ComparePolicy
-from perfgate.generation import DecodeArms, compare_decoding
-from perfgate.outcome import Verdict
+from perfgate.instruments.comparison import ComparePolicy
+from perfgate.instruments.generation import DecodeArms, compare_decoding
+from perfgate.instruments.outcome import Verdict
 from tests.fakes import FakeClock, fake_timer
 
 POLICY = ComparePolicy(budget_seconds=30.0, resamples=500)

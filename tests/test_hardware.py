@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.hardware import (
+from perfgate.subjects.hardware import (
     CpuInfo,
     GpuInfo,
     Hardware,
@@ -75,7 +75,7 @@ def test_without_a_gpu_cuda_cases_have_no_class_and_an_override_wins():
 
 
 def test_known_classes_are_the_families_the_detected_ones_declared_ones_and_any_gpu_sm():
-    from perfgate.hardware import DETECTED_CLASSES, FAMILIES, known_class
+    from perfgate.subjects.hardware import DETECTED_CLASSES, FAMILIES, known_class
 
     known = [*FAMILIES, *DETECTED_CLASSES, "cpu-epyc-pool"]
     for name in (
@@ -95,7 +95,7 @@ def test_known_classes_are_the_families_the_detected_ones_declared_ones_and_any_
 
 
 def test_native_math_follows_the_flags_on_cpu_and_the_compute_capability_on_gpu():
-    from perfgate.hardware import CpuInfo, GpuInfo, Hardware
+    from perfgate.subjects.hardware import CpuInfo, GpuInfo, Hardware
 
     zen4 = CpuInfo("zen4", frozenset({"avx512f", "avx512_bf16"}), 2)
     spr = CpuInfo("spr", frozenset({"avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16"}), 2)
@@ -110,7 +110,7 @@ def test_native_math_follows_the_flags_on_cpu_and_the_compute_capability_on_gpu(
 
 
 def test_the_memory_settings_name_the_huge_page_mode_and_torch_s_request(monkeypatch):
-    from perfgate.hardware import memory_settings
+    from perfgate.subjects.hardware import memory_settings
 
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
     settings = memory_settings()

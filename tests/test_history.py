@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.case import CaseResult
 from perfgate.cli import main
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
 from perfgate.errors import ConfigError
-from perfgate.history import Status, compare_run, incompatibility, load_history, store_run
-from perfgate.outcome import Outcome
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome
+from perfgate.records.history import incompatibility, load_history, store_run
+from perfgate.records.regressions import Status, compare_run
+from perfgate.records.results import RunRecord
 
 FINGERPRINT = {
     "hardware_class": {"cpu": "cpu-amx", "cuda": "gpu-none"},
@@ -238,12 +239,12 @@ def test_the_console_script_exit_codes(history, tmp_path, capsys):
 
 
 def test_a_missing_run_is_named_with_its_fix_before_the_history_is_read(tmp_path, capsys, monkeypatch):
-    from perfgate import history as history_module
+    from perfgate.cli import compare
 
     def walked(directory):
         raise AssertionError(f"walked {directory} before checking the run")
 
-    monkeypatch.setattr(history_module, "load_history", walked)
+    monkeypatch.setattr(compare, "load_history", walked)
     assert main(["compare", str(tmp_path / "missing.json"), "--history", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("missing.json") == 1
@@ -369,7 +370,7 @@ def test_accepting_an_unknown_case_or_without_a_reason_is_refused(history, capsy
 
 
 def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path, monkeypatch):
-    from perfgate import history
+    from perfgate.records import regressions
 
     seen = []
 
@@ -379,7 +380,7 @@ def test_confirm_re_measures_with_the_original_run_s_settings(history, tmp_path,
         again.config = settings
         return again
 
-    monkeypatch.setattr(history, "rerun_tests", fake_rerun)
+    monkeypatch.setattr(regressions, "rerun_tests", fake_rerun)
     settings = {"budget": "60.0", "min_pairs": "80", "threads": "None", "seed": "0", "markexpr": "gpu and slow"}
     directory = tmp_path / "precise"
     directory.mkdir()

@@ -7,15 +7,16 @@ import re
 
 import pytest
 
-from perfgate.case import CaseResult
-from perfgate.history import compare_run
-from perfgate.outcome import Outcome, Verdict
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.records.regressions import compare_run
+from perfgate.records.results import RunRecord
 
 pytest.importorskip("matplotlib")
 
-from perfgate.html_report import history_points, html_report, pareto_front  # needs matplotlib
+from perfgate.reports.figures import history_points, pareto_front
+from perfgate.reports.html_report import html_report  # needs matplotlib
 
 
 def case(technique: str, speedup: float, cosine: float, memory: float = 1.0) -> CaseResult:
@@ -81,9 +82,9 @@ def test_the_history_marks_the_nights_that_confirmed_a_regression():
 def test_upgrade_gates_get_a_table_each_with_their_checks():
     from pathlib import Path
 
-    from perfgate.arms import Arm
-    from perfgate.outcome import Verdict
-    from perfgate.upgrade import Check, GateResult
+    from perfgate.answers.arms import Arm
+    from perfgate.answers.upgrade import Check, GateResult
+    from perfgate.instruments.outcome import Verdict
 
     gate = GateResult("fp32-eager", Arm("current", "minilm", Path("m"), "feature-extraction"),
                       Arm("candidate", "minilm-wide-ffn", Path("w"), "feature-extraction"))  # fmt: skip
@@ -112,7 +113,7 @@ def test_the_ladder_is_a_table_in_the_html_report_too():
 
 
 def test_the_loading_tables_are_in_the_html_report():
-    from perfgate.scenarios.load import load_figures
+    from perfgate.engine.scenarios.load import load_figures
     from tests.test_load import worker_data
 
     record = run(20)
@@ -160,7 +161,7 @@ def test_the_training_tables_and_figure_are_in_the_html_report():
 
 def overview_run() -> RunRecord:
     """A run with a planted FAIL its test asserts, an unexpected FAIL, and a loading case."""
-    from perfgate.thresholds import CheckResult
+    from perfgate.verdicts.thresholds import CheckResult
 
     planted, slow = case("planted-half-cosine", 0.9, 0.5), case("ort-int8", 0.8, 0.985, 0.5)
     planted.verdict, planted.test_outcome = Verdict.FAIL, "passed"
@@ -198,8 +199,8 @@ def test_each_family_has_its_own_table_with_only_the_columns_it_fills():
 
 
 def test_memory_is_coloured_by_the_memory_check_not_the_verdict():
-    from perfgate.html_report import MEMORY_CHECKS, SPEED_CHECKS, check_verdict
-    from perfgate.thresholds import CheckResult
+    from perfgate.reports.figures import MEMORY_CHECKS, SPEED_CHECKS, check_verdict
+    from perfgate.verdicts.thresholds import CheckResult
 
     fast_but_heavy = case("onnxruntime-o2", 2.2, 1.0, 1.8)
     fast_but_heavy.verdict = Verdict.FAIL
@@ -210,7 +211,7 @@ def test_memory_is_coloured_by_the_memory_check_not_the_verdict():
 
 
 def test_the_distributed_table_and_figure_are_in_the_html_report():
-    from perfgate.distributed.figures import distributed_figures
+    from perfgate.subjects.distributed.figures import distributed_figures
     from tests.test_train_distributed import rank_report
 
     record = run(20)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perfgate.scenarios.largest_batch import guided_search, search
+from perfgate.engine.scenarios.largest_batch import guided_search, search
 
 MIB = 2**20
 
@@ -39,10 +39,10 @@ def test_the_search_stops_at_the_largest_size_it_may_try():
 
 
 def test_under_a_cap_a_big_batch_is_an_oom_outcome_and_a_small_one_fits(micro_model_dir, tmp_path):
-    from perfgate.launcher import Launcher
-    from perfgate.outcome import Outcome
-    from perfgate.scenarios.largest_batch import BatchFits
-    from perfgate.technique import import_path
+    from perfgate.engine.launcher import Launcher
+    from perfgate.engine.scenarios.largest_batch import BatchFits
+    from perfgate.instruments.outcome import Outcome
+    from perfgate.subjects.catalogue import import_path
 
     launcher = Launcher([str(tmp_path)], tmp_path / "locks")
     payload = {
@@ -64,9 +64,9 @@ def test_under_a_cap_a_big_batch_is_an_oom_outcome_and_a_small_one_fits(micro_mo
 
 
 def test_on_cuda_the_search_runs_under_a_stated_budget_of_device_memory():
-    from perfgate.metrics.largest_batch import describe_cap
-    from perfgate.scenarios.largest_batch import GPU_BUDGET_BYTES, memory_cap, memory_fraction
-    from perfgate.scenarios.train_batch import training_cap
+    from perfgate.engine.metrics.largest_batch import describe_cap
+    from perfgate.engine.scenarios.largest_batch import GPU_BUDGET_BYTES, memory_cap, memory_fraction
+    from perfgate.engine.scenarios.train_batch import training_cap
 
     cap = memory_cap("cuda")
     assert cap == {
@@ -142,7 +142,7 @@ def built_then_forward(weights: int, build_extra: int, per_item: float, size: in
 
 
 def test_a_try_records_its_forward_s_peak_not_the_build_s():
-    from perfgate.scenarios.largest_batch import forward_peak
+    from perfgate.engine.scenarios.largest_batch import forward_peak
 
     cuda, forward = built_then_forward(440 * MIB, 880 * MIB, 1 * MIB, size=8)
     peak = forward_peak(forward, "cuda:0", cuda)
@@ -163,7 +163,7 @@ def test_a_try_records_its_forward_s_peak_not_the_build_s():
 def test_a_guided_search_ends_on_the_true_edge_when_building_held_more_than_a_forward(
     weights, build_extra, per_item, budget
 ):
-    from perfgate.scenarios.largest_batch import forward_peak
+    from perfgate.engine.scenarios.largest_batch import forward_peak
 
     def peak_at(size: int) -> int | None:  # one fresh worker per try: build, then the forward at this size
         cuda, forward = built_then_forward(weights, build_extra, per_item, size)

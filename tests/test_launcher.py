@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from perfgate.launcher import crash_cause, describe_exit
-from perfgate.report import TERMINAL_WIDTH
+from perfgate.engine.launcher import crash_cause, describe_exit
+from perfgate.reports.report import TERMINAL_WIDTH
 from tests.user_project import micro_run, perfgate_summary, plant
 
 
@@ -83,7 +83,7 @@ def test_a_technique_that_needs_a_fresh_worker_gets_one(project, micro_model_dir
     project.makeconftest(
         """
         from perfgate import register_technique
-        from perfgate.techniques.eager import Fp32Eager
+        from perfgate.subjects.techniques.eager import Fp32Eager
 
         class LeavesGlobalState(Fp32Eager):
             name = "leaves-global-state"
@@ -123,11 +123,11 @@ def test_a_worker_that_does_not_start_in_time_is_killed_and_leaves_nothing_behin
 
     import psutil
 
-    from perfgate.launcher import WorkerLate, WorkerProcess
+    from perfgate.engine.launcher import WorkerLate, WorkerProcess
 
     with pytest.raises(WorkerLate, match="no reply within"):
         WorkerProcess(sys.path, start_timeout=0.001, grace=1)
-    alive = [p for p in psutil.Process().children() if "perfgate.worker" in " ".join(p.cmdline())]
+    alive = [p for p in psutil.Process().children() if "perfgate.engine.worker" in " ".join(p.cmdline())]
     assert alive == []
 
 
@@ -152,7 +152,7 @@ def test_the_crash_cause_is_the_fatal_error_and_its_frame_not_the_module_list():
 
 def test_a_failed_worker_s_whole_log_is_kept_where_asked(project, micro_model_dir, monkeypatch, tmp_path):
     """A GPU visit packs them: the case's record holds only the log's tail."""
-    from perfgate.launcher import KEEP_FAILED_LOGS
+    from perfgate.engine.launcher import KEEP_FAILED_LOGS
 
     plant(project)
     project.makepyfile(

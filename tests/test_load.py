@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.case import CaseResult
-from perfgate.metrics.load import LoadMetric
-from perfgate.outcome import Outcome
-from perfgate.scenarios.load import load_figures, stored_bytes
-from perfgate.spec import CaseSpec
-from perfgate.thresholds import Thresholds
+from perfgate.engine.metrics.load import LoadMetric
+from perfgate.engine.record import CaseResult
+from perfgate.engine.scenarios.load import load_figures, stored_bytes
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome
+from perfgate.verdicts.thresholds import Thresholds
 
 MB = 2**20
 
@@ -89,9 +89,9 @@ def test_stored_bytes_count_weight_files_only(tmp_path):
 
 
 def test_the_worker_refuses_a_technique_that_is_not_a_load_strategy(micro_model_dir, tmp_path):
-    from perfgate.scenarios.load import Load
-    from perfgate.technique import import_path
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.engine.scenarios.load import Load
+    from perfgate.subjects.catalogue import import_path
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
@@ -103,9 +103,9 @@ def test_the_worker_refuses_a_technique_that_is_not_a_load_strategy(micro_model_
 
 
 def test_a_strategy_in_the_worker_matches_the_reference_it_wrote(micro_model_dir, tmp_path):
-    from perfgate.scenarios.load import Load
-    from perfgate.technique import import_path
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.engine.scenarios.load import Load
+    from perfgate.subjects.catalogue import import_path
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},
@@ -122,8 +122,8 @@ def test_a_strategy_in_the_worker_matches_the_reference_it_wrote(micro_model_dir
 
 
 def run_under_cap(micro_model_dir, tmp_path, cap_bytes: int):  # type: ignore[no-untyped-def]
-    from perfgate.scenarios.load import LoadUnderCap
-    from perfgate.technique import import_path
+    from perfgate.engine.scenarios.load import LoadUnderCap
+    from perfgate.subjects.catalogue import import_path
     from tests.capped import submit_in_cgroup
 
     payload = {
@@ -148,10 +148,10 @@ def test_under_a_cap_a_load_that_fits_reports_its_charged_peak_and_one_that_does
 
 
 def test_an_offloading_load_leaves_no_offload_folder_behind(micro_model_dir, tmp_path):
-    from perfgate.scenarios.load import Load
-    from perfgate.technique import import_path
-    from perfgate.techniques.loading import OffloadToDisk
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.engine.scenarios.load import Load
+    from perfgate.subjects.catalogue import import_path
+    from perfgate.subjects.techniques.loading import OffloadToDisk
 
     payload = {
         "model": {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.techniques.loading import (
+from perfgate.subjects.techniques.loading import (
     EmptyThenDispatch,
     LoadStrategy,
     OffloadToDisk,
@@ -128,7 +128,7 @@ def test_a_truncated_safetensors_file_is_refused_with_the_bytes_missing(micro_fo
 
 
 def test_the_largest_layer_is_read_from_the_headers(micro_forms):
-    from perfgate.techniques.loading import largest_layer
+    from perfgate.subjects.techniques.loading import largest_layer
 
     name, size = largest_layer(micro_forms)
     assert name == "bert.embeddings.word_embeddings"
@@ -155,7 +155,7 @@ def test_an_offload_folder_that_cannot_be_written_is_refused(micro_forms, tmp_pa
 
 
 def test_the_gpu_split_asks_for_a_budget_on_each_device_and_skips_on_a_cpu(tmp_path):
-    from perfgate.techniques.loading import OffloadAcrossGpuCpuDisk
+    from perfgate.subjects.techniques.loading import OffloadAcrossGpuCpuDisk
 
     strategy = OffloadAcrossGpuCpuDisk()
     options = strategy.options(tmp_path)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from perfgate.memory import (
+from perfgate.instruments.memory import (
     MemorySampler,
     is_cuda_error,
     is_out_of_memory,
@@ -31,7 +31,7 @@ def test_resident_memory_splits_into_anonymous_file_backed_and_shared():
 @linux_only
 def test_resetting_the_peak_forgets_an_earlier_allocation():
     code = (
-        "from perfgate.memory import process_memory, reset_peak\n"
+        "from perfgate.instruments.memory import process_memory, reset_peak\n"
         "block = bytearray(200 * 2**20); del block\n"
         "before = process_memory()['peak_rss']\n"
         "assert reset_peak()\n"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perfgate.case import CaseResult
 from perfgate.cli import main
-from perfgate.merge import merged_markdown
-from perfgate.outcome import Outcome, Verdict
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.records.results import RunRecord
+from perfgate.reports.merge import merged_markdown
 
 
 def runner(cpu: str, speedup: float | None) -> RunRecord:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from perfgate.case import CaseResult
-from perfgate.metrics import Metric, all_metrics
-from perfgate.metrics.batch_sweep import BatchSweep
-from perfgate.metrics.generation import GenerationLatency
-from perfgate.metrics.memory import ServingMemory
-from perfgate.metrics.result_cache import ResultCacheGain
-from perfgate.metrics.speed import Speed
-from perfgate.metrics.task import TaskScore
-from perfgate.outcome import Outcome
-from perfgate.report import columns, summary_rows
-from perfgate.spec import CaseSpec
-from perfgate.thresholds import Thresholds
+from perfgate.engine.metrics import Metric, all_metrics
+from perfgate.engine.metrics.batch_sweep import BatchSweep
+from perfgate.engine.metrics.generation import GenerationLatency
+from perfgate.engine.metrics.memory import ServingMemory
+from perfgate.engine.metrics.result_cache import ResultCacheGain
+from perfgate.engine.metrics.speed import Speed
+from perfgate.engine.metrics.task import TaskScore
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome
+from perfgate.reports.report import columns, summary_rows
+from perfgate.verdicts.thresholds import Thresholds
 
 MB = 2**20
 
@@ -52,16 +52,16 @@ def test_a_new_metric_reaches_the_table_without_an_edit_to_the_report(monkeypatc
         def cells(self, figures):
             return {"joules": f"{figures['joules']:.1f}"}
 
-    monkeypatch.setattr("perfgate.report.all_metrics", lambda: (*all_metrics(), Joules()))
+    monkeypatch.setattr("perfgate.reports.report.all_metrics", lambda: (*all_metrics(), Joules()))
     result = CaseResult(CaseSpec("m", "t"), "c", outcome=Outcome.MEASURED, metrics={"energy": {"joules": 3.25}})
     (row,) = summary_rows([result])
     assert dict(zip(columns(), row, strict=True))["joules"] == "3.2"
 
 
 def test_the_summary_names_figures_measured_without_a_threshold_on_a_gated_class():
-    from perfgate.case import judge
-    from perfgate.report import markdown_summary
-    from perfgate.results import RunRecord
+    from perfgate.engine.judge import judge
+    from perfgate.records.results import RunRecord
+    from perfgate.reports.report import markdown_summary
 
     result = CaseResult(
         CaseSpec("m", "t"), "cpu-avx2", outcome=Outcome.MEASURED,
@@ -78,7 +78,7 @@ def test_the_summary_names_figures_measured_without_a_threshold_on_a_gated_class
 
 
 def test_compile_checks_catch_an_extra_graph_and_a_graph_break():
-    from perfgate.metrics.compile import CompileCost
+    from perfgate.engine.metrics.compile import CompileCost
 
     figures = {"graphs": 3, "graph_breaks": 1, "cold_seconds": 9.5, "warm_seconds": 1.2, "sweep_lengths": [8, 16]}
     limits = {"max_compile_graphs": 2, "max_graph_breaks": 0}
@@ -97,7 +97,7 @@ def stack_case(technique: str, speedup: float, low: float, high: float) -> CaseR
 
 
 def test_a_stack_is_reported_against_its_best_part():
-    from perfgate.report import stack_lines
+    from perfgate.reports.sections import stack_lines
 
     parts = [stack_case("a", 1.6, 1.5, 1.7), stack_case("b", 1.2, 1.1, 1.3)]
     (beats,) = stack_lines([*parts, stack_case("a+b", 2.0, 1.9, 2.1)])
@@ -112,7 +112,7 @@ def test_a_stack_is_reported_against_its_best_part():
 
 
 def test_the_energy_check_fails_a_technique_that_costs_more_joules():
-    from perfgate.metrics.energy import EnergyPerInference
+    from perfgate.engine.metrics.energy import EnergyPerInference
 
     figures = {"baseline": 0.002, "candidate": 0.0032, "ratio": 1.6, "rounds": 2}
     thresholds = Thresholds("t", "gpu-sm90", True, {"max_energy_ratio": 1.2}, {"max_energy_ratio": "f"})
@@ -136,7 +136,7 @@ def largest_batch_figures(cap: dict | None, fp32: int = 100, technique: int = 15
 
 
 def test_the_largest_batch_is_gated_only_under_a_budget_that_counts_the_weights():
-    from perfgate.metrics.largest_batch import LargestBatch
+    from perfgate.engine.metrics.largest_batch import LargestBatch
 
     thresholds = Thresholds("t", "c", True, {"min_batch_fit_ratio": 1.2}, {"min_batch_fit_ratio": "f"})
     budget = {"kind": "cgroup", "version": 1, "budget_bytes": 384 * MB}
@@ -150,7 +150,7 @@ def test_the_largest_batch_is_gated_only_under_a_budget_that_counts_the_weights(
 
 
 def test_the_largest_batch_section_names_each_cap():
-    from perfgate.metrics.largest_batch import LargestBatch
+    from perfgate.engine.metrics.largest_batch import LargestBatch
 
     caps = [
         {"kind": "cgroup", "version": 1, "budget_bytes": 384 * MB},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.model import copy_weights, load_model, weight_placement
+from perfgate.subjects.model import copy_weights, load_model, weight_placement
 
 
 def test_inputs_and_forward_arguments_need_no_weights(micro_model_dir):
@@ -56,7 +56,7 @@ def test_an_unknown_placement_is_refused_naming_the_choices(micro_model_dir):
 
 
 def test_a_released_module_names_the_flag_that_keeps_it():
-    from perfgate.model import LoadedModel
+    from perfgate.subjects.model import LoadedModel
 
     model = LoadedModel("mine", "feature-extraction", "models/mine", tokenizer=None, config=None, module=object())
     model.release_module()

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from perfgate.cli import main
-from perfgate.history import load_history
-from perfgate.night import join_night, read_shard
-from perfgate.outcome import Outcome
-from perfgate.results import RunRecord
+from perfgate.instruments.outcome import Outcome
+from perfgate.records.history import load_history
+from perfgate.records.results import RunRecord
+from perfgate.reports.night import join_night, read_shard
 from tests.test_history import case
 
 SETTINGS = {"budget": "20.0", "min_pairs": "10", "threads": "None", "precision": "0.03"}

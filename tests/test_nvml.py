@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from perfgate.nvml import clocks_and_power, nvml_uuid, process_device_memory, throttle_reasons
+from perfgate.instruments.nvml import clocks_and_power, nvml_uuid, process_device_memory, throttle_reasons
 
 
 class FakeNvml:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from perfgate.engine.launcher import Launcher, WorkerProcess
+from perfgate.engine.placement import GpuPlacement, choose_gpu, parse_gpu_list, visible_gpu_ids
 from perfgate.errors import ConfigError
-from perfgate.launcher import Launcher, WorkerProcess
-from perfgate.placement import GpuPlacement, choose_gpu, parse_gpu_list, visible_gpu_ids
 
 
 def test_visible_gpus_follow_cuda_visible_devices_when_it_is_set():
@@ -89,7 +89,7 @@ def test_processes_placed_on_one_gpu_share_its_lock_and_others_do_not(tmp_path):
 
 
 def test_a_device_named_cuda_n_becomes_the_only_gpu_its_workers_see():
-    from perfgate.placement import place_device
+    from perfgate.engine.placement import place_device
 
     assert place_device("cpu", ["0", "1"]) == ("cpu", None)
     assert place_device("cuda:1", ["0", "1"]) == ("cuda", GpuPlacement(position=1, visible_id="1"))
@@ -101,7 +101,7 @@ def test_a_device_named_cuda_n_becomes_the_only_gpu_its_workers_see():
 def test_an_upgrade_gate_s_workers_and_lock_are_its_gpu_s(tmp_path):
     import sys
 
-    from perfgate.upgrade import GateRun
+    from perfgate.answers.upgrade import GateRun
 
     run = GateRun(rootdir=tmp_path, workdir=tmp_path, lock_dir=tmp_path / "locks", eval_texts=["a"],
                   timed_texts=["a"], labelled=None, device="cuda", gpu=GpuPlacement(1, "GPU-b"))  # fmt: skip
@@ -111,20 +111,21 @@ def test_an_upgrade_gate_s_workers_and_lock_are_its_gpu_s(tmp_path):
 
 
 def test_capability_and_class_are_read_from_the_placed_gpu_not_the_first():
-    from perfgate.hardware import CpuInfo, GpuInfo, Hardware
-    from perfgate.session import PerfgateSession
-    from perfgate.spec import CaseSpec
-    from perfgate.technique import compute_capability_reason, get_technique
+    from perfgate.engine.spec import CaseSpec
+    from perfgate.plugin.machine import MachineView
+    from perfgate.subjects.catalogue import get_technique
+    from perfgate.subjects.hardware import CpuInfo, GpuInfo, Hardware
+    from perfgate.subjects.technique import compute_capability_reason
 
     t4, h200 = GpuInfo("T4", (7, 5), 16 * 2**30), GpuInfo("H200", (9, 0), 141 * 2**30)
-    session = PerfgateSession.__new__(PerfgateSession)  # only the placement-reading methods: no pytest config
-    session.__dict__.update(
+    machine = MachineView.__new__(MachineView)  # only the placement-reading methods: no pytest config
+    machine.__dict__.update(
         hardware=Hardware(cpu=CpuInfo("cpu", frozenset(), 2), gpus=(t4, h200)), gpu=GpuPlacement(1, "1")
     )
-    assert session.placed("cuda") == "cuda:1"
-    assert session.capability(CaseSpec("m", "bf16-cast", device="cuda")) == "gpu-bf16-native"
-    assert session.hardware.capability("bf16", "cuda") == "gpu-bf16-emulated"  # what reading gpus[0] gave
+    assert machine.placed("cuda") == "cuda:1"
+    assert machine.capability(CaseSpec("m", "bf16-cast", device="cuda")) == "gpu-bf16-native"
+    assert machine.hardware.capability("bf16", "cuda") == "gpu-bf16-emulated"  # what reading gpus[0] gave
     float8 = get_technique("torchao-float8-dynamic")
-    assert compute_capability_reason(float8, session.hardware.gpu(session.placed("cuda"))) is None
+    assert compute_capability_reason(float8, machine.hardware.gpu(machine.placed("cuda"))) is None
     assert "needs compute capability 8.9+; T4 has 7.5" in compute_capability_reason(float8, t4)
     assert get_technique("bf16-cast+torchao-float8-dynamic").min_compute_capability == (8, 9)

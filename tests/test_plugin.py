@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.config import OPTIONS
+from perfgate.engine.config import OPTIONS
 from perfgate.plugin import MARKERS, NO_CUDA_REASON
-from perfgate.report import TERMINAL_WIDTH
+from perfgate.reports.report import TERMINAL_WIDTH
 from tests.user_project import SENTENCES, micro_run, perfgate_summary, plant
 
 

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from perfgate.case import CaseResult
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
 from perfgate.errors import ConfigError
-from perfgate.outcome import Outcome, Verdict
-from perfgate.progress import Progress, load_durations
-from perfgate.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.reports.progress import Progress, load_durations
 from tests.user_project import micro_run, plant
 
 DURATIONS = {"t.py::a": 60.0, "t.py::slow": 600.0, "t.py::b": 120.0, "t.py::c": 180.0}

@@ -9,8 +9,9 @@ import pytest
 
 from perfgate.cli import main
 from perfgate.errors import ResultsFileError
-from perfgate.history import Status, compare_run, load_history
-from perfgate.pytest_benchmark import load_benchmark_run
+from perfgate.records.history import load_history
+from perfgate.records.pytest_benchmark import load_benchmark_run
+from perfgate.records.regressions import Status, compare_run
 
 MACHINE = {
     "node": "runner", "processor": "x86_64", "machine": "x86_64", "python_version": "3.11.7",

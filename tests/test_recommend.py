@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.case import CaseResult
+from perfgate.answers.recommend import Choice, Limits, recommend
 from perfgate.cli import main
-from perfgate.outcome import Outcome, Verdict
-from perfgate.recommend import Choice, Limits, recommend
-from perfgate.results import RunRecord
-from perfgate.spec import CaseSpec
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.records.results import RunRecord
 
 
 def case(technique: str, interval: tuple[float, float, float], cosine: float, memory: float | None = 1.0,
@@ -131,8 +131,8 @@ def suggested_stacks() -> list[str]:
 
 def apply_on_tiny_bert(name: str, tmp_path) -> None:
     from fixtures.models import sources
-    from perfgate.model import load_model
-    from perfgate.technique import get_technique
+    from perfgate.subjects.catalogue import get_technique
+    from perfgate.subjects.model import load_model
 
     stack = get_technique(name)
     tiny = next(source for source in sources() if source.name == "tiny-bert")
@@ -176,8 +176,8 @@ def test_every_suggested_stack_applies_on_tiny_bert(name, tmp_path):
     ],
 )
 def test_each_stack_rule_names_what_it_refuses(parts, rule):
-    from perfgate.technique import get_technique
-    from perfgate.techniques.stack import stack_rule_violation
+    from perfgate.subjects.catalogue import get_technique
+    from perfgate.subjects.techniques.stack import stack_rule_violation
 
     violation = stack_rule_violation([get_technique(name) for name in parts.split("+")])
     assert violation is not None
@@ -187,8 +187,8 @@ def test_each_stack_rule_names_what_it_refuses(parts, rule):
 
 
 def test_a_stack_the_rules_allow_has_no_violation():
-    from perfgate.technique import get_technique
-    from perfgate.techniques.stack import stack_rule_violation
+    from perfgate.subjects.catalogue import get_technique
+    from perfgate.subjects.techniques.stack import stack_rule_violation
 
     for parts in ("attention-sdpa+bf16-cast+torch-compile", "torch-dynamic-int8-per-channel+onnxruntime-o2"):
         assert stack_rule_violation([get_technique(name) for name in parts.split("+")]) is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfgate.report import JOB_SUMMARY_LIMIT, fit_job_summary, markdown_summary
+from perfgate.reports.report import JOB_SUMMARY_LIMIT, fit_job_summary, markdown_summary
 
 
 def test_a_summary_that_fits_is_unchanged():
@@ -22,9 +22,9 @@ def test_a_summary_too_big_for_github_is_cut_at_a_line_and_says_how_much_is_left
 
 
 def measured_case(technique: str, speedup: float, baseline_p50: float = 0.010, scenario: str = "ab-forward"):
-    from perfgate.case import CaseResult
-    from perfgate.outcome import Outcome
-    from perfgate.spec import CaseSpec
+    from perfgate.engine.record import CaseResult
+    from perfgate.engine.spec import CaseSpec
+    from perfgate.instruments.outcome import Outcome
 
     case = CaseResult(spec=CaseSpec("minilm", technique, scenario=scenario), hardware_class="cpu-amx",
                       outcome=Outcome.MEASURED)  # fmt: skip
@@ -36,7 +36,7 @@ def measured_case(technique: str, speedup: float, baseline_p50: float = 0.010, s
 
 
 def test_the_ladder_chains_each_step_s_gain_from_the_run_s_cases():
-    from perfgate.report import ladder_section
+    from perfgate.reports.sections import ladder_section
 
     cases = [measured_case("pad-to-128", 0.4), measured_case("torch-dynamic-int8-per-channel", 2.5),
              measured_case("onnxruntime-o2-int8-dynamic", 5.0)]  # fmt: skip
@@ -56,10 +56,10 @@ def test_the_ladder_chains_each_step_s_gain_from_the_run_s_cases():
 def summary_record():
     """Cases a main job has: passing ones, a planted FAIL its test asserts, an unexpected FAIL, an undecided
     one, a crash with a long detail, a case whose test failed on a non-FAIL verdict, long technique names."""
-    from perfgate.outcome import Outcome, Verdict
-    from perfgate.results import RunRecord
-    from perfgate.spec import CaseSpec
-    from perfgate.thresholds import CheckResult
+    from perfgate.engine.spec import CaseSpec
+    from perfgate.instruments.outcome import Outcome, Verdict
+    from perfgate.records.results import RunRecord
+    from perfgate.verdicts.thresholds import CheckResult
 
     def case(technique, verdict, test_outcome="passed", speedup=1.5, scenario="ab-forward", model="minilm"):
         result = measured_case(technique, speedup, scenario=scenario)
@@ -95,7 +95,7 @@ SKIPPED = [
 
 
 def test_the_terminal_summary_fits_120_columns_where_the_wide_table_does_not():
-    from perfgate.report import TERMINAL_WIDTH, terminal_summary, text_table
+    from perfgate.reports.report import TERMINAL_WIDTH, terminal_summary, text_table
 
     record = summary_record()
     lines = terminal_summary(record, SKIPPED)
@@ -107,7 +107,7 @@ def test_the_terminal_summary_fits_120_columns_where_the_wide_table_does_not():
 
 
 def test_the_terminal_summary_leads_with_verdicts_then_what_needs_attention():
-    from perfgate.report import terminal_summary
+    from perfgate.reports.report import terminal_summary
 
     lines = terminal_summary(summary_record(), SKIPPED)
     assert lines[0] == "6 cases on cpu-amx: 3 FAIL (1 expected by their tests), 1 INCONCLUSIVE, 1 UNGATED, 1 PASS"
@@ -123,7 +123,7 @@ def test_the_terminal_summary_leads_with_verdicts_then_what_needs_attention():
 
 
 def test_the_compact_table_marks_expected_failures_and_groups_cases_by_model():
-    from perfgate.report import terminal_summary
+    from perfgate.reports.report import terminal_summary
 
     lines = terminal_summary(summary_record(), SKIPPED)
     rows = {line.split()[0]: line for line in lines if line.startswith("  ")}
@@ -135,7 +135,7 @@ def test_the_compact_table_marks_expected_failures_and_groups_cases_by_model():
 
 
 def test_skips_are_one_line_of_counts_by_reason():
-    from perfgate.report import skip_line
+    from perfgate.reports.report import skip_line
 
     assert skip_line(SKIPPED) == "skipped 131: 77 slow, 53 no CUDA device, 1 attention-flex on minilm"
     many = [(f"t{i}", f"reason number {i} is a long reason: detail") for i in range(20)]
@@ -145,7 +145,7 @@ def test_skips_are_one_line_of_counts_by_reason():
 
 
 def test_summary_md_marks_an_expected_failure_and_keeps_a_crash_s_frame():
-    from perfgate.report import markdown_summary
+    from perfgate.reports.report import markdown_summary
 
     summary = markdown_summary(summary_record())
     assert "| minilm | planted-half-cosine | 1 | 1.50x" in summary
@@ -154,7 +154,7 @@ def test_summary_md_marks_an_expected_failure_and_keeps_a_crash_s_frame():
 
 
 def test_a_column_two_metrics_share_appears_once():
-    from perfgate.report import columns
+    from perfgate.reports.report import columns
 
     header = columns()
     assert header.count("train") == 1
@@ -162,8 +162,8 @@ def test_a_column_two_metrics_share_appears_once():
 
 
 def test_every_changed_setting_is_said_once_with_its_default_and_the_cases_it_applied_to():
-    from perfgate.report import settings_section
-    from perfgate.technique import changed_setting
+    from perfgate.reports.sections import settings_section
+    from perfgate.subjects.technique import changed_setting
 
     gc = changed_setting("Python's garbage collector while timing", "off", "on", "ABBA positions")
     spin = changed_setting("onnxruntime session.intra_op.allow_spinning", 0, 1, "the variant")
@@ -183,7 +183,8 @@ def test_every_changed_setting_is_said_once_with_its_default_and_the_cases_it_ap
 
 
 def test_the_summary_shows_how_far_each_speedup_moved_between_past_runs_beside_its_interval(tmp_path):
-    from perfgate.history import compare_run, load_history, store_run
+    from perfgate.records.history import load_history, store_run
+    from perfgate.records.regressions import compare_run
     from tests.test_history import NIGHTS, run
 
     directory = tmp_path / "history"

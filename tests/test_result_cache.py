@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.metrics.result_cache import ResultCacheGain
-from perfgate.scenarios.result_cache import ResultCache, predicted_gain, request_stream
+from perfgate.engine.metrics.result_cache import ResultCacheGain
+from perfgate.engine.scenarios.result_cache import ResultCache, predicted_gain, request_stream
 
 POOL = [f"sentence {i}" for i in range(2000)]
 
@@ -32,8 +32,8 @@ def test_the_prediction_is_one_over_the_share_of_misses_plus_the_lookup():
 
 
 def test_a_cached_stream_of_the_micro_model_hits_what_the_stream_repeats(micro_model_dir):
-    from perfgate.technique import import_path
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.subjects.catalogue import import_path
 
     stream = request_stream(POOL, 64, 0.4, seed=0)
     payload = {

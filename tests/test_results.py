@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from perfgate.case import CaseResult
+from perfgate.engine.record import CaseResult
+from perfgate.engine.spec import CaseSpec
 from perfgate.errors import ResultsFileError
-from perfgate.outcome import Outcome, Verdict
-from perfgate.results import SCHEMA_VERSION, RunRecord, write_atomically
-from perfgate.spec import CaseSpec
-from perfgate.thresholds import CheckResult
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.records.results import SCHEMA_VERSION, RunRecord, write_atomically
+from perfgate.verdicts.thresholds import CheckResult
 
 
 def record() -> RunRecord:
@@ -52,7 +52,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("perfgate.results.os.fsync", disk_full)
+    monkeypatch.setattr("perfgate.records.results.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         write_atomically(path, "lost")
     assert path.read_text() == "kept"

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from perfgate.case import CaseContext, CaseResult
-from perfgate.launcher import JobReply
-from perfgate.outcome import Outcome
-from perfgate.scenarios import BUILT_IN, get_scenario
-from perfgate.scenarios.serving_memory import measure_serving_memory
-from perfgate.spec import CaseSpec
-from perfgate.thresholds import Thresholds
+from perfgate.engine.launcher import JobReply
+from perfgate.engine.record import CaseResult
+from perfgate.engine.scenarios import BUILT_IN, CaseContext, get_scenario
+from perfgate.engine.scenarios.serving_memory import measure_serving_memory
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome
+from perfgate.verdicts.thresholds import Thresholds
 
 MB = 2**20
 
@@ -106,8 +106,8 @@ def test_fp32_task_outcomes_are_scored_once_per_worker_and_each_candidate_every_
 
     import numpy as np
 
-    from perfgate.scenarios.ab_forward import _task
-    from perfgate.worker import WorkerState
+    from perfgate.engine.scenarios import WorkerState
+    from perfgate.engine.scenarios.ab_forward import _task
 
     labelled = tmp_path / "set.jsonl"
     labelled.write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(8)) + "\n")
@@ -134,10 +134,10 @@ def test_fp32_task_outcomes_are_scored_once_per_worker_and_each_candidate_every_
 def test_the_baseline_is_timed_also_from_a_copy_made_after_a_candidate_holding_its_own_weights(tmp_path):
     import torch
 
-    from perfgate.model import load_model
-    from perfgate.scenarios.ab_forward import late_baseline_copy
-    from perfgate.technique import Variant
-    from perfgate.techniques.eager import Fp32Eager
+    from perfgate.engine.scenarios.ab_forward import late_baseline_copy
+    from perfgate.subjects.model import load_model
+    from perfgate.subjects.technique import Variant
+    from perfgate.subjects.techniques.eager import Fp32Eager
     from tests.micro_model import micro_bert
 
     model = load_model("micro", "text-classification", micro_bert(tmp_path / "m"), "cpu", "copied")

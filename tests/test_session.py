@@ -58,7 +58,7 @@ def orphaned_workers() -> list[int]:
     found = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         command = process.info["cmdline"] or []
-        if "perfgate.worker" in command and not psutil.pid_exists(int(command[-1])):
+        if "perfgate.engine.worker" in command and not psutil.pid_exists(int(command[-1])):
             found.append(process.info["pid"])
     return found
 

@@ -7,9 +7,7 @@ import copy
 import pytest
 
 from perfgate.errors import UnknownTechniqueError
-from perfgate.technique import (
-    STACK_SEPARATOR,
-    Technique,
+from perfgate.subjects.catalogue import (
     built_in,
     get_technique,
     import_path,
@@ -17,6 +15,7 @@ from perfgate.technique import (
     register_technique,
     technique_names,
 )
+from perfgate.subjects.technique import STACK_SEPARATOR, Technique
 
 
 def test_every_technique_module_is_found_without_a_list_to_edit():
@@ -64,7 +63,7 @@ def test_a_registered_name_may_not_contain_the_stack_separator():
 
 
 def test_user_registrations_join_the_built_in_names():
-    register_technique("user-eager-copy", "perfgate.techniques.eager:Fp32Eager")
+    register_technique("user-eager-copy", "perfgate.subjects.techniques.eager:Fp32Eager")
     assert "user-eager-copy" in technique_names()
 
 
@@ -77,7 +76,7 @@ def quantizable_module():
 
 
 def test_matmul_layers_count_linear_and_conv1d_by_name():
-    from perfgate.technique import matmul_layers
+    from perfgate.subjects.technique import matmul_layers
 
     layers = matmul_layers(quantizable_module())
     assert {name: signature[0] for name, signature in layers.items()} == {"0": "Linear", "1": "Conv1D", "2.0": "Linear"}
@@ -88,8 +87,8 @@ def test_a_quantizer_records_k_of_n_layers_and_changing_none_is_an_error():
     import torch
 
     from perfgate.errors import NothingQuantizedError
-    from perfgate.model import LoadedModel
-    from perfgate.technique import matmul_layers, quantized_variant
+    from perfgate.subjects.model import LoadedModel
+    from perfgate.subjects.technique import matmul_layers, quantized_variant
 
     source = quantizable_module()
     model = LoadedModel("gpt2ish", "feature-extraction", "models/gpt2ish", tokenizer=None, config=None, module=source)
@@ -103,10 +102,10 @@ def test_a_quantizer_records_k_of_n_layers_and_changing_none_is_an_error():
 
 
 def test_the_summary_shows_k_of_n_and_lists_what_was_left_in_fp32():
-    from perfgate.case import CaseResult
-    from perfgate.metrics.quantization import QuantizedLayers
-    from perfgate.outcome import Outcome
-    from perfgate.spec import CaseSpec
+    from perfgate.engine.metrics.quantization import QuantizedLayers
+    from perfgate.engine.record import CaseResult
+    from perfgate.engine.spec import CaseSpec
+    from perfgate.instruments.outcome import Outcome
 
     figures = {"changed": 1, "total": 9, "left": {"Conv1D": 8}}
     assert QuantizedLayers().cells(figures) == {"quantized": "1/9 layers"}

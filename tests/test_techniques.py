@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from perfgate.model import load_model, model_class
-from perfgate.technique import get_technique
-from perfgate.techniques.padding import _pad
+from perfgate.subjects.catalogue import get_technique
+from perfgate.subjects.model import load_model, model_class
+from perfgate.subjects.techniques.padding import _pad
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_an_onnxruntime_provider_this_build_lacks_is_a_skip_with_the_fix():
 
 def test_torchao_sizes_count_the_int8_data_and_scales(micro, tmp_path):
     pytest.importorskip("torchao")
-    from perfgate.model import module_bytes
+    from perfgate.subjects.model import module_bytes
 
     variant = get_technique("torchao-int8-weight-only").apply(micro, tmp_path, 1)
     linears = [m for m in micro.module.modules() if isinstance(m, torch.nn.Linear)]
@@ -110,7 +110,7 @@ def test_bitsandbytes_layout_matches_bytes_per_parameter(micro, tmp_path):
 def test_the_bitsandbytes_prediction_fails_on_a_layout_it_does_not_describe(micro, tmp_path):
     """Double quantization stores the block scales as 8-bit codes, not fp32: held < predicted."""
     pytest.importorskip("bitsandbytes")
-    from perfgate.techniques.bitsandbytes import Nf4
+    from perfgate.subjects.techniques.bitsandbytes import Nf4
 
     class DoubleQuantNf4(Nf4):
         def config(self):
@@ -153,7 +153,7 @@ def test_compile_primes_the_timed_shape_before_timing_and_counts_its_graphs(micr
     """The sweep compiles at batch 1; batch 8 is a new shape: its compile happens in ``prime``, counted,
     and a second prime of the same shape compiles nothing. Dynamo's graphs are counted as with inductor;
     its eager backend spares the C++ build (a minute here)."""
-    from perfgate.techniques.compile import PRIME_CALLS, TorchCompile
+    from perfgate.subjects.techniques.compile import PRIME_CALLS, TorchCompile
 
     monkeypatch.setattr(TorchCompile, "_compile", lambda self, module: torch.compile(module, backend="eager"))
     variant = get_technique("torch-compile").apply(micro, tmp_path, 1)
@@ -172,7 +172,7 @@ def test_an_io_bound_onnxruntime_session_gives_what_the_copying_one_gives(micro,
     pytest.importorskip("onnxruntime")
     import onnxruntime
 
-    from perfgate.techniques.onnxruntime import host_runner, io_bound_runner
+    from perfgate.subjects.techniques.onnxruntime import host_runner, io_bound_runner
 
     technique = get_technique("onnxruntime-o1")
     variant = technique.apply(micro, tmp_path, 1)
@@ -184,7 +184,7 @@ def test_an_io_bound_onnxruntime_session_gives_what_the_copying_one_gives(micro,
 
 
 def test_an_output_shape_takes_the_batch_and_length_for_its_symbolic_dimensions():
-    from perfgate.techniques.onnxruntime import output_shape
+    from perfgate.subjects.techniques.onnxruntime import output_shape
 
     assert output_shape(["batch", "sequence", 384], 8, 24) == (8, 24, 384)
     assert output_shape(["Addoutput_dim_0", 2], 8, 24) == (8, 2)

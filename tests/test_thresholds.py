@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from perfgate.errors import ConfigError, ThresholdsError
-from perfgate.technique import technique_names
-from perfgate.thresholds import FIELDS, HARDWARE_FIELDS, SHIPPED, Check, layers, load_thresholds
+from perfgate.subjects.catalogue import technique_names
+from perfgate.verdicts.fields import FIELDS, HARDWARE_FIELDS
+from perfgate.verdicts.thresholds import SHIPPED, Check, layers, load_thresholds
 
 TECHNIQUE = "onnxruntime-o2"
 FILE = """

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from perfgate.calibration import calibrate, with_planted_slowdown
-from perfgate.comparison import ComparePolicy
-from perfgate.timing import Timer, TimerSettings
+from perfgate.instruments.calibration import calibrate, with_planted_slowdown
+from perfgate.instruments.comparison import ComparePolicy
+from perfgate.instruments.timing import Timer, TimerSettings
 from tests.fakes import FakeClock, fake_timer, noisy_work
 
 
@@ -88,7 +88,7 @@ class SpinningPool:
 
 
 def test_busy_after_measures_how_long_other_threads_spin_after_a_call():
-    from perfgate.timing import QUIET_WINDOW_SECONDS, SETTLE_LIMIT_SECONDS, busy_after
+    from perfgate.instruments.timing import QUIET_WINDOW_SECONDS, SETTLE_LIMIT_SECONDS, busy_after
 
     pool = SpinningPool(spin=0.04)
     busy = busy_after(pool.work, clock=lambda: pool.now, sleep=pool.sleep, cpu=pool.cpu)
@@ -103,7 +103,7 @@ def test_busy_after_measures_how_long_other_threads_spin_after_a_call():
 
 
 def test_the_settle_gap_is_twice_the_spin_capped_and_the_cap_where_unmeasured():
-    from perfgate.timing import SETTLE_LIMIT_SECONDS, settle_seconds
+    from perfgate.instruments.timing import SETTLE_LIMIT_SECONDS, settle_seconds
 
     assert settle_seconds(0.0) == 0.0
     assert settle_seconds(0.03) == pytest.approx(0.06)
@@ -117,7 +117,7 @@ def test_busy_after_sees_a_native_thread_that_keeps_working_after_the_call():
     import hashlib
     import threading
 
-    from perfgate.timing import busy_after, other_threads_cpu_seconds
+    from perfgate.instruments.timing import busy_after, other_threads_cpu_seconds
 
     assert other_threads_cpu_seconds() is not None
     data = b"x" * (64 << 20)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from perfgate.distributed.figures import distributed_figures
-from perfgate.distributed.predictions import predicted_rank_bytes
+from perfgate.engine.scenarios.train_distributed import crash_detail, run_ranks
 from perfgate.errors import JobOutcome
-from perfgate.scenarios.train_distributed import crash_detail, run_ranks
+from perfgate.subjects.distributed.figures import distributed_figures
+from perfgate.subjects.distributed.predictions import predicted_rank_bytes
 
 WORLD = 2
 TEXTS = ["a short sentence", "another sentence, a little longer than the first", "three", "the fourth text"]
@@ -111,7 +111,7 @@ Root Cause (first observed failure):
 def test_a_killed_rank_is_named_though_its_peer_s_error_is_torchrun_s_root_cause():
     # rank 1 was killed; rank 0's gloo call failed within the same second and torchrun chose it as the
     # "first observed failure" (its timestamps have whole seconds)
-    output = """perfgate.distributed.rank FAILED
+    output = """perfgate.subjects.distributed.rank FAILED
 ------------------------------------------------------------
 Failures:
 [1]:
@@ -136,7 +136,7 @@ Root Cause (first observed failure):
 
 
 def test_a_stall_names_the_furthest_behind_only_when_one_rank_is(tmp_path):
-    from perfgate.scenarios.train_distributed import stall_detail
+    from perfgate.engine.scenarios.train_distributed import stall_detail
 
     (tmp_path / "rank-0.progress").write_text("2 optimizer step")
     (tmp_path / "rank-1.progress").write_text("2 forward")
@@ -182,8 +182,8 @@ def test_figures_flag_a_rank_that_holds_more_than_its_share():
 
 
 def test_a_full_shard_rank_holding_three_units_at_once_fails_its_bound():
-    from perfgate.metrics.distributed import Distributed
-    from perfgate.thresholds import Thresholds
+    from perfgate.engine.metrics.distributed import Distributed
+    from perfgate.verdicts.thresholds import Thresholds
 
     def report(rank: int, units: list[int]) -> dict[str, Any]:
         unit_bytes = [40, 100, 72]  # the parameters of SHAPES as three units, the last the root's own
@@ -205,8 +205,8 @@ def test_a_full_shard_rank_holding_three_units_at_once_fails_its_bound():
 
 
 def test_the_metric_judges_each_figure_and_a_planted_unsharded_rank_fails():
-    from perfgate.metrics.distributed import Distributed
-    from perfgate.thresholds import Thresholds
+    from perfgate.engine.metrics.distributed import Distributed
+    from perfgate.verdicts.thresholds import Thresholds
 
     limits = {"max_shard_prediction_error": 0.0, "max_communication_error": 0.01, "max_loss_diff": 1e-6,
               "max_rank_memory_ratio": 0.95}  # fmt: skip
@@ -233,7 +233,7 @@ def test_no_rank_outlives_a_worker_killed_with_sigkill(micro_model_dir, tmp_path
 
     script = (
         "import sys; from pathlib import Path; from tests.test_train_distributed import job; "
-        "from perfgate.scenarios.train_distributed import run_ranks; "
+        "from perfgate.engine.scenarios.train_distributed import run_ranks; "
         "run_ranks(job(Path(sys.argv[1]), 'ddp', fault={'kind': 'hang', 'rank': 1, 'step': 1}), 2, deadline=300)"
     )
     worker = subprocess.Popen(
@@ -265,7 +265,7 @@ def test_a_rank_asks_to_die_with_torchrun_before_it_imports_torch(tmp_path):
 
     probe = (
         "import sys, pathlib\n"
-        "from perfgate.distributed import rank as distributed_rank\n"
+        "from perfgate.subjects.distributed import rank as distributed_rank\n"
         "distributed_rank._die_with_parent = lambda: print('torch imported:', 'torch' in sys.modules)\n"
         "try:\n"
         f"    distributed_rank.main(pathlib.Path({str(tmp_path)!r}))\n"
@@ -277,7 +277,7 @@ def test_a_rank_asks_to_die_with_torchrun_before_it_imports_torch(tmp_path):
 
 
 def test_the_predicted_saving_is_what_the_partition_no_longer_holds_less_what_the_engine_holds_beyond():
-    from perfgate.distributed.predictions import predicted_live_peak, predicted_saving
+    from perfgate.subjects.distributed.predictions import predicted_live_peak, predicted_saving
 
     # DDP holds 212 + 212 + 424 bytes a rank; its step adds AdamW's two temporaries of the largest parameter
     # (40 elements: 320 bytes), more than the forward's 100 bytes of activations: a live peak of 1168.
@@ -296,7 +296,7 @@ def test_the_predicted_saving_is_what_the_partition_no_longer_holds_less_what_th
 
 def saving_case(recipe: str, anon: tuple[float, float], live: tuple[float, float], predicted: float) -> dict[str, Any]:
     """A case's figures in MiB: (the recipe's, DDP's) anonymous and live peaks, the predicted saving."""
-    from perfgate.distributed.figures import memory_against_ddp
+    from perfgate.subjects.distributed.figures import memory_against_ddp
 
     mib = 2**20
     figures = {"recipe": recipe, "world": 2, "max_anon_peak": int(anon[0] * mib), "max_live_peak": int(live[0] * mib),
@@ -307,8 +307,8 @@ def saving_case(recipe: str, anon: tuple[float, float], live: tuple[float, float
 
 
 def test_a_saving_is_judged_against_its_prediction_and_a_peak_that_cannot_resolve_it_is_said_not_passed():
-    from perfgate.metrics.distributed import Distributed
-    from perfgate.thresholds import Thresholds
+    from perfgate.engine.metrics.distributed import Distributed
+    from perfgate.verdicts.thresholds import Thresholds
 
     limits = {"min_saving_ratio": 0.9, "max_saving_ratio": 1.1, "max_rank_memory_ratio": 0.95,
               "max_shard_prediction_error": 0.01, "max_communication_error": 0.01}  # fmt: skip
@@ -368,7 +368,7 @@ def test_a_rank_s_live_peak_splits_into_its_measured_parts_in_the_phase_it_fell_
 
 
 def test_mixed_precision_moves_bf16_parameters_and_holds_fp32_shards():
-    from perfgate.distributed.predictions import predicted_communication_bytes, predicted_live_peak
+    from perfgate.subjects.distributed.predictions import predicted_communication_bytes, predicted_live_peak
 
     assert predicted_communication_bytes("fsdp-mixed-precision", 100) == 200  # two bf16 all-gathers, fp32 reduction
     assert predicted_rank_bytes("fsdp-mixed-precision", SHAPES, 2) == predicted_rank_bytes("fsdp-full-shard", SHAPES, 2)
@@ -379,7 +379,7 @@ def test_mixed_precision_moves_bf16_parameters_and_holds_fp32_shards():
 
 
 def test_a_case_at_another_rank_count_says_its_ratios_are_recorded_and_when_ranks_outnumber_cores():
-    from perfgate.scenarios.train_distributed import world_note
+    from perfgate.engine.scenarios.train_distributed import world_note
 
     assert world_note(4, 2, 16) == (
         "4 ranks, where the thresholds' speed and memory ratios were measured at 2: recorded, not gated; "

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.case import CaseResult
-from perfgate.metrics.training import Training
-from perfgate.outcome import Outcome
-from perfgate.scenarios.train_step import memory_figures, recipe_of
-from perfgate.spec import CaseSpec
-from perfgate.thresholds import Thresholds
-from perfgate.training import Recipe, split_batch
+from perfgate.engine.metrics.training import Training
+from perfgate.engine.record import CaseResult
+from perfgate.engine.scenarios.train_step import memory_figures, recipe_of
+from perfgate.engine.spec import CaseSpec
+from perfgate.instruments.outcome import Outcome
+from perfgate.subjects.training import Recipe, split_batch
+from perfgate.verdicts.thresholds import Thresholds
 
 MB = 2**20
 
@@ -34,7 +34,7 @@ def test_a_batch_splits_into_equal_micro_batches_or_says_why_not():
 
 
 def test_steps_from_the_same_weights_on_the_same_batches_give_the_same_losses(micro_model_dir):
-    from perfgate.training import StepRunner, load_classifier, training_batches
+    from perfgate.subjects.training import StepRunner, load_classifier, training_batches
 
     def losses(recipe: Recipe) -> list[float]:
         import transformers
@@ -51,7 +51,7 @@ def test_steps_from_the_same_weights_on_the_same_batches_give_the_same_losses(mi
 
 
 def test_the_scenario_refuses_a_technique_that_is_not_a_training_recipe():
-    from perfgate.technique import import_path
+    from perfgate.subjects.catalogue import import_path
 
     assert recipe_of(import_path("train-adafactor")) == Recipe(optim="adafactor")
     with pytest.raises(TypeError, match="fp32-eager is not a training recipe"):
@@ -59,8 +59,8 @@ def test_the_scenario_refuses_a_technique_that_is_not_a_training_recipe():
 
 
 def test_a_training_recipe_has_no_inference_variant(micro_model_dir, tmp_path):
-    from perfgate.model import load_model
-    from perfgate.techniques.training import GradientCheckpointing
+    from perfgate.subjects.model import load_model
+    from perfgate.subjects.techniques.training import GradientCheckpointing
 
     model = load_model("micro", "text-classification", micro_model_dir)
     with pytest.raises(TypeError, match="scenario='train-step'"):
@@ -118,13 +118,13 @@ def test_a_recipe_refuses_a_negative_worker_count():
     ],
 )
 def test_the_prefetch_prediction_follows_the_loaders_schedule(step, item, batch, steps, workers, expected):
-    from perfgate.training import prefetch_prediction
+    from perfgate.subjects.training import prefetch_prediction
 
     assert prefetch_prediction(step, item, batch, steps, workers) == pytest.approx(expected)
 
 
 def test_the_workers_start_up_delays_every_batch():
-    from perfgate.training import prefetch_prediction
+    from perfgate.subjects.training import prefetch_prediction
 
     # batches ready at 1.5, 1.5, 2.5, 2.5: steps end at 2.5, 3.5, 4.5, 5.5 against 8 in the process
     assert prefetch_prediction(1.0, 0.125, 8, 4, 2, startup_seconds=0.5) == pytest.approx(8 / 5.5)
@@ -133,8 +133,8 @@ def test_the_workers_start_up_delays_every_batch():
 def test_a_loader_with_workers_gives_the_batches_in_order_and_each_fetch_waits(monkeypatch):
     import torch
 
-    from perfgate import training
-    from perfgate.training import SlowDataset, data_loader, samples_of
+    from perfgate.subjects import training
+    from perfgate.subjects.training import SlowDataset, data_loader, samples_of
 
     batches = [
         {"input_ids": torch.arange(8).reshape(4, 2) + 8 * i, "labels": torch.arange(4) + 4 * i} for i in range(3)
@@ -155,7 +155,7 @@ def test_a_loader_with_workers_gives_the_batches_in_order_and_each_fetch_waits(m
 def test_an_in_memory_scenario_refuses_a_loader_recipe_naming_the_scenario_that_measures_it(scenario):
     from types import SimpleNamespace
 
-    from perfgate.scenarios import get_scenario
+    from perfgate.engine.scenarios import get_scenario
 
     case = SimpleNamespace(spec=CaseSpec("minilm", "train-dataloader-workers-2", scenario=scenario))
     with pytest.raises(TypeError, match=f"{scenario} serves batches already in memory.*scenario='train-dataloader'"):
@@ -192,7 +192,7 @@ def batch_figures(base: int, cand: int) -> dict:
 
 
 def test_the_training_batch_ratio_passes_and_fails_and_the_sweep_shows():
-    from perfgate.metrics.training import TrainingBatch
+    from perfgate.engine.metrics.training import TrainingBatch
 
     limits = {"min_train_batch_fit_ratio": 2.0}
     thresholds = Thresholds("train-x", "c", True, limits, dict.fromkeys(limits, "f"))
@@ -206,8 +206,8 @@ def test_the_training_batch_ratio_passes_and_fails_and_the_sweep_shows():
 
 
 def test_a_training_try_fits_a_small_batch_and_is_killed_over_its_budget(micro_model_dir, tmp_path):
-    from perfgate.scenarios.train_batch import TrainFits
-    from perfgate.technique import import_path
+    from perfgate.engine.scenarios.train_batch import TrainFits
+    from perfgate.subjects.catalogue import import_path
     from tests.capped import submit_in_cgroup
 
     payload = {
@@ -224,7 +224,7 @@ def test_a_training_try_fits_a_small_batch_and_is_killed_over_its_budget(micro_m
 
 @pytest.mark.parametrize(("step", "limit", "largest"), [(1, 37, 37), (4, 37, 36), (4, 3, 0), (4, 8, 8)])
 def test_an_accumulating_recipes_search_tries_whole_micro_batches_only(step, limit, largest):
-    from perfgate.scenarios.train_batch import search_in_steps
+    from perfgate.engine.scenarios.train_batch import search_in_steps
 
     asked: list[int] = []
 

@@ -9,13 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perfgate.arms import Arm
-from perfgate.comparison import Comparison
-from perfgate.errors import ConfigError, UnknownTechniqueError
-from perfgate.fidelity import paired_difference
-from perfgate.outcome import Outcome, Verdict
-from perfgate.report import gate_markdown
-from perfgate.upgrade import (
+from perfgate.answers.arms import Arm
+from perfgate.answers.upgrade import (
     Check,
     GatePolicy,
     GateResult,
@@ -25,6 +20,11 @@ from perfgate.upgrade import (
     judge_speed,
     plan_gate,
 )
+from perfgate.errors import ConfigError, UnknownTechniqueError
+from perfgate.instruments.comparison import Comparison
+from perfgate.instruments.fidelity import paired_difference
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.reports.gates import gate_markdown
 
 POLICY = GatePolicy()
 RNG = np.random.default_rng(7)
@@ -62,7 +62,7 @@ def comparison(ratio: float, offset: float = 1.0, pairs: int = 20, seed: int = 0
     baseline = list(0.010 * (1 + 0.02 * rng.standard_normal(pairs)))
     candidate = [b * ratio * offset * (1 + 0.02 * rng.standard_normal()) for b in baseline]
     result = Comparison(baseline_seconds=baseline, candidate_seconds=candidate)
-    from perfgate.comparison import estimate_speedup
+    from perfgate.instruments.comparison import estimate_speedup
 
     result.estimate = estimate_speedup(baseline, candidate)
     return result

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from perfgate.outcome import Outcome
-from perfgate.scenarios import Scenario
-from perfgate.worker import WorkerState, serve
+from perfgate.engine.scenarios import Scenario, WorkerState
+from perfgate.engine.worker import serve
+from perfgate.instruments.outcome import Outcome
 
 
 def failing_with(error: BaseException) -> Scenario:
@@ -31,7 +31,7 @@ def failing_with(error: BaseException) -> Scenario:
     ],
 )
 def test_a_failing_job_replies_with_its_outcome_and_traceback(monkeypatch, error, outcome, detail):
-    monkeypatch.setattr("perfgate.scenarios.get_scenario", lambda name: failing_with(error))
+    monkeypatch.setattr("perfgate.engine.worker.get_scenario", lambda name: failing_with(error))
     reply = serve({"scenario": "fails", "payload": {"batch_size": 8}}, WorkerState())
     assert reply["outcome"] == outcome
     assert reply["detail"].startswith(detail)
@@ -44,9 +44,9 @@ def test_the_worker_keeps_one_model_and_its_variants_until_another_is_asked_for(
     state = WorkerState()
     ref = {"name": "micro", "task": "text-classification", "location": str(micro_model_dir), "device": "cpu"}
     model = state.model(ref)
-    eager = state.variant(model, "perfgate.techniques.eager:Fp32Eager", "unused", None)
+    eager = state.variant(model, "perfgate.subjects.techniques.eager:Fp32Eager", "unused", None)
     assert state.model(ref) is model
-    assert state.variant(model, "perfgate.techniques.eager:Fp32Eager", "unused", None) is eager
+    assert state.variant(model, "perfgate.subjects.techniques.eager:Fp32Eager", "unused", None) is eager
     other = state.model({**ref, "name": "micro-again"})
     assert other is not model
-    assert state.variant(other, "perfgate.techniques.eager:Fp32Eager", "unused", None) is not eager
+    assert state.variant(other, "perfgate.subjects.techniques.eager:Fp32Eager", "unused", None) is not eager

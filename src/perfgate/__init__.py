@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from perfgate.case import CaseResult
-from perfgate.comparison import ComparePolicy, Comparison, SpeedEstimate, compare, estimate_speedup
+from perfgate.engine.record import CaseResult
+from perfgate.engine.scenarios import Scenario
+from perfgate.engine.spec import CaseSpec
 from perfgate.errors import (
     ConfigError,
     ModelNotFoundError,
@@ -15,14 +16,14 @@ from perfgate.errors import (
     UnknownModelError,
     UnknownTechniqueError,
 )
-from perfgate.model import LoadedModel, ModelRegistry, ModelSource
-from perfgate.outcome import Outcome, Verdict
-from perfgate.results import RunRecord
-from perfgate.scenarios import Scenario
-from perfgate.spec import CaseSpec
-from perfgate.technique import Requirement, Technique, Variant, register_technique
-from perfgate.thresholds import Thresholds, load_thresholds
-from perfgate.timing import Timer, TimerSettings
+from perfgate.instruments.comparison import ComparePolicy, Comparison, SpeedEstimate, compare, estimate_speedup
+from perfgate.instruments.outcome import Outcome, Verdict
+from perfgate.instruments.timing import Timer, TimerSettings
+from perfgate.records.results import RunRecord
+from perfgate.subjects.catalogue import register_technique
+from perfgate.subjects.model import LoadedModel, ModelRegistry, ModelSource
+from perfgate.subjects.technique import Requirement, Technique, Variant
+from perfgate.verdicts.thresholds import Thresholds, load_thresholds
 
 # transformers imports torchao where it is installed; torchao then warns about each CUDA kernel library
 # a CPU build cannot load, and torch about enum registrations: noise in every run that says nothing of it.

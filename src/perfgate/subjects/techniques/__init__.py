@@ -1,0 +1,1 @@
+"""One module per technique; each defines ``Technique`` subclasses registered in ``perfgate.subjects.technique``."""

@@ -1,1 +1,0 @@
-"""One module per technique; each defines ``Technique`` subclasses registered in ``perfgate.technique``."""
