@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -11,6 +12,19 @@ from perfgate.instruments.comparison import ComparePolicy, Verdict, compare, dec
 from tests.fakes import FakeClock, fake_timer, noisy_work
 
 SEEDS = range(100)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def heap_frozen():
+    """``compare`` runs a full collection before it times (a worker's heap holds torch): in the test
+    process, which earlier tests filled, each of these hundreds of fake-clock comparisons paid ~0.1 s
+    scanning their objects (98 s for this module in a full run). Frozen, they are not scanned: the
+    statistics are what is tested here, not the collector."""
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 POLICY = ComparePolicy(min_pairs=10, budget_seconds=2.0, resamples=1000)
 
 
