@@ -1,7 +1,8 @@
 """The pytest plugin: options, markers, the ``perfgate`` fixture, and the end-of-run report.
 
-Hooks and fixtures only; the work lives in ``session.PerfgateSession``. Nothing heavy is imported here
-at plugin load: torch and friends load when the first case runs.
+Hooks and fixtures only; the work lives in ``session.PerfgateSession``'s three parts (``machine.py``,
+``runner.py``, ``recorder.py``). Nothing heavy is imported here at plugin load: torch and friends load
+when the first case runs.
 """
 
 from __future__ import annotations
