@@ -21,6 +21,7 @@ register_technique("planted-cuda-device-assert", "perf.planted:TriggersADeviceSi
 register_technique("planted-offload-below-largest-layer", "perf.planted:OffloadBelowTheLargestLayer")
 register_technique("planted-offload-unwritable-folder", "perf.planted:OffloadToAnUnwritableFolder")
 register_technique("planted-zero1-whole-state", "perf.planted:Zero1KeepingTheWholeState")
+register_technique("planted-onnxruntime-unoptimized", "perf.planted:OnnxRuntimeUnoptimized")
 
 
 def pytest_perfgate_register_models(registry: ModelRegistry, config: pytest.Config) -> None:

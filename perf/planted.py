@@ -8,6 +8,7 @@ from pathlib import Path
 
 from perfgate import LoadedModel, Technique, Variant
 from perfgate.subjects.techniques.loading import OffloadToDisk
+from perfgate.subjects.techniques.onnxruntime import OptimizedO1
 from perfgate.subjects.techniques.training import DistributedRecipe
 
 
@@ -132,3 +133,13 @@ class Zero1KeepingTheWholeState(DistributedRecipe):
     summary = "ZeRO-1 promised, plain DDP run: every rank keeps AdamW's whole state"
     sharding = "zero1"
     engine = "ddp"
+
+
+class OnnxRuntimeUnoptimized(OptimizedO1):
+    """ONNX Runtime on the basic graph (O1) with the session's own graph optimizations off: none of the
+    fused nodes O2 builds (attention, skip layer normalization, bias GELU) is there, their parts are —
+    what ``perfgate explain --baseline onnxruntime-o2`` must name, from ONNX Runtime's own profiler."""
+
+    name = "planted-onnxruntime-unoptimized"
+    summary = "ONNX Runtime on the unfused graph, the session optimizing nothing"
+    session_optimizations = False

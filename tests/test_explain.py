@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.answers.explain import EXPLAINED_SHARE, diff, explain_case, markdown
+from perfgate.answers.explain import EXPLAINED_SHARE, diff, explain_case, markdown, runtime_op_rounds
+from perfgate.errors import PerfgateError
 
 LINEAR = ("aten::addmm", "[[8, 64], [64, 64]]")
 GELU = ("aten::gelu", "[[8, 64]]")
@@ -80,3 +81,27 @@ def test_after_the_ops_that_explain_the_change_the_rest_come_by_how_much_they_mo
     assert [op.name for op in explanation.ops] == ["quantized::linear_dynamic", "aten::addmm", "aten::gelu"]
     assert explanation.listed == 1
     assert explanation.ops[1].status == "vanished"
+
+
+def test_onnx_runtime_s_own_profile_is_split_into_the_profiled_rounds_without_the_warm_up():
+    def run(start: int, duration: int) -> dict:
+        return {"cat": "Session", "name": "model_run", "ts": start, "dur": duration}
+
+    def node(start: int, op: str, duration: int) -> dict:
+        return {"cat": "Node", "name": f"{op}_1_kernel_time", "ts": start, "dur": duration,
+                "args": {"op_name": op, "input_type_shape": [{"float": [2, 7, 32]}]}}  # fmt: skip
+
+    warm_up = [run(0, 100), node(10, "MatMul", 999)]
+    # two rounds of two calls: MatMul 40 then 60 µs in round one; 20 and 20 in round two, plus a Softmax
+    profiled = [run(1000, 100), node(1010, "MatMul", 40), run(2000, 100), node(2010, "MatMul", 60),
+                run(3000, 100), node(3010, "MatMul", 20), node(3050, "Softmax", 10), run(4000, 100),
+                node(4010, "MatMul", 20),  # and a fence, not a kernel: left out
+                {"cat": "Node", "name": "MatMul_1_fence_before", "ts": 4001, "dur": 5}]  # fmt: skip
+    found = runtime_op_rounds([*warm_up, *profiled], rounds=2, calls=2)
+    shapes = "[{'float': [2, 7, 32]}]"
+    assert found == [
+        {("ort::MatMul", shapes): pytest.approx(50e-6)},
+        {("ort::MatMul", shapes): pytest.approx(20e-6), ("ort::Softmax", shapes): pytest.approx(5e-6)},
+    ]
+    with pytest.raises(PerfgateError, match="holds 4 runs, fewer than the 6 profiled"):
+        runtime_op_rounds(profiled, rounds=3, calls=2)

@@ -1,15 +1,16 @@
-"""``perfgate explain``: which operators a case's candidate spends its time in, against fp32 eager,
-side by side: the step from "this gate failed" to "this op got slower".
+"""``perfgate explain``: which operators a case's candidate spends its time in, against fp32 eager (or
+another technique, ``--baseline``), side by side: the step from "this gate failed" to "this op got slower".
 
 Both sides run in one fresh process, as the A/B does: the model loaded once, fp32 eager and the
 technique's variant built from it, warmed up, then ``rounds`` rounds of one profiled block per side
 (``calls`` calls each, the order alternating round by round, so drift hits both), each block under
 ``torch.profiler`` with input shapes recorded. An op is its name and input shapes; its figure per side
-is its self time per call in each round: its median over the rounds, with a seeded percentile-bootstrap
-interval (the median, not the mean: one round that a neighbour's burst slowed must not move the diff).
-The diff sets the sides' ops beside each other, names the ops that appear or vanish, and lists the
-largest changes until they explain at least ``EXPLAINED_SHARE`` of the whole change; what the listed
-ones leave is said.
+is its self time per call in each round (an ONNX Runtime session's own nodes from ORT's profiler,
+``ort::MatMul`` and the like, which ``torch.profiler`` cannot see inside the session): its median over
+the rounds, with a seeded percentile-bootstrap interval (the median, not the mean: one round that a
+neighbour's burst slowed must not move the diff). The diff sets the sides' ops beside each other, names
+the ops that appear or vanish, and lists the largest changes until they explain at least
+``EXPLAINED_SHARE`` of the whole change; what the listed ones leave is said.
 
 Profiling costs time per op, so absolute figures read higher than a timed call; the diff is between
 two sides profiled alike. A Chrome trace of each side's last block is written beside the diff.
@@ -17,6 +18,7 @@ two sides profiled alike. A Chrome trace of each side's last block is written be
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import subprocess
@@ -34,7 +36,7 @@ from perfgate.errors import PerfgateError
 
 __all__ = [
     "EXPLAINED_SHARE", "Explanation", "OpChange", "diff", "explain_case", "explain_failed_gates", "markdown",
-    "profile_rounds",
+    "profile_rounds", "runtime_op_rounds",
 ]  # fmt: skip
 
 BASELINE = "fp32-eager"
@@ -69,6 +71,11 @@ class Explanation:
     listed: int = 0  # the first ``listed`` ops explain at least EXPLAINED_SHARE of the change
     seconds: float = 0.0  # what the explanation cost, from start to diff
     traces: dict[str, str] = field(default_factory=dict)
+    baseline: str = "fp32-eager"  # the technique the candidate is set against
+
+    @property
+    def baseline_label(self) -> str:
+        return "fp32 eager" if self.baseline == "fp32-eager" else self.baseline
 
     @property
     def change(self) -> float:
@@ -84,6 +91,7 @@ class Explanation:
             "case_id": self.case_id, "rounds": self.rounds, "calls": self.calls,
             "totals": {side: list(value) for side, value in self.totals.items()}, "change": self.change,
             "listed": self.listed, "unexplained": self.unexplained, "seconds": self.seconds, "traces": self.traces,
+            "baseline": self.baseline,
             "ops": [op.to_dict() for op in self.ops],
         }  # fmt: skip
 
@@ -110,6 +118,30 @@ def profile_rounds(
             found[side].append(per_op)
             if trace_dir is not None and number >= rounds - 2:
                 profiled.export_chrome_trace(str(trace_dir / f"{side}.trace.json"))
+    return found
+
+
+def runtime_op_rounds(events: Sequence[dict[str, Any]], rounds: int, calls: int) -> list[dict[tuple[str, str], float]]:
+    """Per round, each ONNX Runtime node type's seconds per call (``ort::MatMul`` and its input shapes),
+    from ORT's own profile (``events``: its JSON): the last ``rounds x calls`` runs (``model_run``) are the
+    profiled blocks, in round order (warm-up runs come before them); a node belongs to the run whose
+    span holds its start."""
+    runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    if len(runs) < rounds * calls:
+        raise PerfgateError(f"ONNX Runtime's profile holds {len(runs)} runs, fewer than the {rounds * calls} profiled")
+    profiled = runs[len(runs) - rounds * calls :]
+    starts = [run["ts"] for run in profiled]
+    found: list[dict[tuple[str, str], float]] = [{} for _ in range(rounds)]
+    for event in events:
+        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+            continue
+        index = bisect.bisect_right(starts, event["ts"]) - 1
+        if index < 0 or event["ts"] > profiled[index]["ts"] + profiled[index]["dur"]:
+            continue  # a warm-up run's node
+        arguments = event.get("args", {})
+        key = (f"ort::{arguments.get('op_name', event['name'])}", str(arguments.get("input_type_shape", "")))
+        per_op = found[index // calls]
+        per_op[key] = per_op.get(key, 0.0) + event["dur"] / 1e6 / calls
     return found
 
 
@@ -164,12 +196,13 @@ def markdown(explanation: Explanation, hardware_class: str, top: int = 15) -> st
     lines = [
         f"### `{explanation.case_id}`: where the time went ({hardware_class})",
         "",
-        f"Self time per call, profiled: fp32 eager {base[0] * us:.0f} µs [{base[1] * us:.0f}, {base[2] * us:.0f}], "
+        f"Self time per call, profiled: {explanation.baseline_label} {base[0] * us:.0f} µs "
+        f"[{base[1] * us:.0f}, {base[2] * us:.0f}], "
         f"the candidate {cand[0] * us:.0f} µs [{cand[1] * us:.0f}, {cand[2] * us:.0f}]: "
         f"{explanation.change * us:+.0f} µs a call. {explanation.rounds} rounds of {explanation.calls} calls per "
         f"side, alternating; intervals over the rounds. Took {explanation.seconds:.0f} s.",
         "",
-        "| op | input shapes | fp32 eager µs | candidate µs | change µs | share of the change | |",
+        f"| op | input shapes | {explanation.baseline_label} µs | candidate µs | change µs | share of the change | |",
         "|---|---|---|---|---|---|---|",
     ]
     for index, op in enumerate(explanation.ops[: max(top, explanation.listed)]):
@@ -199,7 +232,7 @@ def _shapes(shapes: str) -> str:
 
 def explain_case(
     case_id: str, probe: dict[str, Any], out: Path, rounds: int = 8, calls: int = 10, threads: int | None = None,
-    python: str = sys.executable,
+    python: str = sys.executable, baseline: str = BASELINE,
 ) -> Explanation:  # fmt: skip
     """Both sides of a gate's case profiled in one fresh process (``side_main``), then the diff; the
     traces and ``explain.json`` in ``out``."""
@@ -215,7 +248,7 @@ def explain_case(
             "location": probe["location"], "task": probe["task"], "model": target.model, "device": target.device,
             "technique": target.technique, "technique_path": probe.get("technique_path"),
             "texts": probe["timed_texts"][: target.batch_size], "rounds": rounds, "calls": calls,
-            "workdir": workdir, "traces": str(out), "threads": threads,
+            "workdir": workdir, "traces": str(out), "threads": threads, "baseline": baseline,
         }  # fmt: skip
         # The process imports what this one can (a project's techniques, registered from its conftest)
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
@@ -231,6 +264,7 @@ def explain_case(
     explanation = diff(case_id, samples, calls)
     explanation.seconds = time.monotonic() - started
     explanation.traces = {side: str(out / f"{side}.trace.json") for side in SIDES}
+    explanation.baseline = baseline
     return explanation
 
 
@@ -268,14 +302,20 @@ def side_main(request: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
     from perfgate.instruments.timing import Timer
     from perfgate.subjects.catalogue import get_technique, register_technique
     from perfgate.subjects.model import load_model
+    from perfgate.subjects.technique import RUNTIME_PROFILE_ENV
 
     if request["technique_path"] and "+" not in request["technique"]:
         register_technique(request["technique"], request["technique_path"])  # a project's own technique
     if request.get("threads"):
         torch.set_num_threads(request["threads"])  # the run's --perfgate-threads, as its A/B had
     model = load_model(request["model"], request["task"], Path(request["location"]), request["device"])
-    variants = {side: get_technique(name).apply(model, Path(request["workdir"]), None)
-                for side, name in zip(SIDES, (BASELINE, request["technique"]), strict=True)}  # fmt: skip
+    names = (request.get("baseline") or BASELINE, request["technique"])
+    variants = {}
+    for side, name in zip(SIDES, names, strict=True):
+        # a runtime that profiles its own operators (ONNX Runtime) writes them here, a file per side
+        os.environ[RUNTIME_PROFILE_ENV] = str(Path(request["workdir"]) / f"{side}-runtime")
+        variants[side] = get_technique(name).apply(model, Path(request["workdir"]), None)
+    del os.environ[RUNTIME_PROFILE_ENV]
     inputs = model.inputs(request["texts"])
     timer = Timer()
 
@@ -290,6 +330,12 @@ def side_main(request: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
     for call in calls.values():
         timer.warm_up(call)
     found = profile_rounds(calls, request["rounds"], request["calls"], Path(request["traces"]))
+    for side, variant in variants.items():
+        if variant.end_profiling is not None:  # its own nodes, beside the torch ops around the session
+            events = json.loads(Path(variant.end_profiling()).read_text())
+            for per_op, runtime in zip(found[side], runtime_op_rounds(events, request["rounds"], request["calls"]),
+                                       strict=True):  # fmt: skip
+                per_op.update(runtime)
     return {side: [{f"{name}\t{shapes}": value for (name, shapes), value in per_op.items()} for per_op in rounds]
             for side, rounds in found.items()}  # fmt: skip
 

@@ -17,6 +17,8 @@ def add(commands: Any) -> None:
     explain.add_argument("--rounds", type=int, default=8, help="profiled rounds, one block per side, alternating (8)")
     explain.add_argument("--calls", type=int, default=10, help="calls per profiled block (10)")
     explain.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's choice)")
+    explain.add_argument("--baseline", default="fp32-eager",
+                         help="the technique the case's is set against (fp32-eager), e.g. onnxruntime-o2")  # fmt: skip
     explain.add_argument("--out", type=Path, default=Path("reports/explain"),
                          help="where explain.json, explain.md and each side's trace go (reports/explain)")  # fmt: skip
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     target = parse_case_id(args.case)
     probe = probe_case(target, Path.cwd())
-    explanation = explain_case(target.case_id, probe, args.out, args.rounds, args.calls, args.threads)
+    explanation = explain_case(target.case_id, probe, args.out, args.rounds, args.calls, args.threads,
+                               baseline=args.baseline)  # fmt: skip
     table = markdown(explanation, detect().hardware_class(target.device))
     write_atomically(args.out / "explain.json", json.dumps(explanation.to_dict(), indent=1) + "\n")
     write_atomically(args.out / "explain.md", table)

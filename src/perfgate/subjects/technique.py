@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from perfgate.subjects.model import LoadedModel
 
 __all__ = [
+    "RUNTIME_PROFILE_ENV",
     "STACK_SEPARATOR",
     "Requirement",
     "Technique",
@@ -69,6 +70,9 @@ class Variant:
     # Each runtime setting this variant sets away from the runtime's default (``changed_setting``): said
     # in results.json, the summary and the report, since a user who deploys at the defaults sees otherwise.
     settings: list[dict[str, Any]] = field(default_factory=list)
+    # Where the runtime profiles its own operators (ONNX Runtime, when ``RUNTIME_PROFILE_ENV`` names a
+    # file prefix as the variant is built): ends that profile and returns its file (``perfgate explain``).
+    end_profiling: Callable[[], str] | None = None
 
 
 def changed_setting(name: str, value: object, default: object, why: str) -> dict[str, Any]:
@@ -251,3 +255,5 @@ def compute_capability_reason(technique: Technique, gpu: GpuInfo) -> str | None:
 
 
 STACK_SEPARATOR = "+"
+# A file prefix: a runtime that can profile its own operators (ONNX Runtime) does so into it.
+RUNTIME_PROFILE_ENV = "PERFGATE_RUNTIME_PROFILE"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from perfgate.subjects.model import LoadedModel, content_digest
-from perfgate.subjects.technique import Requirement, Technique, Variant, changed_setting
+from perfgate.subjects.technique import RUNTIME_PROFILE_ENV, Requirement, Technique, Variant, changed_setting
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +55,7 @@ class _OnnxRuntime(Technique):
     quantize: ClassVar[str | None] = None  # "per-channel", "per-tensor" (dynamic) or "static"
     provider: ClassVar[str] = "CPUExecutionProvider"
     spinning: ClassVar[bool] = True  # ORT's default: its pool spins after a run, waiting for the next
+    session_optimizations: ClassVar[bool] = True  # ORT's default: the session optimizes the graph again
     builds_artifacts = True
 
     def unavailable_reason(self, task: str, device: str) -> str | None:
@@ -104,6 +105,14 @@ class _OnnxRuntime(Technique):
                 "onnxruntime inter_op_num_threads", 1, "0 (ORT's choice)",
                 "with spinning off, ORT's idle inter-op pool took the other arm's cores",
             ))  # fmt: skip
+        if not self.session_optimizations:
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+            settings.append(changed_setting("onnxruntime graph_optimization_level", "ORT_DISABLE_ALL",
+                                            "ORT_ENABLE_ALL", "the graph as exported, no fusion at load"))  # fmt: skip
+        profile_prefix = os.environ.get(RUNTIME_PROFILE_ENV)
+        if profile_prefix:  # perfgate explain: ORT times each of its own nodes, which torch's profiler cannot see
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         session = onnxruntime.InferenceSession(str(onnx_file), options, providers=[self.provider])
         if session.get_providers()[0] != self.provider:
             raise RuntimeError(f"{self.name}: asked for {self.provider}, the session runs on {session.get_providers()}")
@@ -123,6 +132,7 @@ class _OnnxRuntime(Technique):
             disk_bytes=disk,
             prepare_seconds=prepare_seconds,
             settings=settings,
+            end_profiling=session.end_profiling if profile_prefix else None,
             details={
                 "backend": chosen,
                 "level": f"O{self.level}",
