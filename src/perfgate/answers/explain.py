@@ -71,11 +71,11 @@ class Explanation:
     listed: int = 0  # the first ``listed`` ops explain at least EXPLAINED_SHARE of the change
     seconds: float = 0.0  # what the explanation cost, from start to diff
     traces: dict[str, str] = field(default_factory=dict)
-    baseline: str = "fp32-eager"  # the technique the candidate is set against
+    baseline: str = BASELINE  # the technique the candidate is set against
 
     @property
     def baseline_label(self) -> str:
-        return "fp32 eager" if self.baseline == "fp32-eager" else self.baseline
+        return "fp32 eager" if self.baseline == BASELINE else self.baseline
 
     @property
     def change(self) -> float:

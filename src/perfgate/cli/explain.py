@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from perfgate.answers.explain import BASELINE
+
 __all__ = ["add", "run"]
 
 
@@ -17,8 +19,8 @@ def add(commands: Any) -> None:
     explain.add_argument("--rounds", type=int, default=8, help="profiled rounds, one block per side, alternating (8)")
     explain.add_argument("--calls", type=int, default=10, help="calls per profiled block (10)")
     explain.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's choice)")
-    explain.add_argument("--baseline", default="fp32-eager",
-                         help="the technique the case's is set against (fp32-eager), e.g. onnxruntime-o2")  # fmt: skip
+    explain.add_argument("--baseline", default=BASELINE,
+                         help="what the case's candidate is set against (fp32-eager), e.g. onnxruntime-o2")  # fmt: skip
     explain.add_argument("--out", type=Path, default=Path("reports/explain"),
                          help="where explain.json, explain.md and each side's trace go (reports/explain)")  # fmt: skip
 
