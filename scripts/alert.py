@@ -37,6 +37,8 @@ LABEL = "perfgate-regression"
 LABEL_COLOR = "B60205"
 LABEL_DESCRIPTION = "A confirmed performance regression found by perfgate's nightly comparison"
 CLEAN_MARK = "perfgate: clean night"
+# Characters of op-by-op diffs in one issue body, per case and in all (GitHub's limit is 65,536)
+DIFF_LIMIT, DIFFS_LIMIT = 6000, 40000
 ALERTING = ("regression", "failed")  # compare's statuses that open an issue once confirmed
 COMPARED = ("unchanged", "improvement", *ALERTING)  # measured and compared tonight: evidence either way
 # A GitHub login: what `gh issue create --assignee` takes (a team cannot be assigned).
@@ -134,6 +136,7 @@ def issue_thread(number: int, repo: str | None) -> tuple[int, set[str]]:
 
 def regression_body(cases: list[dict[str, Any]], run_url: str, mentions: Sequence[str]) -> str:
     lines = [f"Confirmed on re-measurement in {run_url}:", ""]
+    room = DIFFS_LIMIT
     for case in cases:
         moved = ", ".join(
             f"{f['name']} {f['current']:.4g} vs {f['reference']:.4g} [{f['low']:.4g}, {f['high']:.4g}]"
@@ -142,6 +145,15 @@ def regression_body(cases: list[dict[str, Any]], run_url: str, mentions: Sequenc
         )
         lines.append(f"- `{case['case_id']}` ({case['status']}): {moved or case['detail']}. "
                      f"Reproduce: `{case['reproduce']}`")  # fmt: skip
+        explained = case.get("explain")  # perfgate compare --explain: where the time went, op by op
+        if explained:
+            diff = explained.get("markdown") or f"Not explained op by op: {explained['why']}"
+            # GitHub refuses a body over 65,536 characters: diffs are cut to fit, the lines around them stay
+            fits = max(0, min(DIFF_LIMIT, room))
+            if len(diff) > fits:
+                diff = diff[:fits] + "\n\n(cut to fit the issue: the whole diff is in the run's compare.json)"
+            room -= len(diff)
+            lines += ["", diff, ""]
     lines += ["", "If the new figures are intended: `perfgate accept CASE... --history DIR --reason TEXT` "
               "(or run the nightly workflow by hand with its accept and reason inputs)."]  # fmt: skip
     if mentions:

@@ -355,10 +355,14 @@ def _issue_field(issue: dict[str, Any], name: str) -> Any:
     return issue.get(name)
 
 
+BODY_LIMIT = 65536  # GitHub's, for an issue's body and a comment's
+
+
 def _body(options: dict[str, list[str]], cwd: Path) -> str:
-    if "--body-file" in options:
-        return (cwd / options["--body-file"][-1]).read_text()
-    return options["--body"][-1]
+    body = (cwd / options["--body-file"][-1]).read_text() if "--body-file" in options else options["--body"][-1]
+    if len(body) > BODY_LIMIT:
+        raise GhError(f"GraphQL: Body is too long (maximum is {BODY_LIMIT} characters)")
+    return body
 
 
 # --- transport: a bash client on PATH, a server thread here ---------------------------------------------

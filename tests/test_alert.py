@@ -221,3 +221,47 @@ def test_the_fake_refuses_what_gh_refuses(fake_gh, monkeypatch):
     monkeypatch.delenv("GH_TOKEN")
     missing = gh("issue", "list")
     assert (missing.returncode, missing.stderr.splitlines()[0]) == (4, fake_github.AUTH_MESSAGE.splitlines()[0])
+
+
+def explained(tmp_path: Path, cases: int = 1, ops: int = 15) -> Path:
+    """A comparison whose confirmed regressions carry ``compare --explain``'s diff (``explain.diff`` on
+    planted rounds: an ``aten::mm`` that appeared, and ``ops`` others that moved a little)."""
+    from perfgate.answers.explain import diff, markdown
+
+    base = {(f"aten::op{number}", f"[[{number}, 64]]"): 10e-6 for number in range(ops)}
+    planted = {**{key: value * 1.01 for key, value in base.items()}, ("aten::mm", "[[768, 768], [768, 768]]"): 3e-4}
+    explanation = diff(CASE, {"baseline": [base, base], "candidate": [planted, planted]}, calls=10)
+    explanation.baseline, explanation.candidate = "good 1111111", "now 2222222"
+    path = comparison(tmp_path, "regression", True, others=())
+    data = json.loads(path.read_text())
+    data["cases"] = [{**data["cases"][0], "case_id": f"minilm{number}/ort-int8/b1/cpu"} for number in range(cases)]
+    for case in data["cases"]:
+        case["explain"] = {**explanation.to_dict(), "markdown": markdown(explanation, "cpu-avx2", top=ops + 1)}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_explained_regression_s_issue_carries_its_op_by_op_diff(fake_gh, tmp_path):
+    result = alert(explained(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (issue,) = fake_gh.issues()
+    body = issue["body"]
+    assert "| op | input shapes | good 1111111 µs | now 2222222 µs |" in body
+    assert "| `aten::mm` | `[[768, 768], [768, 768]]` | - |" in body
+    assert body.index("(regression)") < body.index("aten::mm") < body.index("perfgate accept")
+
+
+def test_diffs_too_long_for_an_issue_are_cut_and_the_issue_still_opens(fake_gh, tmp_path):
+    """GitHub refuses a body over 65,536 characters (and so does the fake: shown below)."""
+    path = explained(tmp_path, cases=12, ops=300)
+    result = alert(path)
+    assert result.returncode == 0, result.stderr
+    (issue,) = fake_gh.issues()
+    assert len(issue["body"]) <= fake_github.BODY_LIMIT
+    assert issue["body"].count("(cut to fit the issue") == 12
+    assert issue["body"].count("(regression)") == 12  # every case still named, with its command
+    assert issue["body"].rstrip().endswith("inputs).")
+    too_long = subprocess.run(["gh", "issue", "comment", "1", "--body", "x" * 65537],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    assert too_long.returncode != 0
+    assert "Body is too long" in too_long.stderr

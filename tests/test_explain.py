@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from perfgate.answers.explain import EXPLAINED_SHARE, diff, explain_case, markdown, runtime_op_rounds
+from perfgate.answers.explain import EXPLAINED_SHARE, diff, explain_case, markdown
 from perfgate.errors import PerfgateError
+from perfgate.instruments.profiling import runtime_op_rounds
 
 LINEAR = ("aten::addmm", "[[8, 64], [64, 64]]")
 GELU = ("aten::gelu", "[[8, 64]]")

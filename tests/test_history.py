@@ -465,6 +465,18 @@ def test_the_band_holds_the_run_s_own_interval_as_well_as_the_nights_spread(hist
     assert figure.low < 3.05 * 0.99
 
 
+def test_a_run_measured_to_a_wide_interval_still_shows_a_hundredfold_regression(history):
+    """The band is a half-width in log space, as the interval is: an interval spanning 34x (0.62x-21.45x,
+    three xdist workers on two cores) widens it both ways alike and never takes its floor down to 0."""
+    slow = 3.55 / 100
+    wide = run(9, slow)
+    wide.cases[0].metrics["speed"]["estimate"].update(ci_low=slow * 0.62, ci_high=slow * 21.45)
+    (figure, *_) = next(c for c in compare_run(wide, load_history(history)).cases if "ort" in c.case_id).figures
+    assert figure.status == Status.REGRESSION
+    assert 0 < figure.low < figure.reference / 5  # widened by the interval, still above 0
+    assert figure.high / figure.reference == pytest.approx(figure.reference / figure.low)
+
+
 def test_the_batch_sweep_s_gains_are_compared_with_their_intervals(tmp_path):
     def sweep(night: int, gain: float, half: float) -> RunRecord:
         result = CaseResult(spec=CaseSpec("minilm", "fp32-eager", 16), hardware_class="cpu-amx",

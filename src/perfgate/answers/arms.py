@@ -44,8 +44,12 @@ class Arm:
     model: str  # a name for reports
     location: Path
     task: str
-    technique: str = "fp32-eager"
+    technique: str = "fp32-eager"  # a registered name, or an import path (``module:Class``)
     python: str = sys.executable
+    # Where its worker imports from, when not this project's own path (``compare --explain``: the good
+    # run's commit checked out beside this one)
+    sys_path: tuple[str, ...] | None = None
+    cwd: Path | None = None  # where its worker runs (``python -m`` imports from there first)
 
 
 def check_interpreter(python: str, option: str) -> None:
@@ -80,7 +84,9 @@ class ArmWorkers:
     # An idle worker's OpenMP threads spin-wait for their next parallel region by default, stealing the
     # cores of the worker timing its block; passive waiting keeps the idle one off them.
     environment: Mapping[str, str] = field(default_factory=lambda: dict(QUIET_WHILE_IDLE))
-    _workers: dict[str, WorkerProcess] = field(default_factory=dict, init=False)
+    _workers: dict[tuple[str, tuple[str, ...] | None, Path | None], WorkerProcess] = field(
+        default_factory=dict, init=False
+    )
     _timer: Timer = field(default_factory=Timer, init=False)
 
     def prepare(self, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -88,10 +94,11 @@ class ArmWorkers:
         prepared = {}
         for name in ARMS:
             arm = self.arms[name]
-            if arm.python not in self._workers:
+            if _worker_key(arm) not in self._workers:
+                sys_path = list(arm.sys_path) if arm.sys_path is not None else worker_sys_path(arm.python, self.rootdir)
                 try:
-                    self._workers[arm.python] = WorkerProcess(
-                        worker_sys_path(arm.python, self.rootdir), 120.0, self.grace, dict(self.environment), arm.python
+                    self._workers[_worker_key(arm)] = WorkerProcess(
+                        sys_path, 120.0, self.grace, dict(self.environment), arm.python, arm.cwd
                     )
                 except (WorkerGone, WorkerLate) as error:
                     raise ArmFailed(f"{arm.label}: the worker under {arm.python} did not start: {error}") from None
@@ -100,9 +107,11 @@ class ArmWorkers:
                 "placement": BASELINE_PLACEMENT,  # both arms' weights in torch's allocator, wherever each file put them
             }  # fmt: skip
             workdir = str(Path(payload["workdir"]) / arm.label)  # artifacts of one library version stay its own
+            # with ``runtime_profile`` set, a runtime that profiles its own nodes (ONNX Runtime) writes them here
+            profile = str(Path(payload["workdir"]) / f"{arm.label}-runtime") if payload.get("runtime_profile") else None
             prepared[name] = self._ask(name, {
                 **payload, "action": "prepare", "arm": name, "model": model, "technique": arm_technique(arm),
-                "workdir": workdir,
+                "workdir": workdir, "runtime_profile": profile,
             })  # fmt: skip
         return prepared
 
@@ -112,6 +121,21 @@ class ArmWorkers:
     def time_block(self, arm: str, calls: int) -> float:
         return float(self._ask(arm, {"action": "time", "arm": arm, "calls": calls})["seconds"])
 
+    def profile_block(self, arm: str, calls: int, trace: Path | None = None) -> dict[str, float]:
+        """One block of the arm op by op: each op's self seconds per call (``name<TAB>shapes`` keys)."""
+        reply = self._ask(
+            arm, {"action": "profile", "arm": arm, "calls": calls, "trace": str(trace) if trace else None}
+        )
+        ops: dict[str, float] = reply["ops"]
+        return ops
+
+    def end_profile(self, arm: str, rounds: int, calls: int) -> list[dict[str, float]] | None:
+        """The arm's runtime's own nodes per profiled round (ONNX Runtime), or None where it has none."""
+        found: list[dict[str, float]] | None = self._ask(
+            arm, {"action": "end-profile", "arm": arm, "rounds": rounds, "calls": calls}
+        )["rounds"]
+        return found
+
     def calls_per_block(self, per_call_seconds: float) -> int:
         return self._timer.calls_per_block(per_call_seconds)
 
@@ -120,7 +144,7 @@ class ArmWorkers:
 
     def _ask(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
         arm = self.arms[name]
-        worker = self._workers[arm.python]
+        worker = self._workers[_worker_key(arm)]
         try:
             worker.send({"kind": "job", "scenario": "held-arm", "payload": payload})
             reply = worker.receive(self.timeout)
@@ -140,7 +164,11 @@ class ArmWorkers:
         self._workers.clear()
 
 
+def _worker_key(arm: Arm) -> tuple[str, tuple[str, ...] | None, Path | None]:
+    return arm.python, arm.sys_path, arm.cwd
+
+
 def arm_technique(arm: Arm) -> str:
     from perfgate.subjects.catalogue import import_path
 
-    return import_path(arm.technique)
+    return arm.technique if ":" in arm.technique else import_path(arm.technique)

@@ -18,7 +18,6 @@ two sides profiled alike. A Chrome trace of each side's last block is written be
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import subprocess
@@ -33,10 +32,17 @@ from typing import Any
 import numpy as np
 
 from perfgate.errors import PerfgateError
+from perfgate.instruments.profiling import (
+    OpTimes,
+    alternate_rounds,
+    as_json,
+    from_json,
+    profile_block,
+    runtime_op_rounds,
+)
 
 __all__ = [
     "EXPLAINED_SHARE", "Explanation", "OpChange", "diff", "explain_case", "explain_failed_gates", "markdown",
-    "profile_rounds", "runtime_op_rounds",
 ]  # fmt: skip
 
 BASELINE = "fp32-eager"
@@ -71,7 +77,8 @@ class Explanation:
     listed: int = 0  # the first ``listed`` ops explain at least EXPLAINED_SHARE of the change
     seconds: float = 0.0  # what the explanation cost, from start to diff
     traces: dict[str, str] = field(default_factory=dict)
-    baseline: str = BASELINE  # the technique the candidate is set against
+    baseline: str = BASELINE  # the technique the candidate is set against (or the code, ``compare --explain``)
+    candidate: str = "candidate"  # how the tables name the other side
 
     @property
     def baseline_label(self) -> str:
@@ -91,58 +98,9 @@ class Explanation:
             "case_id": self.case_id, "rounds": self.rounds, "calls": self.calls,
             "totals": {side: list(value) for side, value in self.totals.items()}, "change": self.change,
             "listed": self.listed, "unexplained": self.unexplained, "seconds": self.seconds, "traces": self.traces,
-            "baseline": self.baseline,
+            "baseline": self.baseline, "candidate": self.candidate,
             "ops": [op.to_dict() for op in self.ops],
         }  # fmt: skip
-
-
-def profile_rounds(
-    sides: Mapping[str, Callable[[], object]], rounds: int, calls: int, trace_dir: Path | None = None
-) -> dict[str, list[dict[tuple[str, str], float]]]:
-    """Per side, per round: each op's self seconds per call (``torch.profiler``, shapes recorded), the
-    sides alternating which goes first round by round; the last block of each side traced to
-    ``trace_dir`` when given."""
-    from torch.profiler import ProfilerActivity, profile
-
-    found: dict[str, list[dict[tuple[str, str], float]]] = {side: [] for side in sides}
-    names = list(sides)
-    for number in range(rounds):
-        for side in names if number % 2 == 0 else reversed(names):
-            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
-                for _ in range(calls):
-                    sides[side]()
-            per_op: dict[tuple[str, str], float] = {}
-            for event in profiled.key_averages(group_by_input_shape=True):
-                key = (event.key, str(event.input_shapes))
-                per_op[key] = per_op.get(key, 0.0) + event.self_cpu_time_total / 1e6 / calls
-            found[side].append(per_op)
-            if trace_dir is not None and number >= rounds - 2:
-                profiled.export_chrome_trace(str(trace_dir / f"{side}.trace.json"))
-    return found
-
-
-def runtime_op_rounds(events: Sequence[dict[str, Any]], rounds: int, calls: int) -> list[dict[tuple[str, str], float]]:
-    """Per round, each ONNX Runtime node type's seconds per call (``ort::MatMul`` and its input shapes),
-    from ORT's own profile (``events``: its JSON): the last ``rounds x calls`` runs (``model_run``) are the
-    profiled blocks, in round order (warm-up runs come before them); a node belongs to the run whose
-    span holds its start."""
-    runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
-    if len(runs) < rounds * calls:
-        raise PerfgateError(f"ONNX Runtime's profile holds {len(runs)} runs, fewer than the {rounds * calls} profiled")
-    profiled = runs[len(runs) - rounds * calls :]
-    starts = [run["ts"] for run in profiled]
-    found: list[dict[tuple[str, str], float]] = [{} for _ in range(rounds)]
-    for event in events:
-        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
-            continue
-        index = bisect.bisect_right(starts, event["ts"]) - 1
-        if index < 0 or event["ts"] > profiled[index]["ts"] + profiled[index]["dur"]:
-            continue  # a warm-up run's node
-        arguments = event.get("args", {})
-        key = (f"ort::{arguments.get('op_name', event['name'])}", str(arguments.get("input_type_shape", "")))
-        per_op = found[index // calls]
-        per_op[key] = per_op.get(key, 0.0) + event["dur"] / 1e6 / calls
-    return found
 
 
 def _interval(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
@@ -198,11 +156,12 @@ def markdown(explanation: Explanation, hardware_class: str, top: int = 15) -> st
         "",
         f"Self time per call, profiled: {explanation.baseline_label} {base[0] * us:.0f} µs "
         f"[{base[1] * us:.0f}, {base[2] * us:.0f}], "
-        f"the candidate {cand[0] * us:.0f} µs [{cand[1] * us:.0f}, {cand[2] * us:.0f}]: "
+        f"{explanation.candidate} {cand[0] * us:.0f} µs [{cand[1] * us:.0f}, {cand[2] * us:.0f}]: "
         f"{explanation.change * us:+.0f} µs a call. {explanation.rounds} rounds of {explanation.calls} calls per "
         f"side, alternating; intervals over the rounds. Took {explanation.seconds:.0f} s.",
         "",
-        f"| op | input shapes | {explanation.baseline_label} µs | candidate µs | change µs | share of the change | |",
+        f"| op | input shapes | {explanation.baseline_label} µs | {explanation.candidate} µs | change µs "
+        "| share of the change | |",
         "|---|---|---|---|---|---|---|",
     ]
     for index, op in enumerate(explanation.ops[: max(top, explanation.listed)]):
@@ -259,8 +218,7 @@ def explain_case(
             tail = " ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
             raise PerfgateError(f"{case_id}: profiling both sides failed (exit {done.returncode}): {tail}")
     answer = json.loads(lines[-1])
-    samples = {side: [{tuple(key.split("\t", 1)): value for key, value in per_op.items()} for per_op in rounds_]
-               for side, rounds_ in answer.items()}  # fmt: skip
+    samples = {side: from_json(rounds_) for side, rounds_ in answer.items()}
     explanation = diff(case_id, samples, calls)
     explanation.seconds = time.monotonic() - started
     explanation.traces = {side: str(out / f"{side}.trace.json") for side in SIDES}
@@ -329,15 +287,21 @@ def side_main(request: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
     calls = {side: caller(side) for side in SIDES}
     for call in calls.values():
         timer.warm_up(call)
-    found = profile_rounds(calls, request["rounds"], request["calls"], Path(request["traces"]))
+    traces = Path(request["traces"])
+
+    def block(side: str) -> Callable[[bool], OpTimes]:
+        return lambda last: profile_block(
+            calls[side], request["calls"], (traces / f"{side}.trace.json") if last else None
+        )
+
+    found = alternate_rounds({side: block(side) for side in SIDES}, request["rounds"])
     for side, variant in variants.items():
         if variant.end_profiling is not None:  # its own nodes, beside the torch ops around the session
             events = json.loads(Path(variant.end_profiling()).read_text())
             for per_op, runtime in zip(found[side], runtime_op_rounds(events, request["rounds"], request["calls"]),
                                        strict=True):  # fmt: skip
                 per_op.update(runtime)
-    return {side: [{f"{name}\t{shapes}": value for (name, shapes), value in per_op.items()} for per_op in rounds]
-            for side, rounds in found.items()}  # fmt: skip
+    return {side: as_json(rounds) for side, rounds in found.items()}
 
 
 if __name__ == "__main__":

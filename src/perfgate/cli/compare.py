@@ -32,6 +32,16 @@ def add(commands: Any) -> None:
         "that regress again",
     )  # fmt: skip
     compare.add_argument(
+        "--explain", type=int, default=0, metavar="N",
+        help="profile the N worst confirmed speed regressions op by op (needs --confirm): this checkout's code "
+        "against the commit of the good run, checked out in a git worktree, each side in its own worker; the "
+        "diff goes into the report and --json",
+    )  # fmt: skip
+    compare.add_argument(
+        "--explain-dir", type=Path,
+        help="where --explain writes each side's Chrome trace (default: explain/ beside the results file)",
+    )  # fmt: skip
+    compare.add_argument(
         "--annotate", action="store_true",
         help="write each case's status (and confirmation) into the results file, so that once it is in the "
         "history the HTML report marks its confirmed regressions",
@@ -46,6 +56,10 @@ def add(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise PerfgateError(f"--last={args.last}: compare with at least 1 run")
+    if args.explain < 0 or (args.explain and not args.confirm):
+        raise PerfgateError(
+            f"--explain={args.explain}: profiles confirmed regressions only; add --confirm (and N >= 1)"
+        )
     current = load_run(args.current)  # before any walk of the history: a wrong path fails at once
     # The run itself may already sit in the history (a .benchmarks directory): never its own baseline.
     history = load_history(args.history).without(args.current)
@@ -54,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     comparison = compare_run(current, history, last=args.last, current_path=args.current, report_missing=not args.shard)
     if args.confirm:
         comparison.confirm(confirmation_rerun(current), history)
+    if args.explain:
+        from perfgate.answers.explain_regression import RegressionExplainer
+
+        out = args.explain_dir or args.current.parent / "explain"
+        explainer = RegressionExplainer(args.explain, out, Path.cwd(), log=lambda line: print(line, file=sys.stderr))
+        explainer.explain(comparison, current)
     if args.annotate:
         record = RunRecord.load(args.current)  # a pytest-benchmark run cannot carry it: named error
         record.against_history = {

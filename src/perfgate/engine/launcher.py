@@ -89,6 +89,7 @@ class WorkerProcess:
         grace: float,
         environment: dict[str, str] | None = None,
         python: str = sys.executable,  # another environment's interpreter (the library-upgrade gate)
+        cwd: Path | None = None,  # where it runs: ``-m`` imports from there before any PYTHONPATH entry
     ) -> None:
         self.grace = grace
         request_read, request_write = os.pipe()
@@ -105,6 +106,7 @@ class WorkerProcess:
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=cwd,
                 start_new_session=True,  # its own process group: a kill reaches compile workers it spawned
             )
         finally:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from perfgate.errors import ResultsFileError
 from perfgate.instruments.nvml import clocks_and_power, read_nvml
 from perfgate.records.results import RunRecord, merge_records, write_atomically
+from perfgate.records.source import source_revision
 from perfgate.reports.report import fit_job_summary, markdown_summary
 from perfgate.subjects.hardware import cuda_settings
 from perfgate.subjects.model import BASELINE_PLACEMENT
@@ -57,6 +58,7 @@ class RunRecorder:
             fingerprint = self.machine.hardware.fingerprint()
             # timed jobs copy the fp32 weights into torch's allocator; serving memory keeps them mapped
             fingerprint["baseline_placement"] = {"weights": BASELINE_PLACEMENT, "serving_memory": "mapped"}
+            fingerprint["source"] = source_revision(self.config.rootpath)  # the code measured: explain's good side
             if self.machine.gpu is not None:
                 fingerprint["gpu_placement"] = asdict(self.machine.gpu)  # which GPU this process's CUDA cases ran on
                 fingerprint["cuda_settings"] = cuda_settings()

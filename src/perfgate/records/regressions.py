@@ -147,6 +147,9 @@ class CaseComparison:
     detail: str = ""
     nodeid: str = ""
     confirmed: bool | None = None  # None: not re-measured; False: the re-measurement was back in its band
+    # The latest run it was compared with (``compare --explain`` profiles against its code)
+    good_run: RunRecord | None = field(default=None, repr=False, compare=False)
+    explanation: dict[str, Any] | None = None  # ``compare --explain``: the op-by-op diff, or why there is none
 
     @property
     def reproduce(self) -> str:
@@ -211,6 +214,7 @@ class Comparison:
                 {
                     "case_id": c.case_id, "status": str(c.status), "confirmed": c.confirmed, "detail": c.detail,
                     "reproduce": c.reproduce, "figures": [{**vars(f), "status": str(f.status)} for f in c.figures],
+                    **({"explain": c.explanation} if c.explanation is not None else {}),
                 }
                 for c in self.cases
             ],
@@ -260,6 +264,10 @@ class Comparison:
         if flagged:
             out += ["", "Reproduce locally:", ""]
             out += [f"- `{c.case_id}` ({c.status}): `{c.reproduce}`" for c in flagged]
+        explained = [(c.case_id, c.explanation) for c in self.cases if c.explanation is not None]
+        if explained:
+            out += ["", "## Where the time went (`--explain`)", ""]
+            out += [note.get("markdown") or f"- `{name}`: not explained: {note['why']}\n" for name, note in explained]
         return "\n".join(out) + "\n"
 
 
@@ -297,6 +305,7 @@ def compare_run(
         reference = _reference(case, usable, acceptances, last)
         used.update(id(run) for run, _ in reference)
         compared.append(_compare_case(case, [found for _, found in reference]))
+        compared[-1].good_run = reference[-1][0] if reference else None
     if report_missing:
         seen = {case.spec.case_id for case in current.cases}
         latest = {case.spec.case_id for case in usable[-1].cases}
@@ -371,10 +380,13 @@ def _compare_figure(
         half = max(tracked.floor, 3 * sigma)
         low, high = reference - half, reference + half
     else:
-        between = 3 * sigma / reference if reference else 0.0
+        # A ratio's band is a half-width in log space, as its interval's is: a run measured to 0.5x-2x
+        # spreads as far below as above, and no half-width takes the band down to 0 (a linear one did at
+        # an interval spanning 7.4x, where then no regression could show).
+        between = math.log1p(3 * sigma / reference) if reference else 0.0
         within = math.log(own[1] / own[0]) / 2 if own else 0.0
-        half = max(tracked.floor, math.hypot(between, within))
-        low, high = reference * (1 - half), reference * (1 + half)
+        half = max(math.log1p(tracked.floor), math.hypot(between, within))
+        low, high = reference * math.exp(-half), reference * math.exp(half)
     if low <= value <= high:
         status = Status.UNCHANGED
     else:

@@ -119,6 +119,7 @@ class WorkerState:
         self._model: LoadedModel | None = None
         self._variants: dict[tuple[str, int | None], Variant] = {}
         self.held: dict[str, tuple[Callable[[], object], Timer]] = {}  # arms the parent times (held_arm.py)
+        self.runtime_profiles: dict[str, Callable[[], str]] = {}  # a held arm's runtime profiler's end, by arm
         # fp32's per-example task outcomes by model, baseline, labelled set and shape: scored once per worker
         # (the shared worker lives the whole run), kept across model swaps, so each case scores its candidate only
         self.baseline_outcomes: dict[tuple[Any, ...], Any] = {}
