@@ -5,6 +5,9 @@ vanished and the unfused parts that appeared. Nightly: two exports and a profile
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +38,65 @@ def test_explain_names_the_fused_nodes_an_unoptimized_session_lacks_against_o2(t
     assert fused & by_status.get("vanished", set()), table  # O2's fusions, absent from the unoptimized graph
     assert {"ort::Softmax", "ort::Erf"} <= by_status.get("appeared", set()), table  # attention's and GELU's parts
     assert "| onnxruntime-o2 µs |" in table
+
+
+TEST = """
+def test_planted(perfgate):
+    perfgate.measure("micro", "planted-extra", batch_size=2, memory=False)
+"""
+
+
+@pytest.fixture
+def fake_gh(tmp_path, monkeypatch):
+    from tests import fake_gh
+
+    yield from fake_gh.install(tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_compare_explain_names_the_matmul_a_commit_planted_and_the_alert_carries_it(tmp_path, monkeypatch, fake_gh):
+    """As the nightly runs it: a night at the good commit stored, a night at the commit that adds a
+    512 x 512 matmul to every forward, then ``perfgate compare --confirm --explain 1`` (the console script,
+    in the checkout) and ``scripts/alert.py`` on its compare.json. About a minute: three pytest runs, two
+    probes, two workers."""
+    from tests.micro_model import micro_bert
+    from tests.test_bisect import git
+    from tests.test_explain_regression import CONFTEST
+    from tests.user_project import ROOT, SENTENCES
+
+    for name in [key for key in os.environ if key.startswith("PERFGATE_")]:
+        monkeypatch.delenv(name)
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    (repository / "pytest.ini").write_text(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\n")
+    (repository / ".gitignore").write_text("cache/\nout*/\nhistory/\n")
+    (repository / "conftest.py").write_text(CONFTEST.format(model=str(micro_bert(tmp_path / "micro-bert"))))
+    (repository / "test_planted.py").write_text(TEST)
+    git(repository, "init", "--quiet", "--initial-branch=main")
+    perfgate = [sys.executable, "-m", "perfgate"]
+    for night, size in enumerate((0, 512)):
+        (repository / "planted_extra.py").write_text(f"SIZE = {size}\n")
+        git(repository, "add", "--all")
+        git(repository, "commit", "--quiet", "-m", f"size {size}")
+        command = [sys.executable, "-m", "pytest", "-q", "--perfgate-budget=1", f"--perfgate-report-dir=out{night}"]
+        ran = subprocess.run(command, cwd=repository, capture_output=True, text=True, check=False)
+        assert ran.returncode == 0, ran.stdout[-2000:]
+        if night == 0:
+            subprocess.run(
+                [*perfgate, "store", "out0/results.json", "--history", "history"], cwd=repository, check=True
+            )
+    command = [*perfgate, "compare", "out1/results.json", "--history", "history", "--confirm", "--explain", "1",
+               "--json", "compare.json"]  # fmt: skip
+    compared = subprocess.run(command, cwd=repository, capture_output=True, text=True, check=False)
+    assert compared.returncode == 1, compared.stdout + compared.stderr
+    assert "## Where the time went (`--explain`)" in compared.stdout
+    (case,) = json.loads((repository / "compare.json").read_text())["cases"]
+    first = case["explain"]["ops"][0]
+    assert (first["name"], first["shapes"], first["status"]) == ("aten::mm", "[[512, 512], [512, 512]]", "appeared")
+    assert first["share"] > 0.5, case["explain"]["markdown"]
+    command = [sys.executable, str(ROOT / "scripts" / "alert.py"), str(repository / "compare.json"), "--run-url", "RUN",
+               "--workflow", "nightly-cpu"]  # fmt: skip
+    alert = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert alert.returncode == 0, alert.stderr
+    (issue,) = fake_gh.issues()
+    assert "| `aten::mm` | `[[512, 512], [512, 512]]` | - |" in issue["body"]

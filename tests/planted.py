@@ -102,3 +102,36 @@ class DtypeRoundTrip(Technique):
             return model.run(inputs)
 
         return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)
+
+
+class UnfusedLinear(Technique):
+    """fp32 eager with every Linear computed unfused, ``x @ W.T`` then ``+ b``: ``perfgate explain`` must
+    name the fused ``aten::addmm`` as vanished and the ``aten::mm`` and ``aten::add`` that replace it as
+    appeared (a status no noise changes, whatever the two cost)."""
+
+    name = "planted-unfused-linear"
+    summary = "fp32 eager with each Linear as a matmul and a separate bias add"
+
+    def apply(self, model: LoadedModel, workdir: Path, threads: int | None) -> Variant:
+        import copy
+
+        import torch
+
+        module = copy.deepcopy(model.module)  # fp32 eager, beside it in the process, keeps its own
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.forward = _unfused(layer)  # type: ignore[method-assign]
+
+        def run(inputs: Any) -> Any:
+            return model.primary_output(module(**inputs), inputs)
+
+        return Variant(self.name, run, memory_bytes=model.parameter_bytes(), independent_of_source=False)
+
+
+def _unfused(layer: Any) -> Callable[[Any], Any]:
+    import torch
+
+    def forward(x: Any) -> Any:
+        return torch.matmul(x, layer.weight.t()) + layer.bias
+
+    return forward

@@ -53,7 +53,8 @@ def planted_case(tmp_path, micro_model_dir, technique: str):
     texts = ["a sentence about the weather", "another"]
     probe = {"location": str(micro_model_dir), "task": "text-classification",
              "technique_path": f"tests.planted:{technique}", "timed_texts": texts}  # fmt: skip
-    name = {"ExtraMatmul": "planted-extra-matmul", "DtypeRoundTrip": "planted-dtype-round-trip"}[technique]
+    name = {"ExtraMatmul": "planted-extra-matmul", "DtypeRoundTrip": "planted-dtype-round-trip",
+            "UnfusedLinear": "planted-unfused-linear"}[technique]  # fmt: skip
     # one thread: a neighbour process on a 2-core runner stalls a two-thread op whenever it takes a core
     return explain_case(f"micro/{name}/b2/cpu", probe, tmp_path / "out", rounds=6, calls=5, threads=1)
 
@@ -73,6 +74,16 @@ def test_explain_names_the_casts_of_a_planted_dtype_round_trip(tmp_path, micro_m
     assert first.name in ("aten::copy_", "aten::_to_copy"), markdown(explanation, "cpu")
     assert first.shapes.startswith("[[512, 512]"), first
     assert first.status == "appeared"
+
+
+def test_explain_names_the_fused_addmm_an_unfused_linear_lost_and_the_mm_and_add_it_became(tmp_path, micro_model_dir):
+    explanation = planted_case(tmp_path, micro_model_dir, "UnfusedLinear")
+    by_status: dict[str, set[str]] = {}
+    for op in explanation.ops:
+        by_status.setdefault(op.status, set()).add(op.name)
+    table = markdown(explanation, "cpu")
+    assert "aten::addmm" in by_status.get("vanished", set()), table
+    assert {"aten::mm", "aten::add"} <= by_status.get("appeared", set()), table
 
 
 def test_after_the_ops_that_explain_the_change_the_rest_come_by_how_much_they_moved_either_way():
