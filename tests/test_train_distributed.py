@@ -389,3 +389,24 @@ def test_a_case_at_another_rank_count_says_its_ratios_are_recorded_and_when_rank
     assert oversubscribed.endswith(
         ". 4 ranks on 2 cores: the speed is the ranks' overhead on shared cores, not scaling"
     )
+
+
+def distributed_payload(model_dir: Path, fault: dict[str, Any]) -> dict[str, Any]:
+    return {"recipe": "ddp", "model": {"location": str(model_dir)}, "eval_texts": TEXTS, "batch_size": 4,
+            "seq_len": 16, "world": WORLD, "policy": {"min_pairs": 2, "budget_seconds": 1.0, "seed": 0},
+            "bound": None, "timing": False, "fault": fault, "deadline": 120}  # fmt: skip
+
+
+def test_a_start_up_crash_before_any_rank_joins_is_started_once_more_and_said(micro_model_dir, tmp_path):
+    """A starved torchrun start can abort a rank before the process group exists ("terminate called
+    without an active exception", beside a CPU hog): once is the machine, twice is the case's outcome."""
+    from perfgate.engine.scenarios.train_distributed import TrainDistributed
+
+    once = {"kind": "abort-at-start", "rank": 1, "once": str(tmp_path / "aborted-once")}
+    data = TrainDistributed().run(distributed_payload(micro_model_dir, once), None)
+    assert [report["rank"] for report in data["ranks"]] == [0, 1]
+    assert "first start crashed before any joined the process group" in data["restarted"]
+    assert "rank 1 of 2 died (SIGABRT" in data["restarted"] or "did not report" in data["restarted"], data
+    with pytest.raises(JobOutcome) as raised:
+        TrainDistributed().run(distributed_payload(micro_model_dir, {"kind": "abort-at-start", "rank": 1}), None)
+    assert raised.value.outcome == "crashed"

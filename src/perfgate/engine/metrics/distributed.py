@@ -52,6 +52,8 @@ class Distributed(Metric):
             text += "; the anonymous peak cannot resolve the saving: judged on live tensor bytes"
         if figures.get("world_note"):
             text += f"; {figures['world_note']}"
+        if figures.get("restarted"):
+            text += f"; started twice: {figures['restarted']}"
         if figures.get("max_loss_diff") is not None:
             text += f"; loss Δ {figures['max_loss_diff']:.2g}"
         return {"train": text}

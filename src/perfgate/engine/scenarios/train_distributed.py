@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ class TrainDistributed(Scenario):
         if data is None:
             return
         figures = distributed_figures(technique.sharding, data["ranks"])
+        if data.get("restarted"):
+            figures["restarted"] = data["restarted"]
         lead = next(report for report in data["ranks"] if report["rank"] == 0)
         speed = (
             {**lead["speed"], "throughput_items_per_second": lead["samples_per_second"]} if "speed" in lead else None
@@ -116,7 +119,21 @@ class TrainDistributed(Scenario):
         }
         if job["batch_size"] % payload["world"]:
             raise ValueError(f"batch_size={job['batch_size']} does not split evenly over {payload['world']} ranks")
-        return {"ranks": run_ranks(job, payload["world"], payload["deadline"])}
+        started = time.monotonic()
+        try:
+            return {"ranks": run_ranks(job, payload["world"], payload["deadline"])}
+        except StartUpCrash as crash:
+            # No rank joined the process group: torchrun's start on a starved machine (a rank's store client
+            # aborting, "terminate called without an active exception"), not the recipe. Started once more,
+            # and said; a second start-up crash is the case's outcome.
+            left = payload["deadline"] - (time.monotonic() - started)
+            if left < 1.0:
+                raise crash.outcome from None
+            restarted = f"the ranks' first start crashed before any joined the process group ({crash.outcome})"
+            try:
+                return {"ranks": run_ranks(job, payload["world"], left), "restarted": restarted}
+            except StartUpCrash as again:
+                raise again.outcome from None
 
 
 def world_note(world: int, measured: int, cores: int) -> str:
@@ -149,10 +166,21 @@ def run_ranks(job: dict[str, Any], world: int, deadline: float) -> list[dict[str
             output = _stop(process)
             raise JobOutcome("timeout", stall_detail(job_dir, world, deadline), output[-LOG_TAIL:]) from None
         if process.returncode != 0:
-            raise JobOutcome("crashed", crash_detail(output, _missing(job_dir, world), world), output[-LOG_TAIL:])
+            outcome = JobOutcome("crashed", crash_detail(output, _missing(job_dir, world), world), output[-LOG_TAIL:])
+            if not any(job_dir.glob("rank-*.joined")):
+                raise StartUpCrash(outcome)
+            raise outcome
         return [json.loads((job_dir / f"rank-{rank}.json").read_text()) for rank in range(world)]
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+class StartUpCrash(Exception):
+    """torchrun failed before any rank joined the process group (``outcome``: what it would record)."""
+
+    def __init__(self, outcome: Any) -> None:
+        super().__init__(str(outcome))
+        self.outcome = outcome
 
 
 def _stop(process: subprocess.Popen[str]) -> str:

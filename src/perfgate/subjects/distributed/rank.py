@@ -56,7 +56,9 @@ def main(job_dir: Path) -> None:
     job = json.loads((job_dir / "job.json").read_text())
     torch.set_num_threads(job["threads_per_rank"])
     before_group = process_memory()
+    _planted_start_up_crash(job)
     dist.init_process_group("gloo", timeout=timedelta(seconds=job["collective_timeout"]))
+    (job_dir / f"rank-{dist.get_rank()}.joined").touch()  # past start-up: a crash from here on is the case's
     try:
         # The baseline of a rank's memory: after the process group, whose store rank 0 may host
         before_model = process_memory()
@@ -307,12 +309,26 @@ def _planted_fault(job: dict[str, Any], rank: int, index: int) -> None:
     """A planted fault, for the tests that show a dead or silent rank becomes an outcome: ``kill`` (SIGKILL
     to itself) or ``hang`` (never joins the step's collectives) on one rank at one step."""
     fault = job.get("fault")
-    if not fault or fault["rank"] != rank or fault["step"] != index:
+    if not fault or fault["rank"] != rank or fault.get("step") != index:
         return
     if fault["kind"] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if fault["kind"] == "hang":
         time.sleep(10**6)
+
+
+def _planted_start_up_crash(job: dict[str, Any]) -> None:
+    """``abort-at-start``: the rank aborts before it joins the process group, as a starved torchrun start
+    can; with ``once`` (a file path) only the first start does."""
+    fault = job.get("fault") or {}
+    if fault.get("kind") != "abort-at-start" or int(os.environ.get("RANK", "0")) != fault["rank"]:
+        return
+    once = Path(fault["once"]) if fault.get("once") else None
+    if once is not None and once.exists():
+        return
+    if once is not None:
+        once.touch()
+    os.abort()
 
 
 def _die_with_parent() -> None:
