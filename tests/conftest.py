@@ -32,5 +32,6 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     for name in [k for k in os.environ if k.startswith("PERFGATE_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pytester.makeini(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\n")
+    # No report.html: matplotlib's figures cost about 2 s a run, and only the tests of the report read it
+    pytester.makeini(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\nperfgate_html = off\n")
     return pytester

@@ -259,13 +259,14 @@ def test_a_run_is_compared_with_its_history_and_a_regression_fails_the_session(p
     first = project.runpytest(*options, "--perfgate-history=history")
     assert first.ret == 0
     first.stdout.fnmatch_lines(["*against the history (0 comparable runs): 1 new*"])
+    assert not (project.path / "out" / "report.html").exists()  # perfgate_html = off in the project's ini
     past = json.loads((project.path / "out" / "results.json").read_text())
     estimate = past["cases"][0]["metrics"]["speed"]["estimate"]
     # A night when this case was far faster than any machine measures it: a fixed figure, not a multiple of
     # the first run's, which a loaded machine (tests under xdist) measured anywhere from 0.3x to 3x.
     estimate.update(speedup=1000.0, ci_low=900.0, ci_high=1100.0)
     (history / "past.json").write_text(json.dumps(past))
-    second = project.runpytest(*options, "--perfgate-history=history")
+    second = project.runpytest(*options, "--perfgate-history=history", "--perfgate-html=on")
     assert second.ret == 1
     second.stdout.fnmatch_lines(["*1 regression*", "REGRESSION micro/torch-dynamic-int8-per-channel/b1/cpu*"])
     assert "regression" in (project.path / "out" / "compare.md").read_text()

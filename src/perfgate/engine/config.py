@@ -124,6 +124,13 @@ OPTIONS = (
         True,
     ),
     Option(
+        "html",
+        "write report.html (matplotlib's figures, about 2 s a run): on or off; a re-measurement "
+        "(compare --confirm, bisect steps) writes none",
+        lambda t: {"on": True, "off": False}[t],
+        True,
+    ),
+    Option(
         "recommend_min_cosine",
         "the Recommendation section's fidelity floor: output cosine against fp32 (perfgate recommend --min-cosine)",
         _positive_float,
@@ -182,6 +189,7 @@ class Settings:
     case_timeout: float
     kill_grace: float
     memory: bool
+    html: bool = True
     require_gated: bool = False
     history: Path | None = None
     explain: int = 0

@@ -132,8 +132,8 @@ class RunRecorder:
         self.save()
 
     def write_summary(self, comparison: Comparison | None = None, history: Sequence[Any] = ()) -> Path | None:
-        """summary.md, and report.html where matplotlib is installed (with the history's figure when the
-        run was compared)."""
+        """summary.md, and report.html where matplotlib is installed and ``--perfgate-html`` is on (with
+        the history's figure when the run was compared)."""
         if self.record is None or self.xdist_worker:
             return None
         path = self.settings.report_dir / "summary.md"
@@ -141,7 +141,7 @@ class RunRecorder:
         write_atomically(path, summary)
         # What CI appends to $GITHUB_STEP_SUMMARY: the same, cut to fit its 1 MiB.
         write_atomically(self.settings.report_dir / "job-summary.md", fit_job_summary(summary))
-        if importlib.util.find_spec("matplotlib") is not None:
+        if self.settings.html and importlib.util.find_spec("matplotlib") is not None:
             from perfgate.reports.html_report import html_report
 
             write_atomically(

@@ -406,7 +406,8 @@ def rerun_tests(
     needs before it is believed (``compare --confirm``), and each step of ``perfgate bisect --git``.
     ``markexpr`` is the original run's ``-m``: the plugin skips a ``slow`` test unless the expression
     names it, so a nightly case is re-run under the nightly's expression. ``quiet`` keeps pytest's
-    output, which then only names the cause when no record was written."""
+    output, which then only names the cause when no record was written. Its report folder is scratch:
+    no report.html is drawn there."""
     import subprocess
     import sys
     import tempfile
@@ -420,7 +421,8 @@ def rerun_tests(
     ]
     with tempfile.TemporaryDirectory(prefix="perfgate-confirm-") as scratch:
         command = [python or sys.executable, "-m", "pytest", *nodeids, *flags, f"--perfgate-report-dir={scratch}",
-                   "-q", "-p", "no:randomly", *(["-m", markexpr] if markexpr else [])]  # fmt: skip
+                   "--perfgate-html=off", "-q", "-p", "no:randomly",
+                   *(["-m", markexpr] if markexpr else [])]  # fmt: skip
         if not quiet:
             print("re-measuring:", " ".join(command), file=sys.stderr)
         # A failing gate is expected here: the record is what counts.
