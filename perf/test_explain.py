@@ -100,3 +100,44 @@ def test_compare_explain_names_the_matmul_a_commit_planted_and_the_alert_carries
     assert alert.returncode == 0, alert.stderr
     (issue,) = fake_gh.issues()
     assert "| `aten::mm` | `[[512, 512], [512, 512]]` | - |" in issue["body"]
+
+
+@pytest.mark.slow
+def test_compare_explain_profiles_a_library_release_in_an_overlay_of_the_good_run_s_version(tmp_path, monkeypatch):
+    """The same code, a library upgraded between the runs (plantedlib 1.0 -> 1.1, whose 1.1 adds a 512 x 512
+    matmul to every forward): the good side runs in an overlay environment serving 1.0, this side in
+    one serving 1.1, and the diff names the matmul. About half a minute: two overlays, two workers."""
+    from perfgate.answers.explain_regression import RegressionExplainer
+    from perfgate.subjects.environments import install_into, overlay_environment
+    from tests.micro_model import micro_bert
+    from tests.test_bisect import write_wheel
+    from tests.test_explain_regression import CONFTEST, compared, record
+    from tests.user_project import SENTENCES
+
+    for name in [key for key in os.environ if key.startswith("PERFGATE_")]:
+        monkeypatch.delenv(name)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for version, size in (("1.0", 0), ("1.1", 512)):
+        write_wheel(wheels, "plantedlib", version, f"SIZE = {size}\n")
+    index = ("--no-index", f"--find-links={wheels}")
+    upgraded = overlay_environment(tmp_path / "this-environment")
+    install_into(upgraded, "plantedlib==1.1", index)
+    project = tmp_path / "project"  # no git: the code is the same on both sides
+    project.mkdir()
+    (project / "pytest.ini").write_text(f"[pytest]\nperfgate_sentences = {SENTENCES}\nperfgate_cache_dir = cache\n")
+    conftest = CONFTEST.format(model=str(micro_bert(tmp_path / "micro-bert"))).replace("planted_extra", "plantedlib")
+    (project / "conftest.py").write_text(conftest)
+    monkeypatch.chdir(project)
+    case = "micro/planted-extra/b2/cpu"
+    good, current = record({case: 1.0}, None, 1), record({case: 0.3}, None, 2)
+    good.fingerprint["libraries"]["plantedlib"], current.fingerprint["libraries"]["plantedlib"] = "1.0", "1.1"
+    comparison = compared(current, good)
+    explainer = RegressionExplainer(1, tmp_path / "explain", project, rounds=4, calls=5, python=str(upgraded),
+                                    index_options=index, log=lambda _: None)  # fmt: skip
+    lines = explainer.explain(comparison, current)
+    explained = comparison.cases[0].explanation
+    assert "markdown" in explained, lines
+    first = explained["ops"][0]
+    assert (first["name"], first["shapes"], first["status"]) == ("aten::mm", "[[512, 512], [512, 512]]", "appeared")
+    assert (explained["baseline"], explained["candidate"]) == ("good plantedlib 1.0", "now plantedlib 1.1")

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from perfgate.answers.explain_regression import RegressionExplainer, explainable, import_paths, why_not_code
+from perfgate.answers.explain_regression import Change, RegressionExplainer, change_between, explainable, import_paths
 from perfgate.cli import main
 from perfgate.engine.record import CaseResult
 from perfgate.engine.spec import CaseSpec
@@ -59,16 +59,28 @@ def test_only_confirmed_speed_regressions_of_forward_cases_are_chosen_the_worst_
     assert explainable(compared(training, record({"m/a/b1/cpu": 2.0}, "1" * 40, 1)), training) == []
 
 
-def test_code_is_set_against_code_only_where_both_runs_name_their_commits_and_they_differ():
+def test_code_is_set_against_code_and_libraries_against_libraries_and_the_sides_say_which():
     good, current = record({CASE: 1.0}, "1" * 40, 1), record({CASE: 0.3}, "2" * 40, 2)
-    assert why_not_code(current, good) is None
-    assert "recorded no commit: no .git" in why_not_code(current, record({CASE: 1.0}, None, 1))
-    assert "this run recorded no commit" in why_not_code(record({CASE: 0.3}, None, 2), good)
+    change = change_between(current, good)
+    assert change == Change(("1" * 40, "2" * 40), {})
+    assert change.labels == ("good 111111111111", "now 222222222222")
     same = record({CASE: 0.3}, "1" * 40, 2)
-    assert "machine or its load" in why_not_code(same, good)
-    same.fingerprint["libraries"]["torch"] = "2.10.0"
-    assert "torch 2.9.1 -> 2.10.0" in why_not_code(same, good)
-    assert "no good run" in why_not_code(current, None)
+    assert "machine or its load" in change_between(same, good)
+    same.fingerprint["source"]["dirty"] = True  # this tree changed beyond its commit: code against code
+    assert change_between(same, good).commits == ("1" * 40, "1" * 40)
+    upgraded = record({CASE: 0.3}, "1" * 40, 2)
+    upgraded.fingerprint["libraries"]["torch"] = "2.9.2"
+    change = change_between(upgraded, good)
+    assert change == Change(None, {"torch": ("2.9.1", "2.9.2")})
+    assert change.labels == ("good torch 2.9.1", "now torch 2.9.2")
+    both = record({CASE: 0.3}, "2" * 40, 2)
+    both.fingerprint["libraries"]["torch"] = "2.9.2"
+    assert change_between(both, good).labels == ("good 111111111111 (torch 2.9.1)", "now 222222222222 (torch 2.9.2)")
+    assert "recorded no commit (no .git) and the same libraries" in change_between(
+        current, record({CASE: 1.0}, None, 1)
+    )
+    assert "this run recorded no commit" in change_between(record({CASE: 0.3}, None, 2), good)
+    assert "no good run" in change_between(current, None)
 
 
 def test_the_other_commit_s_worker_imports_its_checkout_but_perfgate_from_here(tmp_path, monkeypatch):
@@ -80,6 +92,12 @@ def test_the_other_commit_s_worker_imports_its_checkout_but_perfgate_from_here(t
     assert import_paths(top, checkout, checkout / "project") == (
         str(checkout / "project"), str(checkout / "lib"), str(SOURCE_ROOT), "/usr/lib/python3"
     )  # fmt: skip
+    # under an overlay (the good run's library versions) none of this environment's own entries
+    assert import_paths(top, top, top / "project", overlay=True) == (
+        str(top / "project"),
+        str(top / "lib"),
+        str(SOURCE_ROOT),
+    )
 
 
 def test_explain_without_confirm_is_refused_before_anything_runs(tmp_path, capsys):

@@ -270,13 +270,17 @@ def _gate_speed(plan: ReleaseBisection, good: Path, candidate: Path, budget: flo
 
 
 def probe_case(
-    target: CaseTarget, rootdir: Path, python: str = sys.executable, paths: Sequence[str] = ()
-) -> dict[str, Any]:
+    target: CaseTarget, rootdir: Path, python: str = sys.executable, paths: Sequence[str] = (),
+    pythonpath: Sequence[str] = (),
+) -> dict[str, Any]:  # fmt: skip
     """Resolve the case's model and technique as the project's own pytest session does (its conftest
-    registers models and techniques): a ``--collect-only`` run with the probe plugin, in a subprocess."""
+    registers models and techniques): a ``--collect-only`` run with the probe plugin, in a subprocess
+    (``pythonpath``: entries it imports first, e.g. perfgate's source for an overlay's interpreter)."""
     with tempfile.TemporaryDirectory(prefix="perfgate-probe-") as scratch:
         out = Path(scratch) / "probe.json"
         env = {**os.environ, "PERFGATE_PROBE": json.dumps({**vars(target), "out": str(out)})}
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])])
         command = [python, "-m", "pytest", "--collect-only", "-q", "-p", "perfgate.plugin.bisect_probe", *paths]
         done = subprocess.run(command, cwd=rootdir, env=env, capture_output=True, text=True, check=False)
         if not out.is_file():

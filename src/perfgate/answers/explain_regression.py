@@ -36,7 +36,7 @@ from perfgate.records.history import runner_class
 from perfgate.records.regressions import CaseComparison, Comparison, Status
 from perfgate.records.results import RunRecord
 
-__all__ = ["RegressionExplainer", "explainable", "why_not_code"]
+__all__ = ["Change", "RegressionExplainer", "change_between", "explainable", "import_paths"]
 
 
 def explainable(comparison: Comparison, current: RunRecord) -> list[CaseComparison]:
@@ -53,29 +53,47 @@ def explainable(comparison: Comparison, current: RunRecord) -> list[CaseComparis
     return [case for _, case in sorted(found, key=lambda pair: pair[0])]
 
 
-def why_not_code(current: RunRecord, good: RunRecord | None) -> str | None:
-    """Why this run's code cannot be profiled against the good run's, or None where it can."""
+@dataclass(frozen=True)
+class Change:
+    """What differs between the good run and this one, as their fingerprints say: the commit (both
+    recorded and different, or this tree changed beyond its commit) and the libraries' versions."""
+
+    commits: tuple[str, str] | None  # (good, this)
+    libraries: dict[str, tuple[str, str | None]]  # name -> (the good run's version, this run's)
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """How the diff names its two sides: ``good 28f4a4e838ab (torch 2.9.0)`` and ``now ...``."""
+        sides = []
+        for index, word in enumerate(("good", "now")):
+            parts = [self.commits[index][:12]] if self.commits else []
+            parts += [f"{name} {versions[index]}" for name, versions in sorted(self.libraries.items())]
+            sides.append(f"{word} {parts[0]}" + (f" ({', '.join(parts[1:])})" if parts[1:] else ""))
+        return sides[0], sides[1]
+
+
+def change_between(current: RunRecord, good: RunRecord | None) -> Change | str:
+    """What this run changed against the good run, or why nothing can be profiled against it."""
     if good is None:
         return "no good run in the history to set it against"
     mine, theirs = current.fingerprint.get("source") or {}, good.fingerprint.get("source") or {}
+    ours, others = current.fingerprint.get("libraries", {}), good.fingerprint.get("libraries", {})
+    # A library the good run lacked cannot be taken away from an overlay: both sides keep this one's.
+    libraries = {name: (others[name], ours.get(name)) for name in sorted(others) if others[name] != ours.get(name)}
+    commits = None
+    if mine.get("commit") and theirs.get("commit") and (theirs["commit"] != mine["commit"] or mine.get("dirty")):
+        commits = (str(theirs["commit"]), str(mine["commit"]))
+    if commits or libraries:
+        return Change(commits, libraries)
     recorded = "a run recorded before perfgate recorded its commit"
     if not theirs.get("commit"):
-        return f"the good run ({good.started}) recorded no commit: {theirs.get('why', recorded)}"
+        return (
+            f"the good run ({good.started}) recorded no commit ({theirs.get('why', recorded)}) and the same libraries"
+        )
     if not mine.get("commit"):
-        return f"this run recorded no commit: {mine.get('why', recorded)}"
-    if theirs["commit"] == mine["commit"] and not mine.get("dirty"):
-        changed = library_changes(current, good)
-        cause = f"the libraries changed ({changed}): `perfgate bisect --package` names the release" if changed else (
-            "neither did the libraries: the machine or its load did"
-        )  # fmt: skip
-        return f"the good run measured the same commit ({mine['commit'][:12]}); {cause}"
-    return None
-
-
-def library_changes(current: RunRecord, good: RunRecord) -> str:
-    mine, theirs = current.fingerprint.get("libraries", {}), good.fingerprint.get("libraries", {})
-    names = sorted(name for name in set(mine) | set(theirs) if mine.get(name) != theirs.get(name))
-    return ", ".join(f"{name} {theirs.get(name)} -> {mine.get(name)}" for name in names)
+        return f"this run recorded no commit ({mine.get('why', recorded)}) and the same libraries"
+    return (f"the good run measured the same commit ({mine['commit'][:12]}) with the same libraries: the machine "
+            "or its load changed")  # fmt: skip
 
 
 def _git(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -91,7 +109,8 @@ class RegressionExplainer:
     directory: Path  # this checkout's project directory, where ``compare`` runs (as ``--confirm`` does)
     rounds: int = 8
     calls: int = 10
-    python: str = sys.executable
+    python: str = sys.executable  # this run's environment
+    index_options: tuple[str, ...] = ()  # pip's, for the overlay serving the good run's library versions
     log: Callable[[str], None] = print
 
     def explain(self, comparison: Comparison, current: RunRecord) -> list[str]:
@@ -99,10 +118,11 @@ class RegressionExplainer:
         lines = []
         for case in explainable(comparison, current)[: self.count]:
             started = time.monotonic()
-            reason = why_not_code(current, case.good_run)
-            if reason is None:
+            change = change_between(current, case.good_run)
+            reason = change if isinstance(change, str) else None
+            if isinstance(change, Change):
                 try:
-                    explanation = self._profile(case, current)
+                    explanation = self._profile(case, current, change)
                 except (PerfgateError, ArmFailed) as error:
                     reason = str(error)
             if reason is not None:
@@ -115,56 +135,67 @@ class RegressionExplainer:
             self.log(lines[-1])
         return lines
 
-    def _profile(self, case: CaseComparison, current: RunRecord) -> Explanation:
+    def _profile(self, case: CaseComparison, current: RunRecord, change: Change) -> Explanation:
         from perfgate.answers.bisect import parse_case_id
 
-        good = case.good_run
-        if good is None:
-            raise PerfgateError("no good run in the history to set it against")
         started = time.monotonic()
         target = parse_case_id(case.case_id)
         spec = next(c.spec for c in current.cases if c.spec.case_id == case.case_id)
-        commits = {"baseline": good.fingerprint["source"]["commit"],
-                   "candidate": current.fingerprint["source"]["commit"]}  # fmt: skip
-        found = _git(self.directory, "rev-parse", "--show-toplevel")
-        if found.returncode != 0:
-            raise PerfgateError(f"{self.directory} is not a git checkout: {found.stderr.strip()}")
-        top = Path(found.stdout.strip()).resolve()
-        head = _git(top, "rev-parse", "HEAD").stdout.strip()
+        top = self.directory.resolve()
+        if change.commits:
+            found = _git(self.directory, "rev-parse", "--show-toplevel")
+            if found.returncode != 0:
+                raise PerfgateError(f"{self.directory} is not a git checkout: {found.stderr.strip()}")
+            top = Path(found.stdout.strip()).resolve()
         out = self.out / case.case_id.replace("/", "_")
         out.mkdir(parents=True, exist_ok=True)
-        relative = self.directory.resolve().relative_to(top)
         with tempfile.TemporaryDirectory(prefix="perfgate-explain-") as scratch:
-            checkouts: dict[str, Path] = {}
+            checkouts = dict.fromkeys(SIDES, top)
+            pythons = {"baseline": self._good_libraries(change, Path(scratch)), "candidate": self.python}
             try:
-                for side in SIDES:
-                    if side == "candidate" and commits[side] == head:
-                        checkouts[side] = top  # this run's code as it stands, caches and all
-                    else:
-                        checkouts[side] = self._check_out(top, commits[side], Path(scratch) / side)
-                resolved = {side: self._arm(side, target, top, checkouts[side], relative) for side in SIDES}
+                if change.commits:
+                    head = _git(top, "rev-parse", "HEAD").stdout.strip()
+                    for side, commit in zip(SIDES, change.commits, strict=True):
+                        if side == "baseline" or commit != head:  # this run's code as it stands, caches and all
+                            checkouts[side] = self._check_out(top, commit, Path(scratch) / side)
+                relative = self.directory.resolve().relative_to(top)
+                resolved = {side: self._arm(side, target, top, checkouts[side], relative, pythons[side])
+                            for side in SIDES}  # fmt: skip
                 arms = {side: arm for side, (arm, _) in resolved.items()}
                 texts = resolved["candidate"][1]["timed_texts"]  # both sides time the same inputs
                 samples = self._alternate(arms, spec, texts, Path(scratch), out)
             finally:
-                for checkout in checkouts.values():
-                    if checkout != top:
-                        _git(top, "worktree", "remove", "--force", str(checkout))
+                for checkout in set(checkouts.values()) - {top}:
+                    _git(top, "worktree", "remove", "--force", str(checkout))
         explanation = diff(case.case_id, samples, self.calls)
         explanation.seconds = time.monotonic() - started
         explanation.traces = {side: str(out / f"{side}.trace.json") for side in SIDES}
-        explanation.baseline = f"good {commits['baseline'][:12]}"
-        explanation.candidate = f"now {commits['candidate'][:12]}"
+        explanation.baseline, explanation.candidate = change.labels
         return explanation
 
-    def _arm(self, side: str, target: Any, top: Path, checkout: Path, relative: Path) -> tuple[Arm, dict[str, Any]]:
+    def _good_libraries(self, change: Change, scratch: Path) -> str:
+        """This environment, or an overlay over it serving the good run's versions of the libraries that
+        changed (``environments.py``, as ``perfgate bisect --package`` builds one per release)."""
+        if not change.libraries:
+            return self.python
+        from perfgate.subjects.environments import install_into, overlay_environment
+
+        python = overlay_environment(scratch / "good-libraries")
+        for name, (version, _) in change.libraries.items():
+            install_into(python, f"{name}=={version}", self.index_options)
+        return str(python)
+
+    def _arm(
+        self, side: str, target: Any, top: Path, checkout: Path, relative: Path, python: str
+    ) -> tuple[Arm, dict[str, Any]]:
         """The case as the side's own suite resolves it (its conftest's models and techniques)."""
         from perfgate.answers.bisect import probe_case
 
         project = checkout / relative
-        probe = probe_case(target, project, self.python)
-        paths = import_paths(top, checkout, project)
-        arm = Arm(side, target.model, Path(probe["location"]), probe["task"], probe["technique_path"], self.python,
+        # resolved by its checkout's own suite, under its own interpreter (an overlay imports perfgate from here)
+        probe = probe_case(target, project, python, pythonpath=() if python == sys.executable else (str(SOURCE_ROOT),))
+        paths = import_paths(top, checkout, project, overlay=python != self.python)
+        arm = Arm(side, target.model, Path(probe["location"]), probe["task"], probe["technique_path"], python,
                   paths, project)  # fmt: skip
         return arm, probe
 
@@ -213,15 +244,21 @@ class RegressionExplainer:
         return found
 
 
-def import_paths(top: Path, checkout: Path, project: Path) -> tuple[str, ...] | None:
-    """What a side's worker imports from: None for this checkout (the project's own path); for another
-    checkout, its project directory first, then this interpreter's path with every entry inside this
-    repository mapped to the same place in the checkout, but perfgate's own source (the instrument)."""
-    if checkout == top:
+def import_paths(top: Path, checkout: Path, project: Path, overlay: bool = False) -> tuple[str, ...] | None:
+    """What a side's worker imports from: None for this checkout in this environment (the project's own
+    path). Otherwise its project directory first, then this interpreter's path with every entry inside
+    this repository mapped to the same place in the checkout, but perfgate's own source (the
+    instrument). Under an overlay, only those entries: its own site-packages and the ones beneath it
+    must not be shadowed by this environment's."""
+    if checkout == top and not overlay:
         return None
     mapped = [str(project)]
     for entry in sys.path:
         path = Path(entry or ".").resolve()
-        inside = path.is_relative_to(top) and not path.is_relative_to(SOURCE_ROOT)
-        mapped.append(str(checkout / path.relative_to(top)) if inside else entry)
+        if path.is_relative_to(top) and not path.is_relative_to(SOURCE_ROOT):
+            mapped.append(str(checkout / path.relative_to(top)))
+        elif not overlay:
+            mapped.append(entry)
+    if overlay:
+        mapped.append(str(SOURCE_ROOT))
     return tuple(dict.fromkeys(mapped))

@@ -34,13 +34,17 @@ def add(commands: Any) -> None:
     compare.add_argument(
         "--explain", type=int, default=0, metavar="N",
         help="profile the N worst confirmed speed regressions op by op (needs --confirm): this checkout's code "
-        "against the commit of the good run, checked out in a git worktree, each side in its own worker; the "
-        "diff goes into the report and --json",
+        "and libraries against the good run's (its commit in a git worktree, its library versions in an "
+        "overlay environment), each side in its own worker; the diff goes into the report and --json",
     )  # fmt: skip
     compare.add_argument(
         "--explain-dir", type=Path,
         help="where --explain writes each side's Chrome trace (default: explain/ beside the results file)",
     )  # fmt: skip
+    compare.add_argument("--find-links", action="append", default=[],
+                         help="--explain: wheels of the good run's library versions (pip's)")  # fmt: skip
+    compare.add_argument("--index-url", help="--explain: the index serving the good run's library versions (pip's)")
+    compare.add_argument("--no-index", action="store_true", help="--explain: only --find-links (pip's)")
     compare.add_argument(
         "--annotate", action="store_true",
         help="write each case's status (and confirmation) into the results file, so that once it is in the "
@@ -72,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
         from perfgate.answers.explain_regression import RegressionExplainer
 
         out = args.explain_dir or args.current.parent / "explain"
-        explainer = RegressionExplainer(args.explain, out, Path.cwd(), log=lambda line: print(line, file=sys.stderr))
+        index = (*(f"--find-links={link}" for link in args.find_links),
+                 *([f"--index-url={args.index_url}"] if args.index_url else []),
+                 *(["--no-index"] if args.no_index else []))  # fmt: skip
+        explainer = RegressionExplainer(args.explain, out, Path.cwd(), index_options=index,
+                                        log=lambda line: print(line, file=sys.stderr))  # fmt: skip
         explainer.explain(comparison, current)
     if args.annotate:
         record = RunRecord.load(args.current)  # a pytest-benchmark run cannot carry it: named error
