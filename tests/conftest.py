@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,23 @@ with contextlib.suppress(ImportError):
 
 from tests.micro_model import micro_bert
 from tests.user_project import SENTENCES
+
+SLOWEST = Path(__file__).with_name("slowest.json")  # measured call seconds of the slowest tests
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the slowest tests first, dealt round-robin over the workers' shares: worksteal gives
+    each worker one contiguous share of the collection and steals from their ends, so each worker
+    starts with its heaviest tests and ends with short ones, and the run never waits on a two-minute
+    test that began last (the longest-first rule of scheduling). Alone, the collection's own order."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers < 2 or not SLOWEST.is_file():
+        return
+    seconds = json.loads(SLOWEST.read_text())["seconds"]
+    ranked = sorted(items, key=lambda item: -seconds.get(item.nodeid, 0.0))  # stable: the rest keep their order
+    items[:] = [item for share in range(workers) for item in ranked[share::workers]]
+
 
 pytest_plugins = ["pytester"]
 
