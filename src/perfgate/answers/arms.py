@@ -121,11 +121,11 @@ class ArmWorkers:
     def time_block(self, arm: str, calls: int) -> float:
         return float(self._ask(arm, {"action": "time", "arm": arm, "calls": calls})["seconds"])
 
-    def profile_block(self, arm: str, calls: int, trace: Path | None = None) -> dict[str, float]:
+    def profile_block(self, arm: str, calls: int, trace: Path | None = None, device: str = "cpu") -> dict[str, float]:
         """One block of the arm op by op: each op's self seconds per call (``name<TAB>shapes`` keys)."""
-        reply = self._ask(
-            arm, {"action": "profile", "arm": arm, "calls": calls, "trace": str(trace) if trace else None}
-        )
+        request = {"action": "profile", "arm": arm, "calls": calls, "trace": str(trace) if trace else None,
+                   "device": device}  # fmt: skip
+        reply = self._ask(arm, request)
         ops: dict[str, float] = reply["ops"]
         return ops
 

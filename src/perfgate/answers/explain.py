@@ -291,7 +291,7 @@ def side_main(request: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
 
     def block(side: str) -> Callable[[bool], OpTimes]:
         return lambda last: profile_block(
-            calls[side], request["calls"], (traces / f"{side}.trace.json") if last else None
+            calls[side], request["calls"], (traces / f"{side}.trace.json") if last else None, request["device"]
         )
 
     found = alternate_rounds({side: block(side) for side in SIDES}, request["rounds"])

@@ -230,7 +230,7 @@ class RegressionExplainer:
             def block(side: str) -> Callable[[bool], OpTimes]:
                 def profiled(last: bool) -> OpTimes:
                     trace = out / f"{side}.trace.json" if last else None
-                    return from_json([workers.profile_block(side, self.calls, trace)])[0]
+                    return from_json([workers.profile_block(side, self.calls, trace, spec.device)])[0]
 
                 return profiled
 

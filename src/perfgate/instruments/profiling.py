@@ -8,31 +8,48 @@ alike, never a profiled figure with a timed one."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from perfgate.errors import PerfgateError
 
-__all__ = ["OpTimes", "alternate_rounds", "as_json", "from_json", "profile_block", "runtime_op_rounds"]
+__all__ = ["OpTimes", "alternate_rounds", "as_json", "from_json", "op_times", "profile_block", "runtime_op_rounds"]
 
 OpTimes = dict[tuple[str, str], float]  # (op name, input shapes) -> self seconds per call
 
 
-def profile_block(call: Callable[[], object], calls: int, trace: Path | None = None) -> OpTimes:
-    """``calls`` calls of ``call`` under ``torch.profiler`` (CPU activity, input shapes recorded): each
-    op's self seconds per call; the block's Chrome trace written to ``trace`` when given."""
+def profile_block(call: Callable[[], object], calls: int, trace: Path | None = None, device: str = "cpu") -> OpTimes:
+    """``calls`` calls of ``call`` under ``torch.profiler`` (input shapes recorded): each op's self seconds
+    per call; on a CUDA device its kernels' time too, as ``device::<op>`` rows (the host's self time of an
+    op is its launch, not its work). The block's Chrome trace written to ``trace`` when given."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities, record_shapes=True) as profiled:
         for _ in range(calls):
             call()
-    per_op: OpTimes = {}
-    for event in profiled.key_averages(group_by_input_shape=True):
-        key = (event.key, str(event.input_shapes))
-        per_op[key] = per_op.get(key, 0.0) + event.self_cpu_time_total / 1e6 / calls
+        if cuda:
+            torch.cuda.synchronize()  # every kernel of the block inside it
     if trace is not None:
         profiled.export_chrome_trace(str(trace))
+    return op_times(profiled.key_averages(group_by_input_shape=True), calls, device=cuda)
+
+
+def op_times(events: Iterable[Any], calls: int, device: bool = False) -> OpTimes:
+    """Self seconds per call by (op, input shapes) from ``torch.profiler``'s averages; with ``device``,
+    each op's kernel time under ``device::<op>``."""
+    per_op: OpTimes = {}
+    for event in events:
+        shapes = str(event.input_shapes)
+        key = (event.key, shapes)
+        per_op[key] = per_op.get(key, 0.0) + event.self_cpu_time_total / 1e6 / calls
+        kernels = getattr(event, "self_device_time_total", 0) if device else 0
+        if kernels:
+            key = (f"device::{event.key}", shapes)
+            per_op[key] = per_op.get(key, 0.0) + kernels / 1e6 / calls
     return per_op
 
 

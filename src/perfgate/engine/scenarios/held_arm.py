@@ -56,7 +56,8 @@ class HeldArm(Scenario):
                 return work()
 
         trace = Path(payload["trace"]) if payload.get("trace") else None
-        return {"ops": as_json([profile_block(call, int(payload["calls"]), trace)])[0]}
+        found = profile_block(call, int(payload["calls"]), trace, payload.get("device", "cpu"))
+        return {"ops": as_json([found])[0]}
 
     @staticmethod
     def _end_profile(payload: dict[str, Any], state: WorkerState) -> dict[str, Any]:
