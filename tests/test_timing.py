@@ -125,4 +125,7 @@ def test_busy_after_sees_a_native_thread_that_keeps_working_after_the_call():
     def work_then_keep_busy() -> None:
         threading.Thread(target=lambda: [hashlib.sha256(data).digest() for _ in range(2)]).start()
 
-    assert busy_after(work_then_keep_busy, repeats=2) > 0.01  # about 0.1 s of hashing here
+    # About 0.1 s of hashing a call, the longest of five calls: beside a CPU hog (2026-12-07) the thread was
+    # off its core for longer than the 5 ms quiet window after 6 ms, and the longest of two read 0.006 s;
+    # what is judged is that it is seen at all (idle work reads 0.0, the fake-clock test above)
+    assert busy_after(work_then_keep_busy, repeats=5) > 0.002
