@@ -1,20 +1,21 @@
-"""``perfgate compare --explain N``: a confirmed speed regression profiled op by op as this run's code
-against the good run's, each side in its own worker.
+"""``perfgate compare --explain N``: a confirmed speed regression profiled op by op as this run's code and
+libraries against the good run's, each side in its own worker.
 
 The good run is the latest history run the case was compared with; its fingerprint names the commit it
-measured (``records/source.py``). A side whose commit is not this checkout's HEAD is checked out in a
-temporary ``git worktree`` (fetched first where a shallow clone lacks it); its worker imports that
-checkout first: the paths this project imports from inside its repository, mapped into the worktree,
-so its conftest, its techniques and its modules are that commit's. perfgate itself is this
-environment's on both sides: the instrument stays fixed (a change in perfgate's own code is ``perfgate
-bisect --git``'s to find). Each side resolves the case as its own suite does (bisect's probe) and holds
-the case's technique on the same inputs; the parent alternates profiled blocks between the two live
-workers round by round, as the upgrade gates alternate timed ones, so both share the moment's load.
-Then ``explain.diff``, the good code as the baseline.
+measured (``records/source.py``) and its libraries' versions. A changed commit is checked out in a
+temporary ``git worktree`` (fetched first where a shallow clone lacks it); its worker runs there and
+imports that checkout first: the paths this project imports from inside its repository, mapped into the
+worktree, so its conftest, its techniques and its modules are that commit's. Changed libraries are
+served at the good run's versions by an overlay environment over this one (``subjects/environments.py``,
+as ``perfgate bisect --package`` builds one). perfgate itself is this environment's on both sides: the
+instrument stays fixed. Each side resolves the case as its own suite does (bisect's probe) and holds the
+case's technique on the same inputs; the parent alternates profiled blocks between the two live workers
+round by round, as the upgrade gates alternate timed ones, so both share the moment's load. Then
+``explain.diff``, the good side as the baseline.
 
-Nothing is profiled where code cannot be set against code, and the case says why: the same commit (the
-machine or the libraries changed), no commit recorded (a run outside git), a commit that cannot be
-checked out. Only confirmed speed regressions of forward cases are explained, the worst ``count``.
+Nothing is profiled where nothing changed, and the case says why: the same commit and libraries (the
+machine or its load changed), no commit recorded (a run outside git), a commit that cannot be checked
+out. Only confirmed speed regressions of forward cases are explained, the worst ``count``.
 """
 
 from __future__ import annotations
