@@ -154,7 +154,7 @@ def test_a_planted_matmul_between_two_commits_is_named_first_with_its_share(
     (repository / "conftest.py").write_text(CONFTEST.format(model=str(micro_model_dir)))
     git(repository, "init", "--quiet", "--initial-branch=main")
     commits = []
-    for size in (0, 384):  # the second commit adds a 384 x 384 matmul to every forward
+    for size in (0, 768):  # the second commit adds a 768 x 768 matmul to every forward, ~10x the forward itself
         (repository / "planted_extra.py").write_text(f"SIZE = {size}\n")
         git(repository, "add", "--all")
         git(repository, "commit", "--quiet", "-m", f"size {size}")
@@ -168,7 +168,7 @@ def test_a_planted_matmul_between_two_commits_is_named_first_with_its_share(
     assert lines == [f"{CASE}: explained in {comparison.cases[0].explanation['seconds']:.0f} s"], lines
     explained = comparison.cases[0].explanation
     first = explained["ops"][0]
-    assert (first["name"], first["shapes"], first["status"]) == ("aten::mm", "[[384, 384], [384, 384]]", "appeared")
+    assert (first["name"], first["shapes"], first["status"]) == ("aten::mm", "[[768, 768], [768, 768]]", "appeared")
     assert first["share"] > 0.5, explained["markdown"]
     assert explained["baseline"] == f"good {commits[0][:12]}"
     assert f"| now {commits[1][:12]} µs |" in explained["markdown"]
