@@ -171,16 +171,19 @@ def test_a_user_technique_that_hangs_is_recorded_as_a_timeout_and_the_run_goes_o
     project.makepyfile(
         """
         def test_hangs(perfgate):
-            perfgate.gate("micro", "hangs")
+            perfgate.gate("micro", "hangs", timeout=10)  # its own deadline; the case after keeps the run's
+
+        def test_no_deadline(perfgate):
+            perfgate.gate("micro", "fp32-eager", timeout=0)
 
         def test_after(perfgate):
             perfgate.gate("micro", "fp32-eager", batch_size=2)
         """
     )
-    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-case-timeout=20",
-                                          "--perfgate-memory=off")  # fmt: skip
-    result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*hangs on micro (batch 1, cpu, *): outcome timeout: worker pid * killed after 20 s*"])
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-memory=off")
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines(["*hangs on micro (batch 1, cpu, *): outcome timeout: worker pid * killed after 10 s*"])
+    result.stdout.fnmatch_lines(["*gate('micro', 'fp32-eager', timeout=0): a case's deadline is seconds above zero*"])
     cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
     assert [c["outcome"] for c in cases] == ["timeout", "measured"]
 

@@ -18,7 +18,7 @@ import pytest
 from perfgate.engine.config import add_options, read_settings, user_models
 from perfgate.engine.record import CaseResult
 from perfgate.engine.spec import BASELINE, CaseSpec
-from perfgate.errors import PerfgateError
+from perfgate.errors import ConfigError, PerfgateError
 from perfgate.instruments.outcome import Outcome, Verdict
 from perfgate.plugin import hookspecs
 from perfgate.plugin.session import PerfgateSession, Unavailable
@@ -195,6 +195,18 @@ class SessionReporter:
             write(f"comparison: {_shown_path(session.settings.report_dir / 'compare.md')}")
 
 
+def _deadline(value: Any, model: str, technique: str) -> float | None:
+    """A case's own ``timeout=``: seconds above zero, or None for the run's ``--perfgate-case-timeout``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(
+            f"perfgate.measure/gate({model!r}, {technique!r}, timeout={value!r}): a case's deadline is seconds "
+            "above zero per worker job (e.g. timeout=120), or left out for --perfgate-case-timeout"
+        )
+    return float(value)
+
+
 class Bench:
     """The ``perfgate`` fixture: measure a technique against fp32 eager and gate it on thresholds."""
 
@@ -206,14 +218,16 @@ class Bench:
     def measure(self, model: str, technique: str, **spec: Any) -> CaseResult:
         """Measure and record one case in worker processes; skips the test when it cannot run here.
 
-        ``spec`` holds the other ``CaseSpec`` fields: batch_size, seq_len, device, threads, scenario; and
-        ``memory=False`` leaves serving memory out of this case (where another case measures it)."""
+        ``spec`` holds the other ``CaseSpec`` fields: batch_size, seq_len, device, threads, scenario;
+        ``memory=False`` leaves serving memory out of this case (where another case measures it); and
+        ``timeout=SECONDS`` is this case's own deadline per worker job (``--perfgate-case-timeout`` otherwise)."""
         memory = spec.pop("memory", None)
+        timeout = _deadline(spec.pop("timeout", None), model, technique)
         case = CaseSpec(
             model=model, technique=technique, threads=spec.pop("threads", self.session.settings.threads), **spec
         )
         try:
-            result = self.session.runner.run(case, self.nodeid, memory=memory)
+            result = self.session.runner.run(case, self.nodeid, memory=memory, timeout=timeout)
             self.node.user_properties.extend(junit_properties(result))  # --junitxml writes them per test
             return result
         except Unavailable as reason:

@@ -91,8 +91,9 @@ class CaseRunner:
         if reason:
             raise Unavailable(reason)
 
-    def run(self, spec: CaseSpec, nodeid: str, memory: bool | None = None) -> CaseResult:
-        """Measure and record one case; ``memory`` False skips serving memory for it (None: the setting)."""
+    def run(self, spec: CaseSpec, nodeid: str, memory: bool | None = None, timeout: float | None = None) -> CaseResult:
+        """Measure and record one case; ``memory`` False skips serving memory for it (None: the setting);
+        ``timeout`` is its deadline per worker job (None: ``--perfgate-case-timeout``)."""
         self.check_available(spec)
         thresholds = self.machine.thresholds_for(spec)
         result = CaseResult(spec=spec, hardware_class=self.machine.hardware_class(spec.device), nodeid=nodeid)
@@ -110,6 +111,8 @@ class CaseRunner:
             context = self._context(spec, result, thresholds)
             if memory is False:
                 context.memory = False
+            if timeout is not None:
+                context.timeout = timeout
             get_scenario(spec.scenario).conduct(context)
             if result.outcome == Outcome.STARTED:
                 result.outcome = Outcome.MEASURED
