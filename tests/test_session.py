@@ -78,8 +78,12 @@ def test_a_case_is_on_record_as_started_even_when_pytest_itself_dies(project, mi
 
 def test_pytest_timeout_still_fails_a_hung_case_and_the_next_case_runs(project, micro_model_dir):
     plant(project)
-    project.makepyfile("def test_hang(perfgate):\n    perfgate.gate('micro', 'planted-native-hang')\n\n" + ONE_CASE)
-    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--timeout=20", "--perfgate-memory=off")
+    # The hang's own pytest-timeout: the case after it (a new worker, a model load) must not share a deadline
+    # that a loaded 2-core runner can stretch it past.
+    hang = "import pytest\n\n@pytest.mark.timeout(20)\ndef test_hang(perfgate):\n"
+    hang += "    perfgate.gate('micro', 'planted-native-hang')\n\n"
+    project.makepyfile(hang + ONE_CASE)
+    result = project.runpytest_subprocess(*micro_run(micro_model_dir), "--perfgate-memory=off")
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*Failed: Timeout (>20.0s) from pytest-timeout*"])
     cases = json.loads((project.path / "out" / "results.json").read_text())["cases"]
